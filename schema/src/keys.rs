@@ -1,0 +1,28 @@
+//! Redis key names shared by the middleware (producer) and the consumer.
+//!
+//! Every key visitlog touches is derived from the queue name, so one Redis
+//! server can carry several independent queues (one per site, or per test).
+
+/// The Redis list the middleware appends records to, unless configured.
+pub const DEFAULT_QUEUE: &str = "visitlog:queue";
+
+/// The list a consumer instance moves a batch into while it stores it.
+pub fn processing_list(queue: &str, consumer_id: &str) -> String {
+    format!("{queue}:processing:{consumer_id}")
+}
+
+/// The expiring key a consumer instance refreshes while it is alive.
+pub fn heartbeat(queue: &str, consumer_id: &str) -> String {
+    format!("{queue}:heartbeat:{consumer_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_derive_from_the_queue_name() {
+        assert_eq!(processing_list("q", "c1"), "q:processing:c1");
+        assert_eq!(heartbeat(DEFAULT_QUEUE, "c1"), "visitlog:queue:heartbeat:c1");
+    }
+}

@@ -1,0 +1,26 @@
+//! The records visitlog moves from the web app to MongoDB, in one place.
+//!
+//! The middleware builds [`RequestRecord`]s and ships them as JSON onto a Redis
+//! list ([`keys`]); the consumer reads them back, checks each against the same
+//! `$jsonSchema` validator that guards the MongoDB collection ([`validator`])
+//! and stores it. The validator documents live as JSON files under
+//! `schema/validators/` and are compiled into this crate, so the middleware,
+//! the consumer and the database all agree on one definition.
+//!
+//! ```
+//! use visitlog_schema::{Collection, RecordValidator, RequestRecord};
+//!
+//! let record = RequestRecord::example();
+//! let json = serde_json::to_value(&record).unwrap();
+//! let validator = RecordValidator::new(Collection::RequestLogs).unwrap();
+//! assert!(validator.validate(&json).is_ok());
+//! ```
+
+pub mod keys;
+mod record;
+pub mod validator;
+
+pub use record::{
+    Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
+};
+pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};
