@@ -68,7 +68,9 @@ struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loaded").field("db", &self.db).finish_non_exhaustive()
+        f.debug_struct("Loaded")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
     }
 }
 

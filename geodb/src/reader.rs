@@ -22,7 +22,9 @@ pub(crate) struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("info", &self.info()).finish()
+        f.debug_struct("Database")
+            .field("info", &self.info())
+            .finish()
     }
 }
 
@@ -96,8 +98,14 @@ fn to_geo(city: &geoip2::City<'_>) -> Geo {
         region_code: text(region.and_then(|r| r.iso_code)),
         region: text(region.and_then(|r| r.names.english)),
         city: text(city.city.names.english),
-        latitude: city.location.latitude.filter(|l| (-90.0..=90.0).contains(l)),
-        longitude: city.location.longitude.filter(|l| (-180.0..=180.0).contains(l)),
+        latitude: city
+            .location
+            .latitude
+            .filter(|l| (-90.0..=90.0).contains(l)),
+        longitude: city
+            .location
+            .longitude
+            .filter(|l| (-180.0..=180.0).contains(l)),
         time_zone: text(city.location.time_zone),
     }
 }

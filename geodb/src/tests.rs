@@ -33,7 +33,9 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn looks_up_city_region_country_coordinates_and_time_zone() {
     let db = GeoDb::open(test_db("GeoIP2-City-Test.mmdb")).unwrap();
-    let geo = db.lookup(ip("81.2.69.142")).expect("London is in the test database");
+    let geo = db
+        .lookup(ip("81.2.69.142"))
+        .expect("London is in the test database");
     assert_eq!(geo.country_code.as_deref(), Some("GB"));
     assert_eq!(geo.country.as_deref(), Some("United Kingdom"));
     assert_eq!(geo.region_code.as_deref(), Some("ENG"));
@@ -41,7 +43,10 @@ fn looks_up_city_region_country_coordinates_and_time_zone() {
     assert_eq!(geo.city.as_deref(), Some("London"));
     assert_eq!(geo.time_zone.as_deref(), Some("Europe/London"));
     let (lat, lon) = (geo.latitude.unwrap(), geo.longitude.unwrap());
-    assert!((lat - 51.5142).abs() < 0.01 && (lon + 0.0931).abs() < 0.01, "{lat},{lon}");
+    assert!(
+        (lat - 51.5142).abs() < 0.01 && (lon + 0.0931).abs() < 0.01,
+        "{lat},{lon}"
+    );
     assert_eq!(db.info().database_type, "GeoIP2-City");
     assert!(db.info().build_epoch > 1_000_000_000);
 }
@@ -49,10 +54,14 @@ fn looks_up_city_region_country_coordinates_and_time_zone() {
 #[test]
 fn looks_up_ipv6_and_ipv4_mapped_addresses() {
     let db = GeoDb::open(test_db("GeoLite2-City-Test.mmdb")).unwrap();
-    let geo = db.lookup(ip("2001:218::")).expect("2001:218:: is in the test database");
+    let geo = db
+        .lookup(ip("2001:218::"))
+        .expect("2001:218:: is in the test database");
     assert_eq!(geo.country_code.as_deref(), Some("JP"));
     assert_eq!(geo.country.as_deref(), Some("Japan"));
-    let mapped = db.lookup(ip("::ffff:81.2.69.142")).expect("mapped v4 is looked up as v4");
+    let mapped = db
+        .lookup(ip("::ffff:81.2.69.142"))
+        .expect("mapped v4 is looked up as v4");
     assert_eq!(mapped.city.as_deref(), Some("London"));
 }
 
@@ -60,8 +69,19 @@ fn looks_up_ipv6_and_ipv4_mapped_addresses() {
 fn private_loopback_and_unknown_addresses_give_none() {
     let db = GeoDb::open(test_db("GeoIP2-City-Test.mmdb")).unwrap();
     for addr in [
-        "127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.4", "100.64.0.1", "169.254.1.1",
-        "0.0.0.0", "::1", "fe80::1", "fd00::1", "::", "192.0.2.1", "2001:db8::1",
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.4",
+        "100.64.0.1",
+        "169.254.1.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::",
+        "192.0.2.1",
+        "2001:db8::1",
     ] {
         assert!(!is_routable(ip(addr)), "{addr}");
         assert_eq!(db.lookup(ip(addr)), None, "{addr}");
@@ -88,7 +108,10 @@ fn a_missing_file_is_a_clear_error() {
     let err = GeoDb::open("/nonexistent/GeoLite2-City.mmdb").unwrap_err();
     assert!(matches!(err, GeoError::Io { .. }));
     let message = err.to_string();
-    assert!(message.contains("/nonexistent/GeoLite2-City.mmdb"), "{message}");
+    assert!(
+        message.contains("/nonexistent/GeoLite2-City.mmdb"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -124,7 +147,11 @@ fn corrupt_databases_never_panic() {
         }
     }
     files.retain(|f| f.extension().is_some_and(|e| e == "mmdb"));
-    assert!(files.len() >= 20, "expected MaxMind's bad-data files, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "expected MaxMind's bad-data files, found {}",
+        files.len()
+    );
     let mut refused = 0;
     for file in &files {
         match GeoDb::open(file) {
@@ -140,7 +167,11 @@ fn corrupt_databases_never_panic() {
             }
         }
     }
-    assert!(refused * 2 > files.len(), "only {refused} of {} refused", files.len());
+    assert!(
+        refused * 2 > files.len(),
+        "only {refused} of {} refused",
+        files.len()
+    );
 }
 
 fn replace_with(dest: &std::path::Path, src: &std::path::Path) {
@@ -163,12 +194,21 @@ fn reloads_a_replaced_file_and_keeps_the_old_one_when_the_new_is_bad() {
     assert!(db.reload_if_changed().unwrap());
     assert_eq!(db.info().database_type, "GeoLite2-City");
     let after = db.lookup(ip("81.2.69.142")).unwrap();
-    assert!(!Arc::ptr_eq(&before, &after), "cache must not survive a reload");
+    assert!(
+        !Arc::ptr_eq(&before, &after),
+        "cache must not survive a reload"
+    );
 
     replace_with(&path, &test_db("GeoLite2-ASN-Test.mmdb"));
-    assert!(matches!(db.reload_if_changed(), Err(GeoError::WrongType { .. })));
+    assert!(matches!(
+        db.reload_if_changed(),
+        Err(GeoError::WrongType { .. })
+    ));
     assert_eq!(db.info().database_type, "GeoLite2-City");
-    assert_eq!(db.lookup(ip("81.2.69.142")).unwrap().city.as_deref(), Some("London"));
+    assert_eq!(
+        db.lookup(ip("81.2.69.142")).unwrap().city.as_deref(),
+        Some("London")
+    );
 
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(db.reload_if_changed(), Err(GeoError::Io { .. })));
@@ -185,7 +225,10 @@ async fn the_watcher_picks_up_a_replaced_file() {
     replace_with(&path, &test_db("GeoLite2-City-Test.mmdb"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while db.info().database_type != "GeoLite2-City" {
-        assert!(tokio::time::Instant::now() < deadline, "watcher did not reload");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "watcher did not reload"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     watcher.abort();

@@ -23,6 +23,9 @@ mod tests {
     #[test]
     fn keys_derive_from_the_queue_name() {
         assert_eq!(processing_list("q", "c1"), "q:processing:c1");
-        assert_eq!(heartbeat(DEFAULT_QUEUE, "c1"), "visitlog:queue:heartbeat:c1");
+        assert_eq!(
+            heartbeat(DEFAULT_QUEUE, "c1"),
+            "visitlog:queue:heartbeat:c1"
+        );
     }
 }

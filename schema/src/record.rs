@@ -244,7 +244,10 @@ mod tests {
     fn round_trips_through_json_with_millisecond_timestamps() {
         let record = RequestRecord::example();
         let json = serde_json::to_string(&record).unwrap();
-        assert!(json.contains(r#""ts":"2025-11-13T02:13:20.123Z""#), "{json}");
+        assert!(
+            json.contains(r#""ts":"2025-11-13T02:13:20.123Z""#),
+            "{json}"
+        );
         assert!(json.contains(r#""_id":""#));
         assert!(json.contains(r#""kind":"request""#));
         let back: RequestRecord = serde_json::from_str(&json).unwrap();

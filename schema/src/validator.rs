@@ -117,7 +117,11 @@ impl RecordValidator {
             Some(error) => {
                 let path = error.instance_path().to_string();
                 Err(ValidationFailure {
-                    path: if path.is_empty() { "/".to_owned() } else { path },
+                    path: if path.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        path
+                    },
                     message: error.to_string(),
                 })
             }
@@ -174,7 +178,9 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
     let mut int32 = false;
     for (key, value) in map {
         if !MONGODB_KEYWORDS.contains(&key.as_str()) {
-            return Err(format!("keyword `{key}` is not supported by MongoDB's $jsonSchema"));
+            return Err(format!(
+                "keyword `{key}` is not supported by MongoDB's $jsonSchema"
+            ));
         }
         match key.as_str() {
             "bsonType" => {
@@ -189,8 +195,8 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
                         out.insert("format".to_owned(), Value::from("date-time"));
                     }
                 }
-                let only_int32 = names.contains(&"int")
-                    && names.iter().all(|n| matches!(*n, "int" | "null"));
+                let only_int32 =
+                    names.contains(&"int") && names.iter().all(|n| matches!(*n, "int" | "null"));
                 int32 |= only_int32;
             }
             "properties" | "patternProperties" => {

@@ -39,7 +39,10 @@ fn keywords_mongodb_does_not_know_are_refused() {
 #[test]
 fn bson_types_translate_to_json_types() {
     let t = to_json_schema(&json!({"bsonType": ["int", "null"], "minimum": 1})).unwrap();
-    assert_eq!(t, json!({"type": ["integer", "null"], "minimum": 1, "maximum": i32::MAX}));
+    assert_eq!(
+        t,
+        json!({"type": ["integer", "null"], "minimum": 1, "maximum": i32::MAX})
+    );
     let t = to_json_schema(&json!({"bsonType": "date"})).unwrap();
     assert_eq!(t, json!({"type": "string", "format": "date-time"}));
     let t = to_json_schema(&json!({"bsonType": ["int", "long"]})).unwrap();
@@ -55,8 +58,18 @@ fn the_example_record_passes() {
 fn a_record_with_every_optional_field_empty_passes() {
     let mut record = example();
     for key in [
-        "query", "route", "referer", "ip", "geo", "visitor_id", "visit_number", "new_visit",
-        "returning", "user", "session_id", "tutorial",
+        "query",
+        "route",
+        "referer",
+        "ip",
+        "geo",
+        "visitor_id",
+        "visit_number",
+        "new_visit",
+        "returning",
+        "user",
+        "session_id",
+        "tutorial",
     ] {
         record[key] = Value::Null;
     }
@@ -71,22 +84,41 @@ fn a_record_with_every_optional_field_empty_passes() {
 
 #[test]
 fn typical_bad_records_fail_naming_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Breaker = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Breaker)> = vec![
         ("/status", Box::new(|r| r["status"] = json!("200"))),
         ("/status", Box::new(|r| r["status"] = json!(42))),
         ("/_id", Box::new(|r| r["_id"] = json!("not-a-uuid"))),
         // A UUID v4 is not time-ordered; records must carry v7.
-        ("/_id", Box::new(|r| r["_id"] = json!("6f1c2d4e-5a6b-4c8d-9e0f-1a2b3c4d5e6f"))),
+        (
+            "/_id",
+            Box::new(|r| r["_id"] = json!("6f1c2d4e-5a6b-4c8d-9e0f-1a2b3c4d5e6f")),
+        ),
         ("/ts", Box::new(|r| r["ts"] = json!("yesterday"))),
         ("/kind", Box::new(|r| r["kind"] = json!("event"))),
-        ("/path", Box::new(|r| r["path"] = json!("x".repeat(limits::URL + 1)))),
+        (
+            "/path",
+            Box::new(|r| r["path"] = json!("x".repeat(limits::URL + 1))),
+        ),
         ("/latency_ms", Box::new(|r| r["latency_ms"] = json!(-1.0))),
         ("/ua/is_bot", Box::new(|r| r["ua"]["is_bot"] = json!("no"))),
-        ("/ua/category", Box::new(|r| r["ua"]["category"] = json!("toaster"))),
-        ("/geo/latitude", Box::new(|r| r["geo"]["latitude"] = json!(91.0))),
-        ("/tutorial", Box::new(|r| r["tutorial"] = json!({"foss": "Python"}))),
+        (
+            "/ua/category",
+            Box::new(|r| r["ua"]["category"] = json!("toaster")),
+        ),
+        (
+            "/geo/latitude",
+            Box::new(|r| r["geo"]["latitude"] = json!(91.0)),
+        ),
+        (
+            "/tutorial",
+            Box::new(|r| r["tutorial"] = json!({"foss": "Python"})),
+        ),
         ("/view_args/x", Box::new(|r| r["view_args"]["x"] = json!(1))),
-        ("/schema_version", Box::new(|r| r["schema_version"] = json!(99))),
+        (
+            "/schema_version",
+            Box::new(|r| r["schema_version"] = json!(99)),
+        ),
     ];
     for (path, break_it) in cases {
         let mut record = example();
@@ -120,21 +152,34 @@ fn limits_match_the_validator() {
         assert_eq!(max(&props[key]), Some(limits::URL), "{key}");
     }
     assert_eq!(max(&props["route"]), Some(limits::ROUTE));
-    assert_eq!(max(&props["ua"]["properties"]["raw"]), Some(limits::USER_AGENT));
+    assert_eq!(
+        max(&props["ua"]["properties"]["raw"]),
+        Some(limits::USER_AGENT)
+    );
     for key in ["user", "session_id"] {
         assert_eq!(max(&props[key]), Some(limits::SHORT), "{key}");
     }
     for key in ["name", "os", "os_version", "version", "vendor"] {
-        assert_eq!(max(&props["ua"]["properties"][key]), Some(limits::SHORT), "{key}");
+        assert_eq!(
+            max(&props["ua"]["properties"][key]),
+            Some(limits::SHORT),
+            "{key}"
+        );
     }
     for key in ["view_args", "headers"] {
-        assert_eq!(max(&props[key]["additionalProperties"]), Some(limits::VALUE));
+        assert_eq!(
+            max(&props[key]["additionalProperties"]),
+            Some(limits::VALUE)
+        );
         assert_eq!(
             props[key]["maxProperties"].as_u64().map(|n| n as usize),
             Some(limits::MAX_ENTRIES)
         );
     }
     for key in ["foss", "tutorial", "language"] {
-        assert_eq!(max(&props["tutorial"]["properties"][key]), Some(limits::VALUE));
+        assert_eq!(
+            max(&props["tutorial"]["properties"][key]),
+            Some(limits::VALUE)
+        );
     }
 }
