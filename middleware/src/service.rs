@@ -1,0 +1,111 @@
+//! [`Capture`]: the service that [`crate::CaptureLayer`] wraps around yours.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use chrono::Utc;
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower::Service;
+use uuid::Uuid;
+
+use crate::body::ResponseBody;
+use crate::client_ip;
+use crate::future::{Pending, ResponseFuture};
+use crate::layer::CaptureLayer;
+use crate::ua::UaInput;
+
+/// Captures every request passing through `S`. Built by [`crate::CaptureLayer`].
+///
+/// `call` never waits on anything but the inner service: the record is
+/// finished when the response body ends and handed to the shipper with a
+/// non-blocking `try_send`.
+#[derive(Clone, Debug)]
+pub struct Capture<S> {
+    inner: S,
+    layer: CaptureLayer,
+}
+
+impl<S> Capture<S> {
+    pub(crate) fn new(inner: S, layer: CaptureLayer) -> Self {
+        Self { inner, layer }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Capture<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let ts = Utc::now();
+        let (parts, body) = request.into_parts();
+        let shared = &self.layer.shared;
+        let identity = self.layer.identify.identify(&parts);
+        let observed = shared.visitor.observe(&parts.headers, ts);
+        if observed.rejected {
+            shared
+                .counters
+                .rejected_cookies
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let client_ip = client_ip::resolve(
+            peer_ip(&parts.extensions),
+            &parts.headers,
+            &shared.trusted_proxies,
+        );
+        let headers = shared
+            .capture_headers
+            .iter()
+            .filter_map(|name| Some((name.clone(), parts.headers.get(name)?.clone())))
+            .collect();
+        let pending = Pending {
+            shared: Arc::clone(shared),
+            start,
+            set_cookie: observed.set_cookie,
+            id: Uuid::now_v7(),
+            ts,
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            route: matched_route(&parts.extensions),
+            referer: parts.headers.get(http::header::REFERER).cloned(),
+            ua: UaInput::from_headers(&parts.headers),
+            headers,
+            client_ip,
+            visit: observed.visit,
+            identity,
+        };
+        let future = self.inner.call(Request::from_parts(parts, body));
+        ResponseFuture::new(future, pending)
+    }
+}
+
+/// The socket peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`
+/// extension that any hyper server loop can insert.
+fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    extensions.get::<SocketAddr>().map(SocketAddr::ip)
+}
+
+/// The route template the framework matched, when it tells us.
+fn matched_route(extensions: &http::Extensions) -> Option<String> {
+    #[cfg(feature = "axum")]
+    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+        return Some(path.as_str().to_owned());
+    }
+    extensions
+        .get::<crate::MatchedRoute>()
+        .map(|r| r.0.to_string())
+}

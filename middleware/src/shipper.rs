@@ -1,0 +1,429 @@
+//! The background task that moves captured requests to Redis.
+//!
+//! The request path only does a `try_send` into a bounded channel. This task
+//! turns each capture into a record (see [`crate::record`]), keeps records in
+//! a bounded buffer, and sends them in batches with one `RPUSH` each, flushing
+//! on count, bytes or time, whichever comes first.
+//!
+//! While Redis is down or stalled, records wait in the buffer and the task
+//! retries with capped exponential backoff, reconnecting each time. When the
+//! buffer is full, the newest records are dropped and counted (the oldest are
+//! kept, so a gap is one contiguous stretch). A batch whose `RPUSH` timed out
+//! may have reached Redis anyway; it is sent again, and the consumer drops the
+//! duplicate by its `_id`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::redact_url;
+use crate::record::{Captured, Enricher};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Counters shared by the layer, the shipper and the app.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) captured: AtomicU64,
+    pub(crate) shipped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) rejected_cookies: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        let captured = self.captured.load(Ordering::Relaxed);
+        let shipped = self.shipped.load(Ordering::Relaxed);
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        Stats {
+            captured,
+            shipped,
+            dropped,
+            buffered: captured.saturating_sub(shipped).saturating_sub(dropped),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
+        }
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the layer has done since it was built; see [`crate::CaptureLayer::stats`].
+///
+/// `captured == shipped + dropped + buffered` at all times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests whose record was handed to the shipper.
+    pub captured: u64,
+    /// Records Redis acknowledged.
+    pub shipped: u64,
+    /// Records given up: buffer full, or still buffered at the shutdown deadline.
+    pub dropped: u64,
+    /// Records waiting in memory (channel, buffer, or a batch in flight).
+    pub buffered: u64,
+    /// Failed connection attempts and `RPUSH`es (each retried).
+    pub send_errors: u64,
+    /// Visitor cookies that failed verification (forged or tampered).
+    pub rejected_cookies: u64,
+}
+
+/// How the shipper batches and buffers.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) buffer_records: usize,
+    pub(crate) buffer_bytes: usize,
+    pub(crate) batch_records: usize,
+    pub(crate) batch_bytes: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) redis_timeout: Duration,
+    pub(crate) geodb_reload: Duration,
+}
+
+/// The background half of [`crate::CaptureLayer`]: spawn it with
+/// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
+#[must_use = "records are only sent to Redis while the shipper runs"]
+pub struct Shipper {
+    pub(crate) rx: mpsc::Receiver<Captured>,
+    pub(crate) enricher: Enricher,
+    pub(crate) client: redis::Client,
+    pub(crate) redis_url: String,
+    pub(crate) queue: String,
+    pub(crate) limits: Limits,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shutdown: watch::Receiver<Option<Instant>>,
+    pub(crate) shutdown_tx: watch::Sender<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Controls a spawned [`Shipper`]: read its counters, flush it on shutdown.
+#[derive(Debug)]
+pub struct ShipperHandle {
+    shutdown: watch::Sender<Option<Instant>>,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ShipperHandle {
+    /// The counters, as [`crate::CaptureLayer::stats`] gives them.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Stops taking new records and sends what is buffered, for at most
+    /// `deadline`. Records still unsent then are counted as dropped.
+    pub async fn shutdown(self, deadline: Duration) -> Stats {
+        let _ = self.shutdown.send(Some(Instant::now() + deadline));
+        // The task itself honours the deadline; the margin covers scheduling.
+        let _ = tokio::time::timeout(deadline + Duration::from_secs(1), self.task).await;
+        self.counters.snapshot()
+    }
+}
+
+type SendFuture = Pin<Box<dyn Future<Output = SendOutcome> + Send>>;
+
+struct SendOutcome {
+    conn: Option<MultiplexedConnection>,
+    batch: Vec<Vec<u8>>,
+    result: Result<(), String>,
+}
+
+/// Records waiting to be sent, bounded in count and bytes.
+struct Buffer {
+    records: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// When the oldest record of the current run started waiting.
+    since: Option<Instant>,
+}
+
+impl Buffer {
+    fn take_batch(&mut self, limits: &Limits) -> Vec<Vec<u8>> {
+        let mut batch = Vec::with_capacity(limits.batch_records.min(self.records.len()));
+        let mut bytes = 0;
+        while let Some(front) = self.records.front() {
+            if !batch.is_empty()
+                && (batch.len() >= limits.batch_records || bytes + front.len() > limits.batch_bytes)
+            {
+                break;
+            }
+            bytes += front.len();
+            batch.extend(self.records.pop_front());
+        }
+        self.bytes -= bytes;
+        self.since = (!self.records.is_empty()).then(Instant::now);
+        batch
+    }
+
+    /// Puts a failed batch back at the front, in order.
+    fn restore(&mut self, batch: Vec<Vec<u8>>) {
+        self.bytes += batch.iter().map(Vec::len).sum::<usize>();
+        for record in batch.into_iter().rev() {
+            self.records.push_front(record);
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn is_full_batch(&self, limits: &Limits) -> bool {
+        self.records.len() >= limits.batch_records || self.bytes >= limits.batch_bytes
+    }
+}
+
+impl Shipper {
+    /// Spawns the shipper on the current Tokio runtime.
+    pub fn spawn(self) -> ShipperHandle {
+        let shutdown = self.shutdown_tx.clone();
+        let counters = self.counters.clone();
+        let task = tokio::spawn(self.run());
+        ShipperHandle {
+            shutdown,
+            counters,
+            task,
+        }
+    }
+
+    /// Runs until shutdown is requested through a handle, or every
+    /// [`crate::CaptureLayer`] is dropped; then flushes what it can.
+    pub async fn run(mut self) {
+        let watcher = self
+            .enricher
+            .geo
+            .as_ref()
+            .map(|db| db.watch(self.limits.geodb_reload));
+        let mut buffer = Buffer {
+            records: VecDeque::new(),
+            bytes: 0,
+            since: None,
+        };
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut in_flight: Option<SendFuture> = None;
+        let mut backoff = BACKOFF_MIN;
+        let mut retry_at: Option<Instant> = None;
+        let mut healthy = true;
+        let mut overflowing = false;
+        let limits = self.limits.clone();
+
+        let deadline = loop {
+            let flush_at = match buffer.since {
+                _ if in_flight.is_some() => None,
+                Some(_) if buffer.is_full_batch(&limits) => Some(Instant::now()),
+                Some(since) => Some(since + limits.flush_interval),
+                None => None,
+            }
+            .map(|at| retry_at.map_or(at, |r| r.max(at)));
+
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed() => {
+                    let deadline = if changed.is_ok() { *self.shutdown.borrow() } else { None };
+                    break deadline.unwrap_or_else(Instant::now);
+                }
+                outcome = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    conn = outcome.conn;
+                    match outcome.result {
+                        Ok(()) => {
+                            Counters::add(&self.counters.shipped, outcome.batch.len());
+                            backoff = BACKOFF_MIN;
+                            retry_at = None;
+                            if !healthy {
+                                healthy = true;
+                                tracing::info!(queue = %self.queue, buffered = buffer.records.len(), "visitlog: Redis reachable again, sending buffered records");
+                            }
+                        }
+                        Err(error) => {
+                            Counters::add(&self.counters.send_errors, 1);
+                            if healthy {
+                                healthy = false;
+                                tracing::warn!(redis = %redact_url(&self.redis_url), %error, "visitlog: cannot send to Redis; buffering records and retrying");
+                            }
+                            buffer.restore(outcome.batch);
+                            retry_at = Some(Instant::now() + jitter(backoff));
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+                captured = self.rx.recv() => {
+                    let Some(captured) = captured else {
+                        // Every layer is gone: flush what is left, promptly.
+                        break Instant::now() + limits.redis_timeout;
+                    };
+                    let accepted = self.push(&mut buffer, captured);
+                    if accepted {
+                        overflowing = false;
+                    } else if !overflowing {
+                        overflowing = true;
+                        tracing::warn!(limit_records = limits.buffer_records, limit_bytes = limits.buffer_bytes, "visitlog: buffer full; dropping the newest records until Redis catches up");
+                    }
+                }
+                () = sleep_until(flush_at), if flush_at.is_some() => {
+                    let batch = buffer.take_batch(&limits);
+                    in_flight = Some(self.send(conn.take(), batch, limits.redis_timeout));
+                }
+            }
+        };
+
+        self.drain(buffer, conn, in_flight, deadline).await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
+    }
+
+    /// Enriches and serialises one capture into the buffer; `false` if dropped.
+    fn push(&self, buffer: &mut Buffer, captured: Captured) -> bool {
+        if buffer.records.len() >= self.limits.buffer_records
+            || buffer.bytes >= self.limits.buffer_bytes
+        {
+            Counters::add(&self.counters.dropped, 1);
+            return false;
+        }
+        let record = self.enricher.record(captured);
+        match serde_json::to_vec(&record) {
+            Ok(json) => {
+                buffer.bytes += json.len();
+                buffer.records.push_back(json);
+                buffer.since.get_or_insert_with(Instant::now);
+                true
+            }
+            Err(e) => {
+                // Not reachable with the record types; counted, never a panic.
+                tracing::error!(error = %e, "visitlog: record could not be serialised");
+                Counters::add(&self.counters.dropped, 1);
+                false
+            }
+        }
+    }
+
+    /// After shutdown: take what is queued, send it until `deadline`, count the rest as dropped.
+    async fn drain(
+        mut self,
+        mut buffer: Buffer,
+        mut conn: Option<MultiplexedConnection>,
+        mut in_flight: Option<SendFuture>,
+        deadline: Instant,
+    ) {
+        self.rx.close();
+        while let Some(captured) = self.rx.recv().await {
+            self.push(&mut buffer, captured);
+        }
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let outcome = match in_flight.take() {
+                Some(f) => tokio::time::timeout_at(deadline, f).await.ok(),
+                None if buffer.records.is_empty() => break,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    let batch = buffer.take_batch(&self.limits);
+                    in_flight =
+                        Some(self.send(conn.take(), batch, left.min(self.limits.redis_timeout)));
+                    continue;
+                }
+            };
+            let Some(outcome) = outcome else { break };
+            conn = outcome.conn;
+            match outcome.result {
+                Ok(()) => Counters::add(&self.counters.shipped, outcome.batch.len()),
+                Err(_) => {
+                    Counters::add(&self.counters.send_errors, 1);
+                    buffer.restore(outcome.batch);
+                    tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        // A batch still in flight at the deadline is abandoned with its future.
+        let lost = buffer.records.len();
+        let stats = self.counters.snapshot();
+        let lost = lost.max(usize::try_from(stats.buffered).unwrap_or(usize::MAX));
+        if lost > 0 {
+            Counters::add(&self.counters.dropped, lost);
+            tracing::warn!(
+                lost,
+                "visitlog: shutdown deadline passed with records unsent"
+            );
+        }
+    }
+
+    fn send(
+        &self,
+        conn: Option<MultiplexedConnection>,
+        batch: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> SendFuture {
+        let client = self.client.clone();
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            let attempt = async {
+                let mut conn = match conn {
+                    Some(c) => c,
+                    None => {
+                        let config = AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(timeout))
+                            .set_response_timeout(Some(timeout));
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?
+                    }
+                };
+                redis::cmd("RPUSH")
+                    .arg(&queue)
+                    .arg(&batch)
+                    .query_async::<i64>(&mut conn)
+                    .await?;
+                Ok::<_, redis::RedisError>(conn)
+            };
+            // Belt and braces: the connection's own timeouts do not cover every stall.
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(conn)) => SendOutcome {
+                    conn: Some(conn),
+                    batch,
+                    result: Ok(()),
+                },
+                Ok(Err(e)) => SendOutcome {
+                    conn: None,
+                    batch,
+                    result: Err(e.to_string()),
+                },
+                Err(_) => SendOutcome {
+                    conn: None,
+                    batch,
+                    result: Err(format!("no answer within {timeout:?}")),
+                },
+            }
+        })
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// ±20 %, so many app instances do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.8..1.2))
+}

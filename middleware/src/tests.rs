@@ -1,0 +1,351 @@
+//! The layer driven in process with `service_fn`: no network, no Redis.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use visitlog_schema::{Collection, RecordValidator, RequestRecord, limits};
+
+use super::*;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn config() -> Config {
+    Config::default()
+        .cookie_key(KEY)
+        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()])
+        .redis_url("redis://127.0.0.1:1".to_owned())
+}
+
+async fn hello(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::from("hello, world")))
+}
+
+fn request(uri: &str) -> http::request::Builder {
+    Request::builder()
+        .uri(uri)
+        .extension(SocketAddr::from(([127, 0, 0, 1], 40000)))
+}
+
+/// Sends `req` through the layer and returns the response and the stored record.
+async fn drive(
+    layer: &CaptureLayer,
+    shipper: &mut Shipper,
+    req: Request<Full<Bytes>>,
+) -> (Response<Bytes>, RequestRecord) {
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+    let response = svc.oneshot(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let captured = shipper.rx.try_recv().expect("a record per request");
+    let record = shipper.enricher.record(captured);
+    let json = serde_json::to_value(&record).unwrap();
+    RecordValidator::new(Collection::RequestLogs)
+        .unwrap()
+        .validate(&json)
+        .unwrap();
+    (Response::from_parts(parts, body), record)
+}
+
+fn cookie_of(response: &Response<Bytes>) -> String {
+    let set = response
+        .headers()
+        .get(http::header::SET_COOKIE)
+        .expect("visitor cookie set");
+    set.to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_request_becomes_a_complete_record() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let layer = layer
+        .identify(|_: &http::request::Parts| Identity::user("alice").with_session("sess-secret-1"));
+    let req = request("/watch/Python/Getting%20started/English/?t=42&password=hunter2")
+        .method("GET")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        )
+        .header("referer", "https://example.org/list?token=abc&page=2#frag")
+        .header("accept-language", "en-GB")
+        .header("authorization", "Bearer very-secret")
+        .header("x-forwarded-for", "81.2.69.142")
+        .body(Full::default())
+        .unwrap();
+    let (response, r) = drive(&layer, &mut shipper, req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body(), "hello, world");
+    assert_eq!(r.method, "GET");
+    assert_eq!(r.path, "/watch/Python/Getting%20started/English/");
+    assert_eq!(r.query.as_deref(), Some("t=42&password=[redacted]"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes_sent, 12);
+    assert!(r.latency_ms >= 0.0);
+    assert_eq!(
+        r.referer.as_deref(),
+        Some("https://example.org/list?token=[redacted]&page=2")
+    );
+    assert_eq!(
+        r.ip,
+        Some("81.2.69.142".parse().unwrap()),
+        "trusted proxy header used"
+    );
+    assert_eq!(r.ua.name.as_deref(), Some("Firefox"));
+    assert_eq!(r.user.as_deref(), Some("alice"));
+    let session = r.session_id.as_deref().unwrap();
+    assert_eq!(session.len(), 32);
+    assert!(!session.contains("sess-secret"));
+    assert_eq!(r.visit_number, Some(1));
+    assert_eq!((r.new_visit, r.returning), (Some(true), Some(false)));
+    let tutorial = r.tutorial.as_ref().unwrap();
+    assert_eq!(
+        (
+            tutorial.foss.as_str(),
+            tutorial.tutorial.as_str(),
+            tutorial.language.as_str()
+        ),
+        ("Python", "Getting started", "English")
+    );
+    assert_eq!(
+        r.view_args.get("tutorial").map(String::as_str),
+        Some("Getting started")
+    );
+    assert_eq!(
+        r.headers.get("accept-language").map(String::as_str),
+        Some("en-GB")
+    );
+    assert!(!r.headers.contains_key("authorization"));
+    let json = serde_json::to_string(&r).unwrap();
+    for secret in ["hunter2", "very-secret", "sess-secret", "abc&", "frag", KEY] {
+        assert!(!json.contains(secret), "{secret} leaked into {json}");
+    }
+    // Same session, same hash: sessions can still be grouped.
+    let again = request("/").body(Full::default()).unwrap();
+    let (_, r2) = drive(&layer, &mut shipper, again).await;
+    assert_eq!(r2.session_id, r.session_id);
+}
+
+#[tokio::test]
+async fn the_visitor_cookie_carries_the_visitor_across_requests() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let (first, r1) = drive(
+        &layer,
+        &mut shipper,
+        request("/").body(Full::default()).unwrap(),
+    )
+    .await;
+    let cookie = cookie_of(&first);
+    let req = request("/about")
+        .header("cookie", cookie)
+        .body(Full::default())
+        .unwrap();
+    let (_, r2) = drive(&layer, &mut shipper, req).await;
+    assert_eq!(r1.visitor_id, r2.visitor_id);
+    assert_eq!((r2.visit_number, r2.new_visit), (Some(1), Some(false)));
+
+    let req = request("/")
+        .header("cookie", "visitlog_vid=v1.forged.AAAA")
+        .body(Full::default())
+        .unwrap();
+    let (_, r3) = drive(&layer, &mut shipper, req).await;
+    assert_ne!(r3.visitor_id, r1.visitor_id);
+    assert_eq!(layer.stats().rejected_cookies, 1);
+}
+
+#[tokio::test]
+async fn untrusted_peers_and_anonymised_addresses() {
+    let (layer, mut shipper) = CaptureLayer::new(config().anonymize_ip(true)).unwrap();
+    let req = Request::builder()
+        .uri("/")
+        .extension(SocketAddr::from(([203, 0, 113, 77], 5555)))
+        .header("x-forwarded-for", "81.2.69.142")
+        .body(Full::default())
+        .unwrap();
+    let (_, r) = drive(&layer, &mut shipper, req).await;
+    assert_eq!(r.ip, Some("203.0.113.0".parse().unwrap()));
+    // No peer address at all: unknown, not guessed from headers.
+    let req = Request::builder()
+        .uri("/")
+        .header("x-forwarded-for", "81.2.69.142")
+        .body(Full::default())
+        .unwrap();
+    let (_, r) = drive(&layer, &mut shipper, req).await;
+    assert_eq!(r.ip, None);
+}
+
+#[tokio::test]
+async fn the_app_can_name_the_user_on_the_response() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(|_: Request<Full<Bytes>>| async {
+                let mut response = Response::new(Full::<Bytes>::from("welcome"));
+                response.extensions_mut().insert(Identity::user("bob"));
+                Ok::<_, Infallible>(response)
+            });
+    let response = svc
+        .oneshot(
+            request("/login")
+                .method("POST")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(response.into_body().collect().await.unwrap());
+    let record = shipper.enricher.record(shipper.rx.try_recv().unwrap());
+    assert_eq!(record.user.as_deref(), Some("bob"));
+    assert_eq!(record.method, "POST");
+}
+
+#[tokio::test]
+async fn streamed_bodies_are_counted_when_they_end() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(|_: Request<Full<Bytes>>| async {
+                let chunks = (0..3).map(|_| {
+                    Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"0123456789")))
+                });
+                Ok::<_, Infallible>(Response::new(StreamBody::new(futures_util::stream::iter(
+                    chunks,
+                ))))
+            });
+    let response = svc
+        .oneshot(request("/stream").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    // Nothing is recorded while the body is still being sent.
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.data_ref().map(Bytes::len), Some(10));
+    assert!(shipper.rx.try_recv().is_err());
+    while body.frame().await.is_some() {}
+    let record = shipper.enricher.record(shipper.rx.try_recv().unwrap());
+    assert_eq!(record.bytes_sent, 30);
+}
+
+#[tokio::test]
+async fn inner_errors_and_abandoned_requests_are_recorded() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let mut failing = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service_fn(|_: Request<Full<Bytes>>| async { Err::<Response<Full<Bytes>>, _>("boom") });
+    assert!(
+        failing
+            .ready()
+            .await
+            .unwrap()
+            .call(request("/err").body(Full::default()).unwrap())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        shipper
+            .enricher
+            .record(shipper.rx.try_recv().unwrap())
+            .status,
+        500
+    );
+
+    let mut slow =
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(|_: Request<Full<Bytes>>| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            });
+    let future = slow
+        .ready()
+        .await
+        .unwrap()
+        .call(request("/slow").body(Full::default()).unwrap());
+    drop(future);
+    assert_eq!(
+        shipper
+            .enricher
+            .record(shipper.rx.try_recv().unwrap())
+            .status,
+        499
+    );
+}
+
+/// Whatever a client sends, the record stays within the validator's limits.
+#[tokio::test]
+async fn hostile_requests_still_give_valid_records() {
+    let (layer, mut shipper) =
+        CaptureLayer::new(config().capture_headers(vec![http::header::ACCEPT_LANGUAGE])).unwrap();
+    let long = "a".repeat(10_000);
+    let cases = [
+        request(&format!("/{long}?{long}=1&{long}")),
+        request("/watch/%FF%FE/x/y/").header(
+            "user-agent",
+            HeaderValue::from_bytes(b"Mozilla \xff\xfe").unwrap(),
+        ),
+        request("/")
+            .method("PROPFINDVERYLONGMETHODNAMEWHICHGOESONANDON")
+            .header("referer", long.as_str()),
+        request("/")
+            .header("user-agent", long.as_str())
+            .header("accept-language", long.as_str()),
+        request("/").header("x-forwarded-for", "999.1.1.1, ::ffff:zz"),
+        request("/").header("cookie", format!("visitlog_vid={long}")),
+        request(&format!("/watch/{long}/{long}/{long}/")),
+    ];
+    for builder in cases {
+        let (_, record) = drive(&layer, &mut shipper, builder.body(Full::default()).unwrap()).await;
+        assert!(record.path.chars().count() <= limits::URL);
+    }
+}
+
+#[tokio::test]
+async fn a_full_channel_drops_and_counts_without_failing_the_request() {
+    // No shipper running and room for one record: the next ones are dropped.
+    let (layer, _shipper) = CaptureLayer::new(config().buffer_records(1)).unwrap();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+    for _ in 0..3 {
+        let response = svc
+            .clone()
+            .oneshot(request("/").body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response.into_body().collect().await.unwrap());
+    }
+    let stats = layer.stats();
+    assert_eq!((stats.captured, stats.dropped, stats.buffered), (3, 2, 1));
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_at_its_deadline_when_redis_is_unreachable() {
+    let (layer, shipper) =
+        CaptureLayer::new(config().flush_interval(Duration::from_millis(5))).unwrap();
+    let handle = shipper.spawn();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+    for _ in 0..5 {
+        let response = svc
+            .clone()
+            .oneshot(request("/").body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        drop(response.into_body().collect().await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let stats = handle.shutdown(Duration::from_millis(300)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (stats.captured, stats.shipped, stats.dropped, stats.buffered),
+        (5, 0, 5, 0)
+    );
+    assert!(stats.send_errors >= 1);
+}

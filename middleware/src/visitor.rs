@@ -1,0 +1,425 @@
+//! The first-party visitor cookie: who this browser is, and whether this
+//! request starts a visit and whether that visit is a returning one.
+//!
+//! The cookie value is `v1.<payload>.<mac>`, base64url, where the payload is
+//! `visitor_id:first_seen:last_activity:visit_number:returning` (Unix seconds)
+//! and the MAC is HMAC-SHA256 under the configured key. Anything that does not
+//! verify is a new visitor (and counted), never trusted.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderValue};
+use sha2::Sha256;
+use uuid::Uuid;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Clock skew tolerated between cookie times and now.
+const SKEW_SECS: i64 = 300;
+
+/// The visit-related fields of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Visit {
+    pub(crate) visitor_id: Uuid,
+    pub(crate) visit_number: u32,
+    pub(crate) new_visit: bool,
+    pub(crate) returning: bool,
+}
+
+/// What [`VisitorTracker::observe`] decided.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    /// `None` when the browser asked not to be tracked.
+    pub(crate) visit: Option<Visit>,
+    /// The `Set-Cookie` header to add to the response.
+    pub(crate) set_cookie: Option<HeaderValue>,
+    /// A cookie was present but forged, tampered with or unreadable.
+    pub(crate) rejected: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    visitor_id: Uuid,
+    first_seen: i64,
+    last_activity: i64,
+    visit_number: u32,
+    returning: bool,
+}
+
+pub(crate) struct VisitorTracker {
+    mac: HmacSha256,
+    cookie_name: String,
+    secure: bool,
+    visit_timeout: i64,
+    returning_window: i64,
+    respect_dnt: bool,
+}
+
+impl VisitorTracker {
+    pub(crate) fn new(
+        key: &[u8],
+        cookie_name: String,
+        secure: bool,
+        visit_timeout: Duration,
+        returning_window: Duration,
+        respect_dnt: bool,
+    ) -> Self {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            // HMAC accepts keys of any length.
+            mac: HmacSha256::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+            cookie_name,
+            secure,
+            visit_timeout: secs(visit_timeout),
+            returning_window: secs(returning_window),
+            respect_dnt,
+        }
+    }
+
+    pub(crate) fn observe(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Observed {
+        if self.respect_dnt && opted_out(headers) {
+            return Observed {
+                visit: None,
+                set_cookie: None,
+                rejected: false,
+            };
+        }
+        let now = now.timestamp();
+        let mut rejected = false;
+        let mut previous = None;
+        for value in self.cookie_values(headers) {
+            match self.verify(value, now) {
+                Some(state) => {
+                    previous = Some(state);
+                    break;
+                }
+                None => rejected = true,
+            }
+        }
+        if previous.is_some() {
+            rejected = false;
+        }
+        let (state, new_visit) = match previous {
+            None => (
+                State {
+                    visitor_id: Uuid::now_v7(),
+                    first_seen: now,
+                    last_activity: now,
+                    visit_number: 1,
+                    returning: false,
+                },
+                true,
+            ),
+            Some(prev) => {
+                let idle = (now - prev.last_activity).max(0);
+                if idle <= self.visit_timeout {
+                    (
+                        State {
+                            last_activity: now.max(prev.last_activity),
+                            ..prev
+                        },
+                        false,
+                    )
+                } else {
+                    let state = State {
+                        last_activity: now,
+                        visit_number: prev.visit_number.saturating_add(1),
+                        returning: idle <= self.returning_window,
+                        ..prev
+                    };
+                    (state, true)
+                }
+            }
+        };
+        Observed {
+            visit: Some(Visit {
+                visitor_id: state.visitor_id,
+                visit_number: state.visit_number,
+                new_visit,
+                returning: state.returning,
+            }),
+            set_cookie: Some(self.set_cookie(&state)),
+            rejected,
+        }
+    }
+
+    fn cookie_values<'h>(&'h self, headers: &'h HeaderMap) -> impl Iterator<Item = &'h str> + 'h {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == self.cookie_name).then_some(value.trim_matches('"'))
+            })
+    }
+
+    fn verify(&self, value: &str, now: i64) -> Option<State> {
+        if value.len() > 256 {
+            return None;
+        }
+        let mut parts = value.split('.');
+        let (Some("v1"), Some(payload), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let tag = B64.decode(tag).ok()?;
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&tag).ok()?;
+        // Signed by us: the fields are ours, but still checked for sanity.
+        let payload = String::from_utf8(B64.decode(payload).ok()?).ok()?;
+        let mut fields = payload.split(':');
+        let state = State {
+            visitor_id: Uuid::try_parse(fields.next()?).ok()?,
+            first_seen: fields.next()?.parse().ok()?,
+            last_activity: fields.next()?.parse().ok()?,
+            visit_number: fields.next()?.parse().ok().filter(|n| *n >= 1)?,
+            returning: match fields.next()? {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
+        };
+        let sane = fields.next().is_none()
+            && state.first_seen <= state.last_activity
+            && state.last_activity <= now + SKEW_SECS;
+        sane.then_some(state)
+    }
+
+    fn set_cookie(&self, state: &State) -> HeaderValue {
+        let payload = format!(
+            "{}:{}:{}:{}:{}",
+            state.visitor_id.simple(),
+            state.first_seen,
+            state.last_activity,
+            state.visit_number,
+            u8::from(state.returning)
+        );
+        let payload = B64.encode(payload);
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        let tag = B64.encode(mac.finalize().into_bytes());
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookie = format!(
+            "{}=v1.{payload}.{tag}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_name, self.returning_window
+        );
+        HeaderValue::try_from(cookie)
+            .unwrap_or_else(|_| unreachable!("cookie is base64 and a checked name"))
+    }
+}
+
+fn opted_out(headers: &HeaderMap) -> bool {
+    let is_one = |name: &str| {
+        headers
+            .get(name)
+            .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
+    };
+    is_one("dnt") || is_one("sec-gpc")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn tracker() -> VisitorTracker {
+        VisitorTracker::new(
+            KEY,
+            "vid".into(),
+            false,
+            Duration::from_secs(30 * 60),
+            Duration::from_secs(183 * 86400),
+            true,
+        )
+    }
+
+    fn with_cookie(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::COOKIE,
+            HeaderValue::try_from(format!("other=1; {pair}")).unwrap(),
+        );
+        h
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_763_000_000, 0).unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    #[test]
+    fn a_new_browser_gets_a_signed_cookie_with_safe_flags() {
+        let seen = tracker().observe(&HeaderMap::new(), at(0));
+        let visit = seen.visit.unwrap();
+        assert_eq!(
+            (visit.visit_number, visit.new_visit, visit.returning),
+            (1, true, false)
+        );
+        let cookie = seen.set_cookie.unwrap();
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.starts_with("vid=v1."), "{cookie}");
+        for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=15811200"] {
+            assert!(cookie.contains(flag), "{cookie}");
+        }
+        assert!(!cookie.contains("Secure"));
+        assert!(!seen.rejected);
+    }
+
+    #[test]
+    fn requests_within_the_timeout_stay_in_the_visit() {
+        let t = tracker();
+        let first = t.observe(&HeaderMap::new(), at(0));
+        let second = t.observe(&with_cookie(first.set_cookie.as_ref().unwrap()), at(29));
+        let (a, b) = (first.visit.unwrap(), second.visit.unwrap());
+        assert_eq!(a.visitor_id, b.visitor_id);
+        assert_eq!(
+            (b.visit_number, b.new_visit, b.returning),
+            (1, false, false)
+        );
+        // Activity slides the window: 29 + 29 minutes is still one visit.
+        let third = t.observe(&with_cookie(second.set_cookie.as_ref().unwrap()), at(58));
+        assert!(!third.visit.unwrap().new_visit);
+    }
+
+    #[test]
+    fn after_the_timeout_a_returning_visit_starts() {
+        let t = tracker();
+        let first = t.observe(&HeaderMap::new(), at(0));
+        let back = t.observe(&with_cookie(first.set_cookie.as_ref().unwrap()), at(31));
+        let visit = back.visit.unwrap();
+        assert_eq!(
+            (visit.visit_number, visit.new_visit, visit.returning),
+            (2, true, true)
+        );
+        assert_eq!(visit.visitor_id, first.visit.unwrap().visitor_id);
+        // Later requests of that visit are still returning, not new.
+        let more = t.observe(&with_cookie(back.set_cookie.as_ref().unwrap()), at(35));
+        let more = more.visit.unwrap();
+        assert_eq!(
+            (more.visit_number, more.new_visit, more.returning),
+            (2, false, true)
+        );
+    }
+
+    #[test]
+    fn a_visit_after_the_returning_window_is_not_returning() {
+        let t = tracker();
+        let first = t.observe(&HeaderMap::new(), at(0));
+        let later = t.observe(
+            &with_cookie(first.set_cookie.as_ref().unwrap()),
+            at(184 * 24 * 60),
+        );
+        let visit = later.visit.unwrap();
+        assert_eq!(
+            (visit.visit_number, visit.new_visit, visit.returning),
+            (2, true, false)
+        );
+    }
+
+    #[test]
+    fn forged_and_tampered_cookies_are_new_visitors_and_counted() {
+        let t = tracker();
+        let first = t.observe(&HeaderMap::new(), at(0));
+        let good = first
+            .set_cookie
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let value = good.split_once('=').unwrap().1.to_owned();
+        let (head, tag) = value.rsplit_once('.').unwrap();
+        let mut flipped = tag.as_bytes().to_vec();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let other_key = VisitorTracker::new(
+            b"another key, another site, 32+ bytes!!",
+            "vid".into(),
+            false,
+            Duration::from_secs(1800),
+            Duration::from_secs(86400),
+            false,
+        )
+        .observe(&HeaderMap::new(), at(0))
+        .set_cookie
+        .unwrap();
+        let foreign = other_key
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        for bad in [
+            format!("{head}.{}", String::from_utf8(flipped).unwrap()),
+            format!(
+                "v1.{}.{tag}",
+                B64.encode("00000000000000000000000000000000:0:0:99:1")
+            ),
+            foreign,
+            "v1.garbage".to_owned(),
+            "x".repeat(300),
+            String::new(),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::COOKIE,
+                HeaderValue::try_from(format!("vid={bad}")).unwrap(),
+            );
+            let seen = t.observe(&h, at(1));
+            assert!(seen.rejected, "{bad}");
+            let visit = seen.visit.unwrap();
+            assert_ne!(visit.visitor_id, first.visit.unwrap().visitor_id);
+            assert_eq!(
+                (visit.visit_number, visit.new_visit, visit.returning),
+                (1, true, false)
+            );
+        }
+    }
+
+    #[test]
+    fn do_not_track_gets_no_cookie_and_no_id() {
+        for header in ["dnt", "sec-gpc"] {
+            let mut h = HeaderMap::new();
+            h.insert(header, HeaderValue::from_static("1"));
+            let seen = tracker().observe(&h, at(0));
+            assert!(seen.visit.is_none() && seen.set_cookie.is_none());
+        }
+    }
+
+    #[test]
+    fn secure_flag_when_configured() {
+        let t = VisitorTracker::new(
+            KEY,
+            "vid".into(),
+            true,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            false,
+        );
+        let cookie = t.observe(&HeaderMap::new(), at(0)).set_cookie.unwrap();
+        assert!(cookie.to_str().unwrap().ends_with("; Secure"));
+    }
+}
