@@ -152,6 +152,8 @@ struct SendOutcome {
 struct Buffer {
     records: VecDeque<Vec<u8>>,
     bytes: usize,
+    /// Records and bytes of the batch being sent; they count against the bound.
+    in_flight: (usize, usize),
     /// When the oldest record of the current run started waiting.
     since: Option<Instant>,
 }
@@ -170,17 +172,24 @@ impl Buffer {
             batch.extend(self.records.pop_front());
         }
         self.bytes -= bytes;
+        self.in_flight = (batch.len(), bytes);
         self.since = (!self.records.is_empty()).then(Instant::now);
         batch
     }
 
     /// Puts a failed batch back at the front, in order.
     fn restore(&mut self, batch: Vec<Vec<u8>>) {
+        self.in_flight = (0, 0);
         self.bytes += batch.iter().map(Vec::len).sum::<usize>();
         for record in batch.into_iter().rev() {
             self.records.push_front(record);
         }
         self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn is_full(&self, limits: &Limits) -> bool {
+        self.records.len() + self.in_flight.0 >= limits.buffer_records
+            || self.bytes + self.in_flight.1 >= limits.buffer_bytes
     }
 
     fn is_full_batch(&self, limits: &Limits) -> bool {
@@ -212,6 +221,7 @@ impl Shipper {
         let mut buffer = Buffer {
             records: VecDeque::new(),
             bytes: 0,
+            in_flight: (0, 0),
             since: None,
         };
         let mut conn: Option<MultiplexedConnection> = None;
@@ -242,6 +252,7 @@ impl Shipper {
                     conn = outcome.conn;
                     match outcome.result {
                         Ok(()) => {
+                            buffer.in_flight = (0, 0);
                             Counters::add(&self.counters.shipped, outcome.batch.len());
                             backoff = BACKOFF_MIN;
                             retry_at = None;
@@ -290,9 +301,7 @@ impl Shipper {
 
     /// Enriches and serialises one capture into the buffer; `false` if dropped.
     fn push(&self, buffer: &mut Buffer, captured: Captured) -> bool {
-        if buffer.records.len() >= self.limits.buffer_records
-            || buffer.bytes >= self.limits.buffer_bytes
-        {
+        if buffer.is_full(&self.limits) {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
@@ -344,7 +353,10 @@ impl Shipper {
             let Some(outcome) = outcome else { break };
             conn = outcome.conn;
             match outcome.result {
-                Ok(()) => Counters::add(&self.counters.shipped, outcome.batch.len()),
+                Ok(()) => {
+                    buffer.in_flight = (0, 0);
+                    Counters::add(&self.counters.shipped, outcome.batch.len());
+                }
                 Err(_) => {
                     Counters::add(&self.counters.send_errors, 1);
                     buffer.restore(outcome.batch);
@@ -354,11 +366,11 @@ impl Shipper {
             }
         }
         // A batch still in flight at the deadline is abandoned with its future.
-        let lost = buffer.records.len();
-        let stats = self.counters.snapshot();
-        let lost = lost.max(usize::try_from(stats.buffered).unwrap_or(usize::MAX));
+        // Whatever is neither shipped nor dropped by now is lost: the buffer,
+        // and a batch abandoned in flight.
+        let lost = self.counters.snapshot().buffered;
         if lost > 0 {
-            Counters::add(&self.counters.dropped, lost);
+            self.counters.dropped.fetch_add(lost, Ordering::Relaxed);
             tracing::warn!(
                 lost,
                 "visitlog: shutdown deadline passed with records unsent"

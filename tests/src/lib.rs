@@ -1,1 +1,308 @@
-//! x
+//! The harness of visitlog's integration tests: real services, one
+//! namespace or one server per test, cleaned up after.
+//!
+//! Services come from `scripts/services` (`VISITLOG_TEST_REDIS_URL`); when
+//! it has not run, a private `redis-server` is started for the test process.
+//! Tests that stop or stall Redis start their own [`RedisServer`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use visitlog_middleware::{CaptureLayer, Config, ShipperHandle};
+
+/// A `redis-server` process owned by one test; killed on drop.
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(free_port()?)
+    }
+
+    /// Starts a server on `port` (to restart one that was stopped).
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run redis-server: run scripts/services start, or install the redis-server package")?;
+        let server = Self {
+            port,
+            child: Some(child),
+        };
+        wait_for_port(port, Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server (its data is gone; nothing is persisted).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server with SIGSTOP: connections are accepted by the
+    /// kernel but nothing is ever answered, as with a stalled server.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Thaws a paused server with SIGCONT.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = &self.child else {
+            bail!("server not running")
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.resume();
+        self.stop();
+    }
+}
+
+/// The shared Redis of this test run.
+pub fn shared_redis_url() -> String {
+    static PRIVATE: OnceLock<Result<RedisServer, String>> = OnceLock::new();
+    if let Ok(url) = std::env::var("VISITLOG_TEST_REDIS_URL") {
+        return url;
+    }
+    match PRIVATE.get_or_init(|| RedisServer::start().map_err(|e| format!("{e:#}"))) {
+        Ok(server) => server.url(),
+        Err(e) => panic!("no Redis for tests: {e}"),
+    }
+}
+
+/// A queue name of its own for one test; its keys are deleted on drop.
+pub struct Namespace {
+    redis_url: String,
+    queue: String,
+}
+
+impl Namespace {
+    /// A fresh namespace on the shared Redis.
+    pub fn new() -> Self {
+        Self::on(shared_redis_url())
+    }
+
+    /// A fresh namespace on the Redis at `redis_url`.
+    pub fn on(redis_url: String) -> Self {
+        Self {
+            redis_url,
+            queue: format!("visitlog-test:{}:queue", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The queue key.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The Redis URL.
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
+    /// A capture configuration for this namespace.
+    pub fn config(&self) -> Config {
+        Config::default()
+            .redis_url(self.redis_url.clone())
+            .queue(self.queue.clone())
+            .cookie_key("integration-test-key-0123456789abcdef")
+            .flush_interval(Duration::from_millis(20))
+            .redis_timeout(Duration::from_millis(500))
+    }
+
+    /// Every record now on the queue, parsed.
+    pub async fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&self.queue)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        raw.iter()
+            .map(|r| serde_json::from_slice(r).context("record on the queue is not JSON"))
+            .collect()
+    }
+
+    /// Waits until the queue holds at least `n` records, then returns them all.
+    pub async fn wait_for(
+        &self,
+        n: usize,
+        within: Duration,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let records = self.records().await.unwrap_or_default();
+            if records.len() >= n {
+                return Ok(records);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "expected {n} records on {}, found {} after {within:?}",
+                    self.queue,
+                    records.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Best effort: the server may be a stopped test server.
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str())
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
+        {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&self.queue).query(&mut conn);
+        }
+    }
+}
+
+/// The example site, served on a free loopback port for one test.
+pub struct Site {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The layer, for its counters.
+    pub capture: CaptureLayer,
+    shipper: Option<ShipperHandle>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Site {
+    /// Builds the layer from `config`, spawns its shipper and serves the site.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let (capture, shipper) = CaptureLayer::new(config)?;
+        let shipper = shipper.spawn();
+        let app = visitlog_example::app(capture.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        Ok(Self {
+            base,
+            capture,
+            shipper: Some(shipper),
+            server,
+        })
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops serving and flushes the shipper within `deadline`.
+    pub async fn shutdown(mut self, deadline: Duration) -> visitlog_middleware::Stats {
+        self.server.abort();
+        match self.shipper.take() {
+            Some(shipper) => shipper.shutdown(deadline).await,
+            None => self.capture.stats(),
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// An HTTP client that does not follow redirects, so tests see each response.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+}
+
+/// The `name=value` part of each `Set-Cookie` of `response`.
+pub fn cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect()
+}
+
+/// MaxMind's test database `name`, fetched by `scripts/fetch-test-data`.
+pub fn geo_test_db(name: &str) -> PathBuf {
+    let dir = std::env::var_os("VISITLOG_TEST_DATA").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.cache/maxminddb-test-data/maxminddb-3.2.0/tests/data")
+        },
+        PathBuf::from,
+    );
+    let path = dir.join("test-data").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/fetch-test-data",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("nothing listens on port {port} after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -1,1 +1,82 @@
-fn main() {}
+//! The example tutorial site.
+//!
+//! Run with: `cargo run -p visitlog-example -- --listen 127.0.0.1:8080`
+//! (configured by the `VISITLOG_*` variables; see the README).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use visitlog_middleware::{CaptureLayer, Config};
+
+/// A tutorial website that logs every request with visitlog.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "VISITLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How long to keep sending buffered records to Redis on shutdown.
+    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    flush_deadline: Duration,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<humantime::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = Config::from_env()?;
+    let queue = config.queue_name().to_owned();
+    let (capture, shipper) = CaptureLayer::new(config)?;
+    let shipper = shipper.spawn();
+    let app = visitlog_example::app(capture);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, %queue, "tutorial-site ready");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+
+    let stats = shipper.shutdown(args.flush_deadline).await;
+    tracing::info!(
+        captured = stats.captured,
+        shipped = stats.shipped,
+        dropped = stats.dropped,
+        "tutorial-site stopped"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
