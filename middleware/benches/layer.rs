@@ -1,3 +1,231 @@
-//! placeholder, replaced below
-#![allow(missing_docs)]
-fn main() {}
+//! What the layer adds to a request, and how fast the shipper drains.
+//!
+//! Run with: `scripts/bench` (or `cargo bench -p visitlog-middleware --bench layer`
+//! with `VISITLOG_TEST_REDIS_URL` set, or `redis-server` on PATH).
+//!
+//! - `request/bare`: a `service_fn` answering a small body.
+//! - `request/layered`: the same behind `CaptureLayer`, with a visitor cookie,
+//!   a trusted `X-Forwarded-For` and a browser UA; UA and geo are cached
+//!   after the first request, as they are in steady state. The shipper runs
+//!   meanwhile, sending to a real Redis.
+//! - `pipeline/ship`: requests through the layer until Redis has acknowledged
+//!   every record: the throughput of capture + enrichment + JSON + `RPUSH`.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use visitlog_middleware::{CaptureLayer, Config, Identity};
+
+const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+async fn handler(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::from(
+        &b"<html>tutorial page</html>"[..],
+    )))
+}
+
+fn request(cookie: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/watch/Python/Getting-started/English/?t=42")
+        .header("user-agent", UA)
+        .header("accept-language", "en-GB,en;q=0.9")
+        .header("referer", "https://tutorials.example/")
+        .header("x-forwarded-for", "81.2.69.142")
+        .header("cookie", cookie)
+        .extension(SocketAddr::from(([127, 0, 0, 1], 50000)))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// A Redis for the shipper: the test services' one, or a private server.
+fn redis() -> (String, Option<Child>) {
+    if let Ok(url) = std::env::var("VISITLOG_TEST_REDIS_URL") {
+        return (url, None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH, or VISITLOG_TEST_REDIS_URL");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (format!("redis://127.0.0.1:{port}"), Some(child))
+}
+
+fn geodb() -> Option<PathBuf> {
+    let dir = std::env::var_os("VISITLOG_TEST_DATA").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.cache/maxminddb-test-data/maxminddb-3.2.0/tests/data")
+        },
+        PathBuf::from,
+    );
+    let path = dir.join("test-data/GeoIP2-City-Test.mmdb");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("no MaxMind test database (scripts/fetch-test-data): benchmarking without geo");
+        None
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (redis_url, mut redis_child) = redis();
+    let queue = format!("visitlog-bench:{}", std::process::id());
+    let mut config = Config::default()
+        .redis_url(redis_url.clone())
+        .queue(queue.clone())
+        .cookie_key("bench-key-0123456789abcdef0123456789")
+        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()])
+        .buffer_records(1_000_000)
+        .buffer_bytes(1 << 30);
+    if let Some(path) = geodb() {
+        config = config.geodb(path);
+    }
+    let (layer, shipper) = CaptureLayer::new(config).unwrap();
+    let layer =
+        layer.identify(|_: &http::request::Parts| Identity::user("alice").with_session("s1"));
+    let shipper = rt.block_on(async { shipper.spawn() });
+
+    let bare = ServiceBuilder::new().service_fn(handler);
+    let layered = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(handler));
+    // A returning browser's cookie, so the request path verifies and re-signs it.
+    let cookie = rt.block_on(async {
+        let response = layered.clone().oneshot(request("")).await.unwrap();
+        let set = response
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        set.split(';').next().unwrap().to_owned()
+    });
+
+    let mut group = c.benchmark_group("request");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut svc = bare.clone();
+                let response = svc
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(request(&cookie))
+                    .await
+                    .unwrap();
+                response.into_body().collect().await.unwrap()
+            })
+        });
+    });
+    group.bench_function("layered", |b| {
+        // Timed: the request path only. Untimed: letting the shipper catch up
+        // every few thousand requests, so the channel never overflows and
+        // every measured request takes the normal (accepted) path.
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let chunk = left.min(2048);
+                    let started = Instant::now();
+                    for _ in 0..chunk {
+                        let mut svc = layered.clone();
+                        let response = svc
+                            .ready()
+                            .await
+                            .unwrap()
+                            .call(request(&cookie))
+                            .await
+                            .unwrap();
+                        std::hint::black_box(response.into_body().collect().await.unwrap());
+                    }
+                    timed += started.elapsed();
+                    left -= chunk;
+                    while layer.stats().buffered > 512 {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                    }
+                }
+                timed
+            })
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.bench_function("ship", |b| {
+        // Throughput, not latency: each sample ships a block of at least
+        // 50,000 records (so the 100 ms flush timer does not dominate) and
+        // reports the time per record.
+        b.iter_custom(|iters| {
+            let block = iters.max(50_000);
+            rt.block_on(async {
+                let target = layer.stats().shipped + block;
+                let started = Instant::now();
+                for _ in 0..block {
+                    let response = layered.clone().oneshot(request(&cookie)).await.unwrap();
+                    response.into_body().collect().await.unwrap();
+                    while layer.stats().buffered > 8192 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                while layer.stats().shipped < target {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                started.elapsed().mul_f64(iters as f64 / block as f64)
+            })
+        });
+    });
+    group.finish();
+
+    let stats = rt.block_on(shipper.shutdown(Duration::from_secs(10)));
+    eprintln!("shipper: {stats:?}");
+    assert_eq!(stats.dropped, 0, "the benchmark must not drop records");
+    if let Ok(client) = redis::Client::open(redis_url.as_str())
+        && let Ok(mut conn) = client.get_connection()
+    {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&queue).query(&mut conn);
+    }
+    if let Some(child) = redis_child.as_mut() {
+        let _ = child.kill();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

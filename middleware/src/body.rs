@@ -8,32 +8,32 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::future::Responded;
+use crate::future::Pending;
 
 pin_project! {
     /// Response body of [`crate::Capture`].
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        responded: Option<Box<Responded>>,
+        pending: Option<Box<Pending>>,
         bytes_sent: u64,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(responded) = this.responded.take() {
-                responded.finish(*this.bytes_sent);
+            if let Some(pending) = this.pending.take() {
+                pending.finish(*this.bytes_sent);
             }
         }
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, responded: Responded) -> Self {
+    pub(crate) fn new(inner: B, pending: Box<Pending>) -> Self {
         Self {
             inner,
-            responded: Some(Box::new(responded)),
+            pending: Some(pending),
             bytes_sent: 0,
         }
     }
@@ -41,7 +41,7 @@ impl<B> ResponseBody<B> {
     pub(crate) fn untracked(inner: B) -> Self {
         Self {
             inner,
-            responded: None,
+            pending: None,
             bytes_sent: 0,
         }
     }
@@ -63,15 +63,15 @@ impl<B: Body> Body for ResponseBody<B> {
                     *this.bytes_sent += data.remaining() as u64;
                 }
                 if this.inner.is_end_stream()
-                    && let Some(responded) = this.responded.take()
+                    && let Some(pending) = this.pending.take()
                 {
-                    responded.finish(*this.bytes_sent);
+                    pending.finish(*this.bytes_sent);
                 }
             }
             // End of body, or an error ending it: either way the record is done.
             None | Some(Err(_)) => {
-                if let Some(responded) = this.responded.take() {
-                    responded.finish(*this.bytes_sent);
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(*this.bytes_sent);
                 }
             }
         }

@@ -43,20 +43,16 @@ pub(crate) struct Pending {
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) visit: Option<Visit>,
     pub(crate) identity: Identity,
-}
-
-/// The response head is known; the body is still to be sent.
-pub(crate) struct Responded {
-    pub(crate) pending: Pending,
+    /// Set when the response head is known.
     pub(crate) status: u16,
     pub(crate) latency: Duration,
 }
 
-impl Responded {
+impl Pending {
     /// Hands the record to the shipper without waiting; counts a drop if it
     /// cannot take it.
-    pub(crate) fn finish(self, bytes_sent: u64) {
-        let p = self.pending;
+    pub(crate) fn finish(self: Box<Self>, bytes_sent: u64) {
+        let p = *self;
         let counters = &p.shared.counters;
         counters.captured.fetch_add(1, Ordering::Relaxed);
         let captured = Captured {
@@ -65,8 +61,8 @@ impl Responded {
             method: p.method,
             uri: p.uri,
             route: p.route,
-            status: self.status,
-            latency: self.latency,
+            status: p.status,
+            latency: p.latency,
             bytes_sent,
             referer: p.referer,
             ua: p.ua,
@@ -95,19 +91,20 @@ pin_project! {
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before the inner service answered: the client left.
-            if let Some(pending) = this.project().pending.take() {
-                let latency = pending.start.elapsed();
-                Responded { pending: *pending, status: CLIENT_CLOSED_REQUEST, latency }.finish(0);
+            if let Some(mut pending) = this.project().pending.take() {
+                pending.latency = pending.start.elapsed();
+                pending.status = CLIENT_CLOSED_REQUEST;
+                pending.finish(0);
             }
         }
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, pending: Pending) -> Self {
+    pub(crate) fn new(inner: F, pending: Box<Pending>) -> Self {
         Self {
             inner,
-            pending: Some(Box::new(pending)),
+            pending: Some(pending),
         }
     }
 }
@@ -121,11 +118,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Some(mut pending) = this.pending.take().map(|p| *p) else {
+        let Some(mut pending) = this.pending.take() else {
             // Polled after completion; the inner future decides what that means.
             return Poll::Ready(result.map(|res| res.map(ResponseBody::untracked)));
         };
-        let latency = pending.start.elapsed();
+        pending.latency = pending.start.elapsed();
         Poll::Ready(match result {
             Ok(mut response) => {
                 if let Some(identity) = response.extensions().get::<Identity>() {
@@ -136,22 +133,13 @@ where
                         .headers_mut()
                         .append(http::header::SET_COOKIE, cookie);
                 }
-                let responded = Responded {
-                    pending,
-                    status: response.status().as_u16(),
-                    latency,
-                };
-                Ok(response.map(|body| ResponseBody::new(body, responded)))
+                pending.status = response.status().as_u16();
+                Ok(response.map(|body| ResponseBody::new(body, pending)))
             }
             Err(e) => {
                 // The server turns a service error into a 500 (or a reset).
-                let status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
-                Responded {
-                    pending,
-                    status,
-                    latency,
-                }
-                .finish(0);
+                pending.status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
+                pending.finish(0);
                 Err(e)
             }
         })

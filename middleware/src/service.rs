@@ -68,7 +68,7 @@ where
             .iter()
             .filter_map(|name| Some((name.clone(), parts.headers.get(name)?.clone())))
             .collect();
-        let pending = Pending {
+        let pending = Box::new(Pending {
             shared: Arc::clone(shared),
             start,
             set_cookie: observed.set_cookie,
@@ -83,7 +83,9 @@ where
             client_ip,
             visit: observed.visit,
             identity,
-        };
+            status: 0,
+            latency: std::time::Duration::ZERO,
+        });
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(future, pending)
     }

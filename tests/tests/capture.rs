@@ -203,7 +203,10 @@ async fn returning_visits_across_the_timeout() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        *jar = cookies(&r).join("; ");
+        let fresh = cookies(&r);
+        if !fresh.is_empty() {
+            *jar = fresh.join("; ");
+        }
     };
     get(&mut jar).await; // first visit
     get(&mut jar).await; // same visit
