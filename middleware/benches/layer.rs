@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("bare", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut svc = bare.clone();
+                let mut svc = bare;
                 let response = svc
                     .ready()
                     .await
