@@ -77,3 +77,8 @@ pub struct MatchedRoute(pub std::sync::Arc<str>);
 
 #[cfg(test)]
 mod tests;
+
+/// The README's Rust samples, compiled by `cargo test` so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
