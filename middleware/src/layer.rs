@@ -16,7 +16,7 @@ use crate::identity::Identify;
 use crate::record::{Captured, Enricher};
 use crate::route::RoutePattern;
 use crate::service::Capture;
-use crate::shipper::{Counters, Limits, Shipper, Stats};
+use crate::shipper::{Counters, Shipper, Stats};
 use crate::ua::UaParser;
 use crate::visitor::VisitorTracker;
 
@@ -116,17 +116,7 @@ impl CaptureLayer {
             rx,
             enricher,
             client,
-            redis_url: config.redis_url.clone(),
-            queue: config.queue.clone(),
-            limits: Limits {
-                buffer_records: config.buffer_records,
-                buffer_bytes: config.buffer_bytes,
-                batch_records: config.batch_records,
-                batch_bytes: config.batch_bytes,
-                flush_interval: config.flush_interval,
-                redis_timeout: config.redis_timeout,
-                geodb_reload: config.geodb_reload,
-            },
+            config: config.clone(),
             counters,
             shutdown,
             shutdown_tx,

@@ -25,7 +25,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::redact_url;
+use crate::config::{Config, redact_url};
 use crate::record::{Captured, Enricher};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -80,18 +80,6 @@ pub struct Stats {
     pub rejected_cookies: u64,
 }
 
-/// How the shipper batches and buffers.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    pub(crate) buffer_records: usize,
-    pub(crate) buffer_bytes: usize,
-    pub(crate) batch_records: usize,
-    pub(crate) batch_bytes: usize,
-    pub(crate) flush_interval: Duration,
-    pub(crate) redis_timeout: Duration,
-    pub(crate) geodb_reload: Duration,
-}
-
 /// The background half of [`crate::CaptureLayer`]: spawn it with
 /// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
 #[must_use = "records are only sent to Redis while the shipper runs"]
@@ -99,9 +87,7 @@ pub struct Shipper {
     pub(crate) rx: mpsc::Receiver<Captured>,
     pub(crate) enricher: Enricher,
     pub(crate) client: redis::Client,
-    pub(crate) redis_url: String,
-    pub(crate) queue: String,
-    pub(crate) limits: Limits,
+    pub(crate) config: Config,
     pub(crate) counters: Arc<Counters>,
     pub(crate) shutdown: watch::Receiver<Option<Instant>>,
     pub(crate) shutdown_tx: watch::Sender<Option<Instant>>,
@@ -110,8 +96,8 @@ pub struct Shipper {
 impl std::fmt::Debug for Shipper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shipper")
-            .field("redis_url", &redact_url(&self.redis_url))
-            .field("queue", &self.queue)
+            .field("redis_url", &redact_url(&self.config.redis_url))
+            .field("queue", &self.config.queue)
             .finish_non_exhaustive()
     }
 }
@@ -159,7 +145,7 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn take_batch(&mut self, limits: &Limits) -> Vec<Vec<u8>> {
+    fn take_batch(&mut self, limits: &Config) -> Vec<Vec<u8>> {
         let mut batch = Vec::with_capacity(limits.batch_records.min(self.records.len()));
         let mut bytes = 0;
         while let Some(front) = self.records.front() {
@@ -187,12 +173,12 @@ impl Buffer {
         self.since.get_or_insert_with(Instant::now);
     }
 
-    fn is_full(&self, limits: &Limits) -> bool {
+    fn is_full(&self, limits: &Config) -> bool {
         self.records.len() + self.in_flight.0 >= limits.buffer_records
             || self.bytes + self.in_flight.1 >= limits.buffer_bytes
     }
 
-    fn is_full_batch(&self, limits: &Limits) -> bool {
+    fn is_full_batch(&self, limits: &Config) -> bool {
         self.records.len() >= limits.batch_records || self.bytes >= limits.batch_bytes
     }
 }
@@ -217,7 +203,7 @@ impl Shipper {
             .enricher
             .geo
             .as_ref()
-            .map(|db| db.watch(self.limits.geodb_reload));
+            .map(|db| db.watch(self.config.geodb_reload));
         let mut buffer = Buffer {
             records: VecDeque::new(),
             bytes: 0,
@@ -230,7 +216,7 @@ impl Shipper {
         let mut retry_at: Option<Instant> = None;
         let mut healthy = true;
         let mut overflowing = false;
-        let limits = self.limits.clone();
+        let limits = self.config.clone();
 
         let deadline = loop {
             let flush_at = match buffer.since {
@@ -258,14 +244,14 @@ impl Shipper {
                             retry_at = None;
                             if !healthy {
                                 healthy = true;
-                                tracing::info!(queue = %self.queue, buffered = buffer.records.len(), "visitlog: Redis reachable again, sending buffered records");
+                                tracing::info!(queue = %self.config.queue, buffered = buffer.records.len(), "visitlog: Redis reachable again, sending buffered records");
                             }
                         }
                         Err(error) => {
                             Counters::add(&self.counters.send_errors, 1);
                             if healthy {
                                 healthy = false;
-                                tracing::warn!(redis = %redact_url(&self.redis_url), %error, "visitlog: cannot send to Redis; buffering records and retrying");
+                                tracing::warn!(redis = %redact_url(&self.config.redis_url), %error, "visitlog: cannot send to Redis; buffering records and retrying");
                             }
                             buffer.restore(outcome.batch);
                             retry_at = Some(Instant::now() + jitter(backoff));
@@ -301,7 +287,7 @@ impl Shipper {
 
     /// Enriches and serialises one capture into the buffer; `false` if dropped.
     fn push(&self, buffer: &mut Buffer, captured: Captured) -> bool {
-        if buffer.is_full(&self.limits) {
+        if buffer.is_full(&self.config) {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
@@ -344,9 +330,9 @@ impl Shipper {
                     if left.is_zero() {
                         break;
                     }
-                    let batch = buffer.take_batch(&self.limits);
+                    let batch = buffer.take_batch(&self.config);
                     in_flight =
-                        Some(self.send(conn.take(), batch, left.min(self.limits.redis_timeout)));
+                        Some(self.send(conn.take(), batch, left.min(self.config.redis_timeout)));
                     continue;
                 }
             };
@@ -385,7 +371,7 @@ impl Shipper {
         timeout: Duration,
     ) -> SendFuture {
         let client = self.client.clone();
-        let queue = self.queue.clone();
+        let queue = self.config.queue.clone();
         Box::pin(async move {
             let attempt = async {
                 let mut conn = match conn {
