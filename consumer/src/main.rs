@@ -1,12 +1,5 @@
-//! `visitlog-consumer`: moves records from Redis into MongoDB.
-//!
-//! Not implemented yet (issue #3); the crate exists so the workspace has its
-//! final shape.
+//! `visitlog-consumer`: see the library and `--help`.
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "visitlog-consumer {}: not implemented yet",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+    visitlog_consumer::cli::main()
 }

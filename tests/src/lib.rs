@@ -306,3 +306,169 @@ fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The shared MongoDB of this test run (from `scripts/services`).
+pub fn shared_mongodb_uri() -> String {
+    std::env::var("VISITLOG_TEST_MONGODB_URI").unwrap_or_else(|_| {
+        panic!("VISITLOG_TEST_MONGODB_URI is not set: run the tests with scripts/test")
+    })
+}
+
+/// A fresh database name for one test.
+pub fn test_database() -> String {
+    format!("visitlog_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A MongoDB server owned by one test (to stop and restart it): a real
+/// `mongod` when one is on PATH, else nx-27017 from the virtualenv that
+/// `scripts/services` made. Data survives a restart; killed on drop.
+pub struct MongoServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl MongoServer {
+    /// Starts a server on a free port with an empty data directory.
+    pub fn start() -> anyhow::Result<Self> {
+        let mut server = Self {
+            port: free_port()?,
+            dir: tempfile::Builder::new()
+                .prefix("visitlog-mongo-")
+                .tempdir()?,
+            child: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// `mongodb://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server; its data stays for [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let port = self.port.to_string();
+        let dir = self.dir.path();
+        let mut command = if which("mongod") {
+            let mut c = Command::new("mongod");
+            c.args(["--bind_ip", "127.0.0.1", "--port", &port, "--dbpath"])
+                .arg(dir);
+            c
+        } else {
+            let nx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/venv/bin/nx-27017");
+            anyhow::ensure!(
+                nx.exists(),
+                "no mongod and no {}: run scripts/services start once",
+                nx.display()
+            );
+            let mut c = Command::new(nx);
+            c.args(["--host", "127.0.0.1", "--port", &port, "--data-dir"])
+                .arg(dir);
+            c.arg("--log-file")
+                .arg(dir.join("nx.log"))
+                .arg("--pid-file")
+                .arg(dir.join("nx.pid"));
+            c
+        };
+        self.child = Some(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(self.port, Duration::from_secs(20))
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+}
+
+/// A valid request record as the queue carries it, distinct per call.
+pub fn request_payload(n: usize) -> Vec<u8> {
+    let mut record = visitlog_schema::RequestRecord::example();
+    record.id = uuid::Uuid::now_v7();
+    record.query = Some(format!("n={n}"));
+    serde_json::to_vec(&record).unwrap_or_else(|e| panic!("serialising a record: {e}"))
+}
+
+/// Appends `payloads` to the queue.
+pub async fn push(redis_url: &str, queue: &str, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    for chunk in payloads.chunks(1000) {
+        redis::cmd("RPUSH")
+            .arg(queue)
+            .arg(chunk)
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// How many records wait on the queue and sit in processing lists.
+pub async fn queue_lengths(redis_url: &str, queue: &str) -> anyhow::Result<(u64, u64)> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pending: u64 = redis::cmd("LLEN").arg(queue).query_async(&mut conn).await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{queue}:processing:*"))
+        .query_async(&mut conn)
+        .await?;
+    let mut processing = 0;
+    for key in keys {
+        let n: u64 = redis::cmd("LLEN").arg(&key).query_async(&mut conn).await?;
+        processing += n;
+    }
+    Ok((pending, processing))
+}
+
+/// Documents in `collection` of `database`.
+pub async fn count(uri: &str, database: &str, collection: &str) -> anyhow::Result<u64> {
+    let client = mongodb::Client::with_uri_str(uri).await?;
+    let n = client
+        .database(database)
+        .collection::<bson::Document>(collection)
+        .count_documents(bson::doc! {})
+        .await?;
+    Ok(n)
+}
+
+/// Waits until `collection` holds `n` documents (or more).
+pub async fn wait_count(
+    uri: &str,
+    database: &str,
+    collection: &str,
+    n: u64,
+    within: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let found = count(uri, database, collection).await.unwrap_or(0);
+        if found >= n {
+            return Ok(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{database}.{collection} holds {found} documents after {within:?}, expected {n}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

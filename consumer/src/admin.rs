@@ -1,0 +1,131 @@
+//! `stats` and `dead-letters list|requeue|purge`: for an operator's shell.
+
+use bson::{Bson, Document, doc};
+use redis::AsyncCommands;
+
+use crate::config::Config;
+use crate::sink::Sink;
+use crate::source::queue_stats;
+
+/// Prints queue, processing and dead-letter counts as JSON.
+pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
+    let queue = queue_stats(&config.redis_url, &config.queue).await?;
+    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let dead_letters = sink.dead_letter_count().await?;
+    let stored = sink.request_logs().estimated_document_count().await?;
+    Ok(serde_json::json!({
+        "queue": config.queue,
+        "pending": queue.pending,
+        "processing": queue.processing,
+        "consumers_alive": queue.consumers_alive,
+        "dead_letters": dead_letters,
+        "request_logs": stored,
+    }))
+}
+
+/// One line per dead letter, newest first.
+pub async fn list(config: &Config, limit: i64) -> anyhow::Result<Vec<String>> {
+    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    Ok(sink
+        .dead_letters(limit)
+        .await?
+        .iter()
+        .map(describe)
+        .collect())
+}
+
+fn describe(d: &Document) -> String {
+    let preview: String = match d.get("payload") {
+        Some(Bson::String(s)) => s.chars().take(80).collect(),
+        _ => "<binary>".to_owned(),
+    };
+    format!(
+        "{} {} size={} reason={:?} payload={:?}",
+        d.get_str("_id").unwrap_or("?"),
+        d.get_datetime("at")
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        d.get_i64("size").unwrap_or(0),
+        d.get_str("reason").unwrap_or(""),
+        preview
+    )
+}
+
+/// Which dead letters a command applies to.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// These ids.
+    pub ids: Vec<String>,
+    /// Those whose reason contains this text.
+    pub reason_contains: Option<String>,
+    /// Every dead letter.
+    pub all: bool,
+}
+
+impl Selection {
+    fn filter(&self) -> anyhow::Result<Document> {
+        let mut filter = Document::new();
+        if !self.ids.is_empty() {
+            filter.insert("_id", doc! { "$in": self.ids.clone() });
+        }
+        if let Some(text) = &self.reason_contains {
+            filter.insert("reason", doc! { "$regex": escape_regex(text) });
+        }
+        anyhow::ensure!(
+            self.all || !filter.is_empty(),
+            "say which dead letters: --id ID (repeatable), --reason-contains TEXT, or --all"
+        );
+        Ok(filter)
+    }
+}
+
+/// Moves the selected dead letters back to the queue (after the cause was
+/// fixed). Each is pushed first and deleted after, and only if it did not
+/// change meanwhile: if the record fails again at once, its renewed dead
+/// letter stays. Truncated ones cannot be requeued and are reported.
+pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(u64, u64)> {
+    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let client = redis::Client::open(config.redis_url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (mut requeued, mut skipped) = (0, 0);
+    for letter in sink.find_dead_letters(selection.filter()?).await? {
+        let payload = match (letter.get("payload"), letter.get("payload_raw")) {
+            (Some(Bson::String(s)), _) => s.as_bytes().to_vec(),
+            (_, Some(Bson::Binary(b))) => b.bytes.clone(),
+            _ => Vec::new(),
+        };
+        if letter.get_bool("truncated").unwrap_or(false)
+            || payload.is_empty() && letter.get_i64("size").unwrap_or(0) > 0
+        {
+            tracing::warn!(
+                id = letter.get_str("_id").unwrap_or("?"),
+                "payload was truncated when dead-lettered; not requeued"
+            );
+            skipped += 1;
+            continue;
+        }
+        let _: () = conn.rpush(&config.queue, payload).await?;
+        let id = letter.get("_id").cloned().unwrap_or(Bson::Null);
+        let at = letter.get("at").cloned().unwrap_or(Bson::Null);
+        sink.remove_dead_letter(&id, &at).await?;
+        requeued += 1;
+    }
+    Ok((requeued, skipped))
+}
+
+/// Deletes the selected dead letters.
+pub async fn purge(config: &Config, selection: &Selection) -> anyhow::Result<u64> {
+    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    Ok(sink.purge_dead_letters(selection.filter()?).await?)
+}
+
+fn escape_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! From raw queue payloads to MongoDB documents, or to dead letters.
+//!
+//! Every payload is checked the way the collection's validator would check
+//! it, before anything is sent: a server that does not enforce validators
+//! gets the same documents as one that does, and one bad record never holds
+//! up the rest of its batch.
+
+use bson::{Bson, Document};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use visitlog_schema::{Collection, RecordValidator, RequestRecord};
+
+/// One batch, sorted.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Documents for `request_logs`, with the raw payload each came from.
+    pub requests: Vec<(Document, Vec<u8>)>,
+    /// Payloads that cannot be stored, with the reason.
+    pub dead: Vec<DeadLetter>,
+}
+
+/// A payload that could not be stored, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The payload as it was on the queue.
+    pub raw: Vec<u8>,
+    /// Why it was refused, naming the field where there is one.
+    pub reason: String,
+}
+
+/// Checks payloads against the validators; built once per process.
+pub struct Preparer {
+    requests: RecordValidator,
+}
+
+impl Preparer {
+    /// Compiles the validators.
+    pub fn new() -> Result<Self, visitlog_schema::SchemaError> {
+        Ok(Self {
+            requests: RecordValidator::new(Collection::RequestLogs)?,
+        })
+    }
+
+    /// Sorts `raw` payloads into documents and dead letters.
+    pub fn prepare(&self, raw: Vec<Vec<u8>>) -> Prepared {
+        let mut out = Prepared::default();
+        for payload in raw {
+            match self.document(&payload) {
+                Ok(doc) => out.requests.push((doc, payload)),
+                Err(reason) => out.dead.push(DeadLetter {
+                    raw: payload,
+                    reason,
+                }),
+            }
+        }
+        out
+    }
+
+    fn document(&self, payload: &[u8]) -> Result<Document, String> {
+        if payload.is_empty() {
+            return Err("empty payload".to_owned());
+        }
+        let text = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "request" => {
+                self.requests.validate(&value).map_err(|f| {
+                    format!(
+                        "fails the request_logs validator at {}: {}",
+                        f.path, f.message
+                    )
+                })?;
+                let record: RequestRecord = serde_json::from_value(value)
+                    .map_err(|e| format!("not a request record: {e}"))?;
+                request_document(&record)
+            }
+            "" => Err("no `kind` field: not a visitlog record".to_owned()),
+            other => Err(format!("unknown record kind `{other}`")),
+        }
+    }
+}
+
+/// The BSON document for a request record: `ts` becomes a BSON date.
+pub fn request_document(record: &RequestRecord) -> Result<Document, String> {
+    let mut doc = bson::to_document(record).map_err(|e| format!("cannot convert to BSON: {e}"))?;
+    doc.insert("ts", Bson::DateTime(bson::DateTime::from_chrono(record.ts)));
+    Ok(doc)
+}
+
+impl DeadLetter {
+    /// The `dead_letters` document: the payload (cut at `max_bytes`), reason,
+    /// time and consumer. The id is a hash of the payload, so a replayed
+    /// batch does not add the same dead letter twice.
+    pub fn document(
+        &self,
+        at: DateTime<Utc>,
+        consumer: &str,
+        queue: &str,
+        max_bytes: usize,
+    ) -> Document {
+        let kept = &self.raw[..self.raw.len().min(max_bytes)];
+        let mut doc = bson::doc! {
+            "_id": dead_letter_id(&self.raw),
+            "reason": &self.reason,
+            "at": bson::DateTime::from_chrono(at),
+            "consumer": consumer,
+            "queue": queue,
+            "size": i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
+            "truncated": kept.len() < self.raw.len(),
+        };
+        match std::str::from_utf8(kept) {
+            Ok(text) => doc.insert("payload", text),
+            Err(_) => doc.insert(
+                "payload_raw",
+                Bson::Binary(bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: kept.to_vec(),
+                }),
+            ),
+        };
+        doc
+    }
+}
+
+/// Hex SHA-256 of the payload, shortened to 32 characters.
+pub fn dead_letter_id(raw: &[u8]) -> String {
+    Sha256::digest(raw)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Vec<u8> {
+        serde_json::to_vec(&RequestRecord::example()).unwrap()
+    }
+
+    #[test]
+    fn good_records_become_documents_with_a_date() {
+        let prepared = Preparer::new().unwrap().prepare(vec![good()]);
+        assert!(prepared.dead.is_empty(), "{:?}", prepared.dead);
+        let (doc, _) = &prepared.requests[0];
+        assert!(matches!(doc.get("ts"), Some(Bson::DateTime(_))));
+        assert!(matches!(doc.get("_id"), Some(Bson::String(_))));
+        assert!(matches!(doc.get("status"), Some(Bson::Int32(200))));
+    }
+
+    #[test]
+    fn poison_payloads_become_dead_letters_with_a_reason() {
+        let mut wrong_type = RequestRecord::example();
+        wrong_type.path = String::new();
+        let mut json: Value = serde_json::to_value(RequestRecord::example()).unwrap();
+        json["status"] = Value::from("200");
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not json at all".to_vec(), "not JSON"),
+            (Vec::new(), "empty"),
+            (vec![0xff, 0xfe, b'{', b'}'], "not UTF-8"),
+            (serde_json::to_vec(&json).unwrap(), "/status"),
+            (serde_json::to_vec(&wrong_type).unwrap(), "/path"),
+            (
+                format!(
+                    "{{\"kind\":\"request\",\"path\":\"{}\"}}",
+                    "x".repeat(2_000_000)
+                )
+                .into_bytes(),
+                "validator",
+            ),
+            (br#"{"kind":"gossip"}"#.to_vec(), "unknown record kind"),
+            (br#"[1,2,3]"#.to_vec(), "no `kind`"),
+        ];
+        let n = cases.len();
+        let mut raw: Vec<Vec<u8>> = cases.iter().map(|(p, _)| p.clone()).collect();
+        raw.push(good());
+        let prepared = Preparer::new().unwrap().prepare(raw);
+        assert_eq!(
+            prepared.requests.len(),
+            1,
+            "the good record survives its batch"
+        );
+        assert_eq!(prepared.dead.len(), n);
+        for (dead, (_, expect)) in prepared.dead.iter().zip(&cases) {
+            assert!(
+                dead.reason.contains(expect),
+                "{} should mention {expect}",
+                dead.reason
+            );
+        }
+    }
+
+    #[test]
+    fn dead_letter_documents_keep_the_payload_within_bounds() {
+        let big = DeadLetter {
+            raw: vec![b'x'; 10_000],
+            reason: "r".into(),
+        };
+        let doc = big.document(Utc::now(), "c1", "q", 4096);
+        assert_eq!(doc.get_str("payload").unwrap().len(), 4096);
+        assert!(doc.get_bool("truncated").unwrap());
+        assert_eq!(doc.get_i64("size").unwrap(), 10_000);
+        let binary = DeadLetter {
+            raw: vec![0xff, 0x00, 0x80],
+            reason: "r".into(),
+        };
+        let doc = binary.document(Utc::now(), "c1", "q", 4096);
+        assert!(doc.get_binary_generic("payload_raw").is_ok());
+        assert_eq!(
+            doc.get_str("_id").unwrap(),
+            dead_letter_id(&[0xff, 0x00, 0x80])
+        );
+    }
+}

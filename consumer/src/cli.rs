@@ -1,0 +1,246 @@
+//! The command line: `run`, `setup`, `check-config`, `dead-letters`, `stats`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::{self, Selection};
+use crate::config::{Config, LogFormat, parse_duration};
+use crate::internal_events::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+use crate::worker::{self, RunOptions};
+
+/// Moves visitlog records from Redis into MongoDB.
+#[derive(Parser, Debug)]
+#[command(name = "visitlog-consumer", version)]
+pub struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every command; each overrides the config file.
+#[derive(Args, Debug, Default)]
+struct Settings {
+    /// TOML configuration file (unknown keys are refused).
+    #[arg(long, global = true, env = "VISITLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Redis URL.
+    #[arg(long, global = true, env = "VISITLOG_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Queue key.
+    #[arg(long, global = true, env = "VISITLOG_QUEUE")]
+    queue: Option<String>,
+    /// MongoDB URI.
+    #[arg(long, global = true, env = "VISITLOG_MONGODB_URI")]
+    mongodb_uri: Option<String>,
+    /// Database name.
+    #[arg(long, global = true, env = "VISITLOG_DATABASE")]
+    database: Option<String>,
+    /// This instance's id.
+    #[arg(long, global = true, env = "VISITLOG_CONSUMER_ID")]
+    consumer_id: Option<String>,
+    /// Most records per batch.
+    #[arg(long, global = true, env = "VISITLOG_BATCH_SIZE")]
+    batch_size: Option<usize>,
+    /// Longest wait for an idle queue (e.g. 200ms).
+    #[arg(long, global = true, env = "VISITLOG_FLUSH_INTERVAL", value_parser = parse_duration)]
+    flush_interval: Option<Duration>,
+    /// Batches stored at once.
+    #[arg(long, global = true, env = "VISITLOG_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
+    /// Heartbeat period.
+    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    heartbeat_interval: Option<Duration>,
+    /// Heartbeat lifetime; a silent instance is dead after it.
+    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_TTL", value_parser = parse_duration)]
+    heartbeat_ttl: Option<Duration>,
+    /// Time in-flight batches get on SIGTERM.
+    #[arg(long, global = true, env = "VISITLOG_SHUTDOWN_DEADLINE", value_parser = parse_duration)]
+    shutdown_deadline: Option<Duration>,
+    /// Longest pause between retries.
+    #[arg(long, global = true, env = "VISITLOG_MAX_BACKOFF", value_parser = parse_duration)]
+    max_backoff: Option<Duration>,
+    /// Keep request records this long (TTL index).
+    #[arg(long, global = true, env = "VISITLOG_RETENTION", value_parser = parse_duration)]
+    retention: Option<Duration>,
+    /// Log format.
+    #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Consume the queue until SIGTERM/SIGINT.
+    Run {
+        /// Do not create or update collections and indexes at start.
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Create or update the collections, validators and indexes (idempotent).
+    Setup,
+    /// Check the configuration and print it (passwords masked); exit 1 if invalid.
+    CheckConfig,
+    /// Inspect or act on records that could not be stored.
+    #[command(subcommand)]
+    DeadLetters(DeadLetters),
+    /// Queue, processing and dead-letter counts, as JSON.
+    Stats,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeadLetters {
+    /// The newest dead letters.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Push dead letters back onto the queue, after fixing the cause.
+    Requeue(SelectionArgs),
+    /// Delete dead letters.
+    Purge(SelectionArgs),
+}
+
+#[derive(Args, Debug)]
+struct SelectionArgs {
+    /// A dead letter's id (repeatable).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    /// Those whose reason contains this text.
+    #[arg(long)]
+    reason_contains: Option<String>,
+    /// All of them.
+    #[arg(long)]
+    all: bool,
+}
+
+impl From<SelectionArgs> for Selection {
+    fn from(a: SelectionArgs) -> Self {
+        Self {
+            ids: a.ids,
+            reason_contains: a.reason_contains,
+            all: a.all,
+        }
+    }
+}
+
+impl Settings {
+    fn resolve(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        over!(
+            redis_url,
+            queue,
+            mongodb_uri,
+            database,
+            batch_size,
+            flush_interval,
+            max_in_flight,
+            heartbeat_interval,
+            heartbeat_ttl,
+            shutdown_deadline,
+            max_backoff,
+            log_format
+        );
+        if self.consumer_id.is_some() {
+            c.consumer_id = self.consumer_id;
+        }
+        if self.retention.is_some() {
+            c.retention = self.retention;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Parses the command line and runs it; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.settings.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("visitlog-consumer: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("visitlog-consumer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("visitlog-consumer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run { no_setup } => {
+            let metrics = Arc::new(Metrics::default());
+            worker::run(
+                config,
+                RunOptions { setup: !no_setup },
+                Shutdown::on_signals(),
+                metrics,
+            )
+            .await?;
+        }
+        Command::Setup => {
+            let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+            sink.setup(config.retention).await?;
+            println!(
+                "collections, validators and indexes of `{}` are in place",
+                config.database
+            );
+        }
+        Command::CheckConfig => print!("{}", config.to_redacted_toml()),
+        Command::Stats => println!("{:#}", admin::stats(&config).await?),
+        Command::DeadLetters(DeadLetters::List { limit }) => {
+            for line in admin::list(&config, limit).await? {
+                println!("{line}");
+            }
+        }
+        Command::DeadLetters(DeadLetters::Requeue(args)) => {
+            let (requeued, skipped) = admin::requeue(&config, &args.into()).await?;
+            println!("requeued {requeued} dead letters; {skipped} truncated ones left in place");
+        }
+        Command::DeadLetters(DeadLetters::Purge(args)) => {
+            let n = admin::purge(&config, &args.into()).await?;
+            println!("deleted {n} dead letters");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Configuration: defaults, then a TOML file (`--config`), then `VISITLOG_*`
+//! environment variables, then command-line flags; the later wins.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Everything `visitlog-consumer` can be told. Keys are kebab-case in TOML.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Redis holding the queue (`VISITLOG_REDIS_URL`).
+    pub redis_url: String,
+    /// The Redis list the middleware fills (`VISITLOG_QUEUE`).
+    pub queue: String,
+    /// MongoDB to store into (`VISITLOG_MONGODB_URI`).
+    pub mongodb_uri: String,
+    /// Database name (`VISITLOG_DATABASE`).
+    pub database: String,
+    /// This instance's id; keep it stable across restarts so a restarted
+    /// instance finishes its own batches at once (`VISITLOG_CONSUMER_ID`).
+    /// Default: `<hostname>-<pid>`.
+    pub consumer_id: Option<String>,
+    /// Most records per batch (`VISITLOG_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Longest an idle consumer waits for the queue before looking again (`VISITLOG_FLUSH_INTERVAL`).
+    #[serde(deserialize_with = "duration")]
+    pub flush_interval: Duration,
+    /// Batches stored concurrently by one instance (`VISITLOG_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
+    /// How often the heartbeat is written (`VISITLOG_HEARTBEAT_INTERVAL`).
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// After this long without a heartbeat an instance is dead and its
+    /// batches go back to the queue (`VISITLOG_HEARTBEAT_TTL`).
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_ttl: Duration,
+    /// On SIGTERM, how long in-flight batches may take before they are handed back (`VISITLOG_SHUTDOWN_DEADLINE`).
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_deadline: Duration,
+    /// Longest pause between retries while Redis or MongoDB is down (`VISITLOG_MAX_BACKOFF`).
+    #[serde(deserialize_with = "duration")]
+    pub max_backoff: Duration,
+    /// Delete request records older than this (a TTL index on `ts`); unset keeps them (`VISITLOG_RETENTION`).
+    #[serde(deserialize_with = "optional_duration")]
+    pub retention: Option<Duration>,
+    /// Largest payload kept verbatim in `dead_letters`; longer ones are cut (`VISITLOG_DEAD_LETTER_MAX_BYTES`).
+    pub dead_letter_max_bytes: usize,
+    /// `human` or `json` logs (`VISITLOG_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Readable lines, for a terminal or journald.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            queue: visitlog_schema::keys::DEFAULT_QUEUE.to_owned(),
+            mongodb_uri: "mongodb://127.0.0.1:27017".to_owned(),
+            database: "visitlog".to_owned(),
+            consumer_id: None,
+            batch_size: 1000,
+            flush_interval: Duration::from_millis(200),
+            max_in_flight: 2,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_ttl: Duration::from_secs(30),
+            shutdown_deadline: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+            retention: None,
+            dead_letter_max_bytes: 4 * 1024 * 1024,
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// A configuration problem, in one line naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The TOML key (the flag and variable are named after it).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().replace('\n', " ").trim().to_owned())
+    }
+
+    /// Checks ranges and relations between values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if !(1..=100_000).contains(&self.batch_size) {
+            return invalid("batch-size", "must be between 1 and 100000");
+        }
+        if !(1..=64).contains(&self.max_in_flight) {
+            return invalid("max-in-flight", "must be between 1 and 64");
+        }
+        if self.queue.is_empty() || self.queue.contains(char::is_whitespace) {
+            return invalid("queue", "must be a non-empty key without spaces");
+        }
+        if self.database.is_empty() || self.database.contains(['/', '\\', '.', ' ', '"', '$']) {
+            return invalid("database", "not a valid MongoDB database name");
+        }
+        if let Some(id) = &self.consumer_id
+            && (id.is_empty() || id.len() > 128 || id.contains([':', '*', ' ']))
+        {
+            return invalid("consumer-id", "1 to 128 characters, no `:`, `*` or spaces");
+        }
+        if self.heartbeat_ttl < self.heartbeat_interval * 2 {
+            return invalid("heartbeat-ttl", "must be at least twice heartbeat-interval");
+        }
+        if self.flush_interval.is_zero() || self.heartbeat_interval.is_zero() {
+            return invalid("flush-interval", "durations must be positive");
+        }
+        if self.dead_letter_max_bytes < 1024 || self.dead_letter_max_bytes > 8 * 1024 * 1024 {
+            return invalid("dead-letter-max-bytes", "must be between 1024 and 8388608");
+        }
+        redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::Invalid {
+            key: "redis-url",
+            message: format!("not a Redis URL ({:?})", e.kind()),
+        })?;
+        if !self.mongodb_uri.starts_with("mongodb://")
+            && !self.mongodb_uri.starts_with("mongodb+srv://")
+        {
+            return invalid(
+                "mongodb-uri",
+                "must start with mongodb:// or mongodb+srv://",
+            );
+        }
+        Ok(())
+    }
+
+    /// The consumer id in effect.
+    pub fn consumer_id(&self) -> String {
+        self.consumer_id.clone().unwrap_or_else(|| {
+            let host = hostname::get()
+                .map_or_else(|_| "host".to_owned(), |h| h.to_string_lossy().into_owned());
+            format!(
+                "{}-{}",
+                host.replace([':', '*', ' '], "_"),
+                std::process::id()
+            )
+        })
+    }
+
+    /// The configuration as TOML, with passwords in URIs masked.
+    pub fn to_redacted_toml(&self) -> String {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
+        line("redis-url", quote(&redact_url(&self.redis_url)));
+        line("queue", quote(&self.queue));
+        line("mongodb-uri", quote(&redact_url(&self.mongodb_uri)));
+        line("database", quote(&self.database));
+        line("consumer-id", quote(&self.consumer_id()));
+        line("batch-size", self.batch_size.to_string());
+        line("flush-interval", quote(&d(self.flush_interval)));
+        line("max-in-flight", self.max_in_flight.to_string());
+        line("heartbeat-interval", quote(&d(self.heartbeat_interval)));
+        line("heartbeat-ttl", quote(&d(self.heartbeat_ttl)));
+        line("shutdown-deadline", quote(&d(self.shutdown_deadline)));
+        line("max-backoff", quote(&d(self.max_backoff)));
+        if let Some(r) = self.retention {
+            line("retention", quote(&d(r)));
+        }
+        line(
+            "dead-letter-max-bytes",
+            self.dead_letter_max_bytes.to_string(),
+        );
+        line(
+            "log-format",
+            quote(match self.log_format {
+                LogFormat::Human => "human",
+                LogFormat::Json => "json",
+            }),
+        );
+        out
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Parses `200ms`, `30s`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 200ms, 30s or 7d ({e})"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_sample_config_is_valid() {
+        let sample = include_str!("../dist/visitlog-consumer.toml");
+        let config = Config::from_toml(sample).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.batch_size, 1000);
+    }
+
+    #[test]
+    fn keys_are_kebab_case_and_durations_human() {
+        let c = Config::from_toml(
+            "batch-size = 50\nflush-interval = \"1s\"\nretention = \"90d\"\nlog-format = \"json\"",
+        )
+        .unwrap();
+        assert_eq!(c.batch_size, 50);
+        assert_eq!(c.flush_interval, Duration::from_secs(1));
+        assert_eq!(c.retention, Some(Duration::from_secs(90 * 86400)));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let err = Config::from_toml("batch_size = 5").unwrap_err();
+        assert!(err.contains("batch_size"), "{err}");
+        let err = Config::from_toml("flush-interval = \"soon\"").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+        let err = Config::from_toml("batch-size = \"many\"").unwrap_err();
+        assert!(err.contains("batch-size"), "{err}");
+        let c = Config {
+            batch_size: 0,
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("batch-size")
+        );
+        let c = Config {
+            heartbeat_ttl: Duration::from_secs(1),
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("heartbeat-ttl")
+        );
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let c = Config {
+            mongodb_uri: "mongodb://app:hunter2@db:27017/?authSource=admin".to_owned(),
+            redis_url: "redis://:hunter3@cache:6379".to_owned(),
+            ..Config::default()
+        };
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        assert!(shown.contains("mongodb://app:***@db:27017"), "{shown}");
+    }
+}

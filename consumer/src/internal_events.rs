@@ -1,0 +1,109 @@
+//! What the consumer counts: each event is logged where it happens and
+//! counted here; the status page and `stats` read the counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters since this instance started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Documents inserted into `request_logs`.
+    pub stored: AtomicU64,
+    /// Records already stored (replayed after a crash or redelivered).
+    pub duplicates: AtomicU64,
+    /// Records sent to `dead_letters`.
+    pub dead_lettered: AtomicU64,
+    /// Batches completed.
+    pub batches: AtomicU64,
+    /// Batch attempts that failed and were retried.
+    pub retries: AtomicU64,
+    /// Records given back to the queue from dead instances.
+    pub reaped: AtomicU64,
+}
+
+/// A copy of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsSnapshot {
+    /// See [`Metrics::stored`].
+    pub stored: u64,
+    /// See [`Metrics::duplicates`].
+    pub duplicates: u64,
+    /// See [`Metrics::dead_lettered`].
+    pub dead_lettered: u64,
+    /// See [`Metrics::batches`].
+    pub batches: u64,
+    /// See [`Metrics::retries`].
+    pub retries: u64,
+    /// See [`Metrics::reaped`].
+    pub reaped: u64,
+}
+
+impl Metrics {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            stored: get(&self.stored),
+            duplicates: get(&self.duplicates),
+            dead_lettered: get(&self.dead_lettered),
+            batches: get(&self.batches),
+            retries: get(&self.retries),
+            reaped: get(&self.reaped),
+        }
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Logs a dependency's state only when it changes, not on every retry.
+#[derive(Debug)]
+pub(crate) struct StateLog {
+    what: &'static str,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl StateLog {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            failing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %error, "{} unavailable; retrying with backoff", self.what);
+        }
+    }
+
+    pub(crate) fn ok(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("{} available again", self.what);
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter; reset on success.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    next: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(max: std::time::Duration) -> Self {
+        Self {
+            next: std::time::Duration::from_millis(100),
+            max,
+        }
+    }
+
+    /// The pause before the next attempt (±20 %), doubling up to the cap.
+    pub(crate) fn pause(&mut self) -> std::time::Duration {
+        use rand::Rng;
+        let pause = self.next.mul_f64(rand::rng().random_range(0.8..1.2));
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+}

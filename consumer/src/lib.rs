@@ -1,0 +1,22 @@
+//! `visitlog-consumer`: moves records from the Redis list that
+//! `visitlog-middleware` fills into MongoDB, losing nothing.
+//!
+//! - [`source`]: atomic moves from the queue into per-instance processing
+//!   lists, heartbeats, and recovery of dead instances' batches.
+//! - [`batch`]: payloads checked against the collections' validators; bad
+//!   ones become dead letters, the rest documents.
+//! - [`sink`]: collections, validators and indexes; unordered bulk inserts in
+//!   which a replayed record is a duplicate-key no-op.
+//! - [`worker`]: the loop, with bounded batches in flight and graceful
+//!   shutdown. [`cli`] is the command line.
+
+pub mod admin;
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod internal_events;
+mod notify;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod worker;

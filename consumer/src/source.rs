@@ -1,0 +1,334 @@
+//! The Redis side: taking batches off the queue without ever losing one.
+//!
+//! A batch is moved atomically (a Lua script) from the queue into one of this
+//! instance's processing lists (`{queue}:processing:{id}:{slot}`), stored,
+//! and only then deleted. A crash at any moment leaves every record either on
+//! the queue or in a processing list: the instance finishes its own lists when
+//! it starts again, and any instance gives the lists of an instance whose
+//! heartbeat expired back to the queue.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisResult, Script};
+use tokio::sync::OnceCell;
+use visitlog_schema::keys;
+
+/// Queue-side operations of one consumer instance. Cheap to share by reference.
+pub struct Source {
+    client: redis::Client,
+    /// Commands; reconnects by itself once made.
+    conn: OnceCell<ConnectionManager>,
+    /// `BLMOVE` only: a blocking command holds up its connection.
+    blocking: OnceCell<ConnectionManager>,
+    queue: String,
+    id: String,
+    slots: usize,
+    wait: Duration,
+    fetch: Script,
+    hand_back: Script,
+    reap: Script,
+}
+
+/// Another live process uses this consumer id.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "consumer id `{id}` is in use by a live instance ({holder}); give this one another --consumer-id, \
+     or wait for that heartbeat to expire"
+)]
+pub struct IdInUse {
+    /// The id.
+    pub id: String,
+    /// The heartbeat value of the holder (`host pid token`).
+    pub holder: String,
+}
+
+impl Source {
+    /// Prepares the source; no connection is made until first used.
+    pub fn new(
+        redis_url: &str,
+        queue: &str,
+        id: &str,
+        slots: usize,
+        wait: Duration,
+    ) -> RedisResult<Self> {
+        Ok(Self {
+            client: redis::Client::open(redis_url)?,
+            conn: OnceCell::new(),
+            blocking: OnceCell::new(),
+            queue: queue.to_owned(),
+            id: id.to_owned(),
+            slots,
+            wait,
+            fetch: Script::new(include_str!("lua/fetch.lua")),
+            hand_back: Script::new(include_str!("lua/hand_back.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+        })
+    }
+
+    async fn manager(
+        &self,
+        cell: &OnceCell<ConnectionManager>,
+        response: Duration,
+    ) -> RedisResult<ConnectionManager> {
+        let manager = cell
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(3)))
+                    .set_response_timeout(Some(response))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(2));
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    async fn conn(&self) -> RedisResult<ConnectionManager> {
+        self.manager(&self.conn, Duration::from_secs(5)).await
+    }
+
+    /// The queue key.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The processing list of `slot`.
+    pub fn slot_key(&self, slot: usize) -> String {
+        keys::processing_list(&self.queue, &self.id, slot)
+    }
+
+    fn heartbeat_key(&self) -> String {
+        keys::heartbeat(&self.queue, &self.id)
+    }
+
+    /// Answers when Redis does.
+    pub async fn ping(&self) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+    }
+
+    /// Claims the consumer id: refuses when a live process elsewhere holds it;
+    /// takes it over from a dead process of this host (a restart).
+    pub async fn register(&self, token: &str, ttl: Duration) -> anyhow::Result<()> {
+        let mut conn = self.conn().await?;
+        let current: Option<String> = conn.get(self.heartbeat_key()).await?;
+        if let Some(holder) = current {
+            let mut parts = holder.split(' ');
+            let (host, pid) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let same_host = host == hostname_string();
+            let alive = same_host && std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if !same_host || (alive && pid != std::process::id().to_string()) {
+                return Err(IdInUse {
+                    id: self.id.clone(),
+                    holder,
+                }
+                .into());
+            }
+        }
+        let _: () = conn.sadd(keys::consumers(&self.queue), &self.id).await?;
+        self.heartbeat(token, ttl).await?;
+        Ok(())
+    }
+
+    /// Says this instance is alive for another `ttl`.
+    pub async fn heartbeat(&self, token: &str, ttl: Duration) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        let value = format!("{} {} {token}", hostname_string(), std::process::id());
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("SET")
+            .arg(self.heartbeat_key())
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Leaves cleanly: the heartbeat goes, and the id leaves the set.
+    pub async fn unregister(&self) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        let _: () = conn.del(self.heartbeat_key()).await?;
+        let _: () = conn.srem(keys::consumers(&self.queue), &self.id).await?;
+        Ok(())
+    }
+
+    /// What is in a processing list (left there by a crash, or in flight).
+    pub async fn slot_records(&self, slot: usize) -> RedisResult<Vec<Vec<u8>>> {
+        let mut conn = self.conn().await?;
+        conn.lrange(self.slot_key(slot), 0, -1).await
+    }
+
+    /// Moves up to `max` records into `slot`'s list and returns everything
+    /// the list holds; waits up to the flush interval for a first record
+    /// when the queue is empty.
+    pub async fn fetch(&self, slot: usize, max: usize) -> RedisResult<Vec<Vec<u8>>> {
+        let mut conn = self.conn().await?;
+        let key = self.slot_key(slot);
+        let records: Vec<Vec<u8>> = self
+            .fetch
+            .key(&self.queue)
+            .key(&key)
+            .arg(max)
+            .invoke_async(&mut conn)
+            .await?;
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        let mut blocking = self
+            .manager(&self.blocking, self.wait + Duration::from_secs(5))
+            .await?;
+        let first: Option<Vec<u8>> = redis::cmd("BLMOVE")
+            .arg(&self.queue)
+            .arg(&key)
+            .arg("LEFT")
+            .arg("RIGHT")
+            .arg(self.wait.as_secs_f64())
+            .query_async(&mut blocking)
+            .await?;
+        let Some(first) = first else {
+            return Ok(Vec::new());
+        };
+        if max == 1 {
+            return Ok(vec![first]);
+        }
+        // The script returns the whole list, `first` included.
+        self.fetch
+            .key(&self.queue)
+            .key(&key)
+            .arg(max.saturating_sub(1).max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map(|records: Vec<Vec<u8>>| {
+                if records.is_empty() {
+                    vec![first]
+                } else {
+                    records
+                }
+            })
+    }
+
+    /// The batch in `slot` is stored: forget it.
+    pub async fn ack(&self, slot: usize) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        conn.del(self.slot_key(slot)).await
+    }
+
+    /// Puts the given slots' batches back at the head of the queue.
+    pub async fn hand_back(&self, slots: &[usize]) -> RedisResult<u64> {
+        if slots.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let mut call = self.hand_back.key(&self.queue);
+        for slot in slots {
+            call.key(self.slot_key(*slot));
+        }
+        call.invoke_async(&mut conn).await
+    }
+
+    /// Gives the batches of dead instances back to the queue; returns how
+    /// many records went back.
+    pub async fn reap_dead(&self) -> RedisResult<u64> {
+        let mut conn = self.conn().await?;
+        let members: Vec<String> = conn.smembers(keys::consumers(&self.queue)).await?;
+        let mut moved = 0;
+        for id in members.into_iter().filter(|id| *id != self.id) {
+            let heartbeat = keys::heartbeat(&self.queue, &id);
+            if conn.exists(&heartbeat).await? {
+                continue;
+            }
+            let lists = scan(&mut conn, &keys::processing_pattern(&self.queue, &id)).await?;
+            let mut call = self.reap.key(&self.queue);
+            call.key(&heartbeat).key(keys::consumers(&self.queue));
+            for list in &lists {
+                call.key(list);
+            }
+            let n: i64 = call.arg(&id).invoke_async(&mut conn).await?;
+            if n > 0 {
+                tracing::warn!(consumer = %id, records = n, "visitlog-consumer: gave a dead consumer's batches back to the queue");
+                moved += n.unsigned_abs();
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Slots this instance may use.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+/// Queue-wide figures, for `stats` and the status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Records waiting on the queue.
+    pub pending: u64,
+    /// Records in processing lists (in flight, or left by a dead instance).
+    pub processing: u64,
+    /// Instance ids with a live heartbeat.
+    pub consumers_alive: Vec<String>,
+}
+
+/// Reads the queue-wide figures.
+pub async fn queue_stats(redis_url: &str, queue: &str) -> RedisResult<QueueStats> {
+    let client = redis::Client::open(redis_url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let pending: u64 = conn.llen(queue).await?;
+    let mut processing = 0;
+    for list in scan(&mut conn, &format!("{queue}:processing:*")).await? {
+        let n: u64 = conn.llen(&list).await?;
+        processing += n;
+    }
+    let members: Vec<String> = conn.smembers(keys::consumers(queue)).await?;
+    let mut consumers_alive = Vec::new();
+    for id in members {
+        if conn.exists(keys::heartbeat(queue, &id)).await? {
+            consumers_alive.push(id);
+        }
+    }
+    consumers_alive.sort();
+    Ok(QueueStats {
+        pending,
+        processing,
+        consumers_alive,
+    })
+}
+
+async fn scan<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    pattern: &str,
+) -> RedisResult<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut found = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        found.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn hostname_string() -> String {
+    hostname::get().map_or_else(
+        |_| "host".to_owned(),
+        |h| h.to_string_lossy().replace(' ', "_"),
+    )
+}

@@ -1,0 +1,321 @@
+//! The consumer loop: fetch batches into processing lists, store them,
+//! acknowledge them; heartbeats, reaping dead instances, graceful shutdown.
+//!
+//! One task fetches (a `BLMOVE` in flight is never cancelled, so no record
+//! can land in a processing list behind our back); each batch is stored by a
+//! task of its own, up to `max-in-flight` at once, retrying with backoff
+//! until MongoDB takes it; only then is its processing list deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::batch::Preparer;
+use crate::config::Config;
+use crate::internal_events::{Backoff, Metrics, MetricsSnapshot, StateLog};
+use crate::notify;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+use crate::source::Source;
+
+static REDIS: StateLog = StateLog::new("Redis");
+static MONGODB: StateLog = StateLog::new("MongoDB");
+
+/// How `run` starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Create or update collections and indexes first.
+    pub setup: bool,
+}
+
+struct Ctx {
+    config: Config,
+    id: String,
+    source: Source,
+    sink: Sink,
+    preparer: Preparer,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs until `shutdown` fires; returns the counters.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    mut shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<MetricsSnapshot> {
+    config.validate()?;
+    let id = config.consumer_id();
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let source = Source::new(
+        &config.redis_url,
+        &config.queue,
+        &id,
+        config.max_in_flight,
+        config.flush_interval,
+    )
+    .context("redis-url")?;
+    let sink = Sink::new(&config.mongodb_uri, &config.database)
+        .await
+        .context("mongodb-uri")?;
+    let ctx = Arc::new(Ctx {
+        preparer: Preparer::new()?,
+        config,
+        id,
+        source,
+        sink,
+        metrics,
+    });
+
+    // READY only once both answer; until then, wait (and listen for SIGTERM).
+    if !wait_for_services(&ctx, &mut shutdown).await {
+        return Ok(ctx.metrics.snapshot());
+    }
+    if options.setup {
+        ctx.sink
+            .setup(ctx.config.retention)
+            .await
+            .context("setting up MongoDB collections")?;
+    }
+    ctx.source
+        .register(&token, ctx.config.heartbeat_ttl)
+        .await?;
+    tracing::info!(consumer = %ctx.id, queue = %ctx.config.queue, database = %ctx.config.database, "visitlog-consumer running");
+    notify::ready();
+
+    let slots = ctx.config.max_in_flight;
+    let (free_tx, free_rx) = mpsc::unbounded_channel::<usize>();
+    let (batch_tx, mut batch_rx) = mpsc::channel::<(usize, Vec<Vec<u8>>)>(slots);
+    let mut tasks: JoinSet<usize> = JoinSet::new();
+
+    // Our own unfinished batches first (we were killed while storing them).
+    for slot in 0..slots {
+        let records = retry_redis(&ctx, || ctx.source.slot_records(slot), &mut shutdown).await;
+        match records {
+            Some(records) if !records.is_empty() => {
+                tracing::info!(
+                    slot,
+                    records = records.len(),
+                    "finishing a batch left by the previous run"
+                );
+                tasks.spawn(store_batch(ctx.clone(), slot, records));
+            }
+            Some(_) => {
+                let _ = free_tx.send(slot);
+            }
+            None => return Ok(ctx.metrics.snapshot()),
+        }
+    }
+    let fetcher = tokio::spawn(fetch_loop(ctx.clone(), free_rx, batch_tx, shutdown.clone()));
+
+    let tick = notify::watchdog_interval().map_or(ctx.config.heartbeat_interval, |w| {
+        w.min(ctx.config.heartbeat_interval)
+    });
+    let mut heartbeat = tokio::time::interval(tick);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.requested() => break,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(slot) = joined {
+                    let _ = free_tx.send(slot);
+                }
+            }
+            Some((slot, records)) = batch_rx.recv() => {
+                tasks.spawn(store_batch(ctx.clone(), slot, records));
+            }
+            _ = heartbeat.tick() => {
+                notify::watchdog();
+                match ctx.source.heartbeat(&token, ctx.config.heartbeat_ttl).await {
+                    Ok(()) => REDIS.ok(),
+                    Err(e) => REDIS.failed(&e),
+                }
+                match ctx.source.reap_dead().await {
+                    Ok(n) => Metrics::add(&ctx.metrics.reaped, n),
+                    Err(e) => REDIS.failed(&e),
+                }
+            }
+        }
+    }
+
+    // Shutdown: take no new batches; finish in-flight ones until the deadline.
+    notify::stopping();
+    drop(free_tx);
+    let deadline = Instant::now() + ctx.config.shutdown_deadline;
+    let mut fetcher_done = false;
+    while !(tasks.is_empty() && fetcher_done) {
+        tokio::select! {
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => drop(joined),
+            batch = batch_rx.recv(), if !fetcher_done => match batch {
+                Some((slot, records)) => { tasks.spawn(store_batch(ctx.clone(), slot, records)); }
+                None => fetcher_done = true,
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let unfinished = tasks.len();
+    tasks.abort_all();
+    fetcher.abort();
+    // Whatever is still in a processing list goes back to the head of the queue.
+    let all: Vec<usize> = (0..slots).collect();
+    match ctx.source.hand_back(&all).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            records = n,
+            batches = unfinished,
+            "handed unfinished batches back to the queue"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not hand batches back; they stay in this consumer's processing lists and are recovered at its next start or by another consumer")
+        }
+    }
+    if let Err(e) = ctx.source.unregister().await {
+        tracing::debug!(error = %e, "unregister failed");
+    }
+    let snapshot = ctx.metrics.snapshot();
+    tracing::info!(
+        stored = snapshot.stored,
+        duplicates = snapshot.duplicates,
+        dead_lettered = snapshot.dead_lettered,
+        "visitlog-consumer stopped"
+    );
+    Ok(snapshot)
+}
+
+/// Pings Redis and MongoDB until both answer; `false` if shutdown came first.
+async fn wait_for_services(ctx: &Ctx, shutdown: &mut Shutdown) -> bool {
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    loop {
+        let redis = ctx.source.ping().await;
+        let mongo = ctx.sink.ping().await;
+        match &redis {
+            Ok(()) => REDIS.ok(),
+            Err(e) => REDIS.failed(e),
+        }
+        match &mongo {
+            Ok(()) => MONGODB.ok(),
+            Err(e) => MONGODB.failed(e),
+        }
+        if redis.is_ok() && mongo.is_ok() {
+            return true;
+        }
+        tokio::select! {
+            () = shutdown.requested() => return false,
+            () = tokio::time::sleep(backoff.pause()) => {}
+        }
+    }
+}
+
+async fn retry_redis<T, F, Fut>(ctx: &Ctx, mut op: F, shutdown: &mut Shutdown) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    loop {
+        match op().await {
+            Ok(v) => {
+                REDIS.ok();
+                return Some(v);
+            }
+            Err(e) => REDIS.failed(&e),
+        }
+        tokio::select! {
+            () = shutdown.requested() => return None,
+            () = tokio::time::sleep(backoff.pause()) => {}
+        }
+    }
+}
+
+/// Fetches a batch for each free slot it is given, until shutdown.
+async fn fetch_loop(
+    ctx: Arc<Ctx>,
+    mut free: mpsc::UnboundedReceiver<usize>,
+    batches: mpsc::Sender<(usize, Vec<Vec<u8>>)>,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    while let Some(slot) = free.recv().await {
+        loop {
+            if shutdown.is_requested() {
+                return;
+            }
+            match ctx.source.fetch(slot, ctx.config.batch_size).await {
+                Ok(records) if records.is_empty() => REDIS.ok(),
+                Ok(records) => {
+                    REDIS.ok();
+                    backoff = Backoff::new(ctx.config.max_backoff);
+                    if batches.send((slot, records)).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    REDIS.failed(&e);
+                    tokio::time::sleep(backoff.pause()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Stores one batch, retrying until MongoDB takes it, then acknowledges it.
+async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize {
+    let records = Arc::new(records);
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    loop {
+        let ctx2 = ctx.clone();
+        let raw = records.clone();
+        // Parsing and validating a thousand records is CPU work.
+        let prepared =
+            match tokio::task::spawn_blocking(move || ctx2.preparer.prepare(raw.to_vec())).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "preparing a batch failed");
+                    return slot;
+                }
+            };
+        match ctx
+            .sink
+            .store(
+                prepared,
+                &ctx.id,
+                &ctx.config.queue,
+                ctx.config.dead_letter_max_bytes,
+            )
+            .await
+        {
+            Ok(stored) => {
+                MONGODB.ok();
+                Metrics::add(&ctx.metrics.stored, stored.inserted);
+                Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
+                Metrics::add(&ctx.metrics.dead_lettered, stored.dead_lettered);
+                if stored.dead_lettered > 0 {
+                    tracing::warn!(
+                        records = stored.dead_lettered,
+                        "records sent to dead_letters"
+                    );
+                }
+                break;
+            }
+            Err(e) => {
+                MONGODB.failed(&e);
+                Metrics::add(&ctx.metrics.retries, 1);
+                tokio::time::sleep(backoff.pause()).await;
+            }
+        }
+    }
+    let mut backoff = Backoff::new(Duration::from_secs(5).min(ctx.config.max_backoff));
+    while let Err(e) = ctx.source.ack(slot).await {
+        // Stored but not acknowledged: a crash now means a harmless replay.
+        REDIS.failed(&e);
+        tokio::time::sleep(backoff.pause()).await;
+    }
+    Metrics::add(&ctx.metrics.batches, 1);
+    slot
+}
