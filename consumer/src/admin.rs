@@ -45,7 +45,7 @@ fn describe(d: &Document) -> String {
         d.get_datetime("at")
             .map(|t| t.to_string())
             .unwrap_or_default(),
-        d.get_i64("size").unwrap_or(0),
+        size(d),
         d.get_str("reason").unwrap_or(""),
         preview
     )
@@ -94,8 +94,7 @@ pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(
             (_, Some(Bson::Binary(b))) => b.bytes.clone(),
             _ => Vec::new(),
         };
-        if letter.get_bool("truncated").unwrap_or(false)
-            || payload.is_empty() && letter.get_i64("size").unwrap_or(0) > 0
+        if letter.get_bool("truncated").unwrap_or(false) || payload.is_empty() && size(&letter) > 0
         {
             tracing::warn!(
                 id = letter.get_str("_id").unwrap_or("?"),
@@ -117,6 +116,15 @@ pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(
 pub async fn purge(config: &Config, selection: &Selection) -> anyhow::Result<u64> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     Ok(sink.purge_dead_letters(selection.filter()?).await?)
+}
+
+/// `size` as stored: a server may hand back a small Int64 as Int32.
+fn size(d: &Document) -> i64 {
+    match d.get("size") {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        _ => 0,
+    }
 }
 
 fn escape_regex(text: &str) -> String {

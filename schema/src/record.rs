@@ -229,8 +229,9 @@ mod ts_millis {
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(s)
+        // Owned: a `serde_json::Value` cannot lend its strings.
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(serde::de::Error::custom)
     }
@@ -252,6 +253,16 @@ mod tests {
         assert!(json.contains(r#""kind":"request""#));
         let back: RequestRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn deserialises_from_a_json_value_too() {
+        let record = RequestRecord::example();
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            serde_json::from_value::<RequestRecord>(value).unwrap(),
+            record
+        );
     }
 
     #[test]

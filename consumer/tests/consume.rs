@@ -1,0 +1,291 @@
+//! The consumer against real Redis and a real MongoDB wire-protocol server.
+
+// Test helpers panic on failure; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use visitlog_consumer::config::Config;
+use visitlog_consumer::internal_events::{Metrics, MetricsSnapshot};
+use visitlog_consumer::shutdown::Shutdown;
+use visitlog_consumer::worker::{self, RunOptions};
+use visitlog_tests::{
+    MongoServer, Namespace, RedisServer, count, push, queue_lengths, request_payload,
+    shared_mongodb_uri, test_database, wait_count,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn config(ns: &Namespace, mongodb_uri: &str, database: &str, id: &str) -> Config {
+    Config {
+        redis_url: ns.redis_url().to_owned(),
+        queue: ns.queue().to_owned(),
+        mongodb_uri: mongodb_uri.to_owned(),
+        database: database.to_owned(),
+        consumer_id: Some(id.to_owned()),
+        batch_size: 500,
+        flush_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_ttl: Duration::from_secs(1),
+        max_backoff: Duration::from_millis(500),
+        ..Config::default()
+    }
+}
+
+/// A consumer running in this process until `stop` is called.
+struct InProcess {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<MetricsSnapshot>>,
+    metrics: Arc<Metrics>,
+}
+
+impl InProcess {
+    fn start(config: Config) -> Self {
+        let (stop, shutdown) = Shutdown::manual();
+        let metrics = Arc::new(Metrics::default());
+        let task = tokio::spawn(worker::run(
+            config,
+            RunOptions { setup: true },
+            shutdown,
+            metrics.clone(),
+        ));
+        Self {
+            stop,
+            task,
+            metrics,
+        }
+    }
+
+    async fn stop(self) -> MetricsSnapshot {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_payloads_are_dead_lettered_and_the_good_records_around_them_stored() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let mut wrong_types: serde_json::Value = serde_json::from_slice(&request_payload(0)).unwrap();
+    wrong_types["status"] = "two hundred".into();
+    wrong_types["ua"]["is_bot"] = 1.into();
+    let two_megabytes = format!(
+        r#"{{"kind":"request","path":"{}"}}"#,
+        "a".repeat(2 * 1024 * 1024)
+    )
+    .into_bytes();
+    let payloads = vec![
+        request_payload(1),
+        b"this is not JSON".to_vec(),
+        request_payload(2),
+        serde_json::to_vec(&wrong_types).unwrap(),
+        two_megabytes,
+        vec![0xC3, 0x28, 0xFF, b'{'],
+        Vec::new(),
+        request_payload(3),
+    ];
+    push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
+    let consumer = InProcess::start(config(&ns, &uri, &db, "poison"));
+    wait_count(&uri, &db, "dead_letters", 5, WAIT)
+        .await
+        .unwrap();
+    wait_count(&uri, &db, "request_logs", 3, WAIT)
+        .await
+        .unwrap();
+    let stats = consumer.stop().await;
+    assert_eq!((stats.stored, stats.dead_lettered), (3, 5));
+    assert_eq!(count(&uri, &db, "request_logs").await.unwrap(), 3);
+    assert_eq!(
+        queue_lengths(ns.redis_url(), ns.queue()).await.unwrap(),
+        (0, 0)
+    );
+
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let letters: Vec<bson::Document> = {
+        use futures_util::TryStreamExt;
+        let cursor = client
+            .database(&db)
+            .collection::<bson::Document>("dead_letters")
+            .find(bson::doc! {})
+            .await
+            .unwrap();
+        cursor.try_collect().await.unwrap()
+    };
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|d| d.get_str("reason").unwrap())
+        .collect();
+    for expected in [
+        "not JSON",
+        "/status",
+        "validator",
+        "not UTF-8",
+        "empty payload",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "no reason mentions {expected}: {reasons:?}"
+        );
+    }
+    for letter in &letters {
+        assert_eq!(letter.get_str("consumer").unwrap(), "poison");
+        assert!(letter.get_datetime("at").is_ok());
+        assert!(letter.contains_key("payload") || letter.contains_key("payload_raw"));
+    }
+    let size = |d: &bson::Document| match d.get("size") {
+        Some(bson::Bson::Int64(n)) => *n,
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        other => panic!("size is {other:?}"),
+    };
+    let big = letters.iter().find(|d| size(d) > 2_000_000).unwrap();
+    assert_eq!(
+        big.get_str("payload").unwrap().len() as i64,
+        size(big),
+        "2 MB kept whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_share_one_queue_and_store_everything_once() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let n = 6000;
+    let payloads: Vec<Vec<u8>> = (0..n).map(request_payload).collect();
+    let a = InProcess::start(Config {
+        batch_size: 200,
+        ..config(&ns, &uri, &db, "a")
+    });
+    let b = InProcess::start(Config {
+        batch_size: 200,
+        ..config(&ns, &uri, &db, "b")
+    });
+    push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
+    wait_count(&uri, &db, "request_logs", n as u64, WAIT)
+        .await
+        .unwrap();
+    let (sa, sb) = (a.stop().await, b.stop().await);
+    assert_eq!(sa.stored + sb.stored, n as u64, "{sa:?} {sb:?}");
+    assert!(
+        sa.stored > 0 && sb.stored > 0,
+        "both took work: {sa:?} {sb:?}"
+    );
+    assert_eq!(sa.duplicates + sb.duplicates, 0);
+    assert_eq!(count(&uri, &db, "request_logs").await.unwrap(), n as u64);
+    assert_eq!(
+        queue_lengths(ns.redis_url(), ns.queue()).await.unwrap(),
+        (0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_stopped_mid_run_loses_nothing() {
+    let ns = Namespace::new();
+    let mut mongo = MongoServer::start().unwrap();
+    let db = test_database();
+    let consumer = InProcess::start(Config {
+        batch_size: 100,
+        ..config(&ns, &mongo.uri(), &db, "m")
+    });
+    let first: Vec<Vec<u8>> = (0..1000).map(request_payload).collect();
+    push(ns.redis_url(), ns.queue(), &first).await.unwrap();
+    wait_count(&mongo.uri(), &db, "request_logs", 1000, WAIT)
+        .await
+        .unwrap();
+
+    mongo.stop();
+    let second: Vec<Vec<u8>> = (1000..3000).map(request_payload).collect();
+    push(ns.redis_url(), ns.queue(), &second).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing was dropped: what could not be stored waits in Redis.
+    let (pending, processing) = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
+    assert_eq!(
+        pending + processing,
+        2000,
+        "pending {pending}, processing {processing}"
+    );
+    assert!(consumer.metrics.snapshot().retries >= 1);
+
+    mongo.restart().unwrap();
+    wait_count(&mongo.uri(), &db, "request_logs", 3000, WAIT)
+        .await
+        .unwrap();
+    let stats = consumer.stop().await;
+    assert_eq!(
+        count(&mongo.uri(), &db, "request_logs").await.unwrap(),
+        3000
+    );
+    assert_eq!(stats.stored, 3000);
+    assert_eq!(
+        queue_lengths(ns.redis_url(), ns.queue()).await.unwrap(),
+        (0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_delays_but_loses_nothing() {
+    let redis = RedisServer::start().unwrap();
+    let ns = Namespace::on(redis.url());
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let consumer = InProcess::start(config(&ns, &uri, &db, "r"));
+    push(
+        ns.redis_url(),
+        ns.queue(),
+        &(0..500).map(request_payload).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    wait_count(&uri, &db, "request_logs", 500, WAIT)
+        .await
+        .unwrap();
+    redis.pause().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.resume().unwrap();
+    push(
+        ns.redis_url(),
+        ns.queue(),
+        &(500..1000).map(request_payload).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    wait_count(&uri, &db, "request_logs", 1000, WAIT)
+        .await
+        .unwrap();
+    consumer.stop().await;
+    assert_eq!(count(&uri, &db, "request_logs").await.unwrap(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_batches_go_back_to_the_queue() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    // A consumer that died holding a batch: records in its processing list,
+    // registered, and no heartbeat.
+    let payloads: Vec<Vec<u8>> = (0..300).map(request_payload).collect();
+    let dead_list = visitlog_schema::keys::processing_list(ns.queue(), "ghost", 0);
+    push(ns.redis_url(), &dead_list, &payloads).await.unwrap();
+    let client = redis::Client::open(ns.redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SADD")
+        .arg(visitlog_schema::keys::consumers(ns.queue()))
+        .arg("ghost")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let consumer = InProcess::start(config(&ns, &uri, &db, "live"));
+    wait_count(&uri, &db, "request_logs", 300, WAIT)
+        .await
+        .unwrap();
+    let stats = consumer.stop().await;
+    assert_eq!(stats.reaped, 300);
+    assert_eq!(
+        queue_lengths(ns.redis_url(), ns.queue()).await.unwrap(),
+        (0, 0)
+    );
+    redis::cmd("DEL")
+        .arg(&dead_list)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+}
