@@ -1,0 +1,149 @@
+//! How fast the consumer drains the queue, what it costs, and whether it or
+//! the database is the bottleneck.
+//!
+//! Run with: `scripts/bench` (or `cargo bench -p visitlog-consumer --bench drain`
+//! with `scripts/services` running). Reports, against the services' MongoDB:
+//! - `raw insert_many`: documents/s of unordered `insert_many` in batches of
+//!   1000 from one client, the most this server takes;
+//! - `drain`: records/s from a pre-filled queue into `request_logs` by the
+//!   real `visitlog-consumer` binary, and its own CPU time per 100,000
+//!   records (from /proc), for several batch sizes.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use visitlog_consumer::batch::request_document;
+use visitlog_consumer::sink::Sink;
+use visitlog_schema::RequestRecord;
+use visitlog_tests::{
+    Namespace, count, push, queue_lengths, request_payload, shared_mongodb_uri, test_database,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may contain spaces): utime is 14th, stime 15th overall.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0);
+    ticks as f64 / hz
+}
+
+async fn raw_insert_many(uri: &str, n: usize) -> f64 {
+    // The same collection as the consumer writes: validator and indexes.
+    let db = test_database();
+    let sink = Sink::new(uri, &db).await.unwrap();
+    sink.setup(None).await.unwrap();
+    let coll = sink.request_logs().clone();
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let docs: Vec<bson::Document> = (0..n)
+        .map(|i| {
+            let mut r = RequestRecord::example();
+            r.id = uuid::Uuid::now_v7();
+            r.query = Some(format!("n={i}"));
+            request_document(&r).unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in docs.chunks(1000) {
+        coll.insert_many(chunk.to_vec())
+            .ordered(false)
+            .await
+            .unwrap();
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    client.database(&db).drop().await.unwrap();
+    rate
+}
+
+async fn drain(uri: &str, n: usize, batch: usize, in_flight: usize) -> (f64, f64) {
+    let ns = Namespace::new();
+    let db = test_database();
+    push(
+        ns.redis_url(),
+        ns.queue(),
+        &(0..n).map(request_payload).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    let setup = Command::new(BIN)
+        .args(["--mongodb-uri", uri, "--database", &db, "setup"])
+        .output()
+        .unwrap();
+    assert!(setup.status.success());
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args([
+            "--redis-url",
+            ns.redis_url(),
+            "--queue",
+            ns.queue(),
+            "--mongodb-uri",
+            uri,
+            "--database",
+            &db,
+        ])
+        .args([
+            "--batch-size",
+            &batch.to_string(),
+            "--max-in-flight",
+            &in_flight.to_string(),
+        ])
+        .args(["run", "--no-setup"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Done when nothing waits or is in flight: a batch leaves its processing
+    // list only after MongoDB took it. (Polling a count would load the server.)
+    loop {
+        if queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(count(uri, &db, "request_logs").await.unwrap(), n as u64);
+    let cpu = cpu_seconds(child.id());
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    client.database(&db).drop().await.unwrap();
+    (n as f64 / elapsed, cpu * 100_000.0 / n as f64)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; there is nothing to run quickly.
+    }
+    let uri = shared_mongodb_uri();
+    let kind = std::env::var("VISITLOG_TEST_MONGODB_KIND").unwrap_or_else(|_| "unknown".into());
+    let n: usize = std::env::var("VISITLOG_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    println!("MongoDB: {kind}; {n} records per run\n");
+    let raw = raw_insert_many(&uri, n).await;
+    println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
+    for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
+        let (rate, cpu) = drain(&uri, n, batch, in_flight).await;
+        println!(
+            "drain batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {cpu:.2} s per 100k records",
+            100.0 * rate / raw
+        );
+    }
+}
