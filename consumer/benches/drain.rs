@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use visitlog_consumer::batch::request_document;
 use visitlog_consumer::sink::Sink;
 use visitlog_schema::RequestRecord;
-use visitlog_tests::{
-    Namespace, count, push, queue_lengths, request_payload, shared_mongodb_uri, test_database,
-};
+use visitlog_tests::{Namespace, count, queue_lengths, shared_mongodb_uri, test_database};
 
 const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
 
@@ -68,13 +66,7 @@ async fn raw_insert_many(uri: &str, n: usize) -> f64 {
 async fn drain(uri: &str, n: usize, batch: usize, in_flight: usize) -> (f64, f64) {
     let ns = Namespace::new();
     let db = test_database();
-    push(
-        ns.redis_url(),
-        ns.queue(),
-        &(0..n).map(request_payload).collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
+    ns.fill(0..n).await.unwrap();
     let setup = Command::new(BIN)
         .args(["--mongodb-uri", uri, "--database", &db, "setup"])
         .output()

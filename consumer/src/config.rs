@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+pub use visitlog_schema::redact_url;
 
 /// Everything `visitlog-consumer` can be told. Keys are kebab-case in TOML.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -229,18 +230,6 @@ impl Config {
 
 fn quote(s: &str) -> String {
     format!("{s:?}")
-}
-
-/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Parses `200ms`, `30s`, `7d`.

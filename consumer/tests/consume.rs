@@ -151,7 +151,6 @@ async fn two_consumers_share_one_queue_and_store_everything_once() {
     let ns = Namespace::new();
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let n = 6000;
-    let payloads: Vec<Vec<u8>> = (0..n).map(request_payload).collect();
     let a = InProcess::start(Config {
         batch_size: 200,
         ..config(&ns, &uri, &db, "a")
@@ -160,7 +159,7 @@ async fn two_consumers_share_one_queue_and_store_everything_once() {
         batch_size: 200,
         ..config(&ns, &uri, &db, "b")
     });
-    push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
+    ns.fill(0..n).await.unwrap();
     wait_count(&uri, &db, "request_logs", n as u64, WAIT)
         .await
         .unwrap();
@@ -187,15 +186,13 @@ async fn mongodb_stopped_mid_run_loses_nothing() {
         batch_size: 100,
         ..config(&ns, &mongo.uri(), &db, "m")
     });
-    let first: Vec<Vec<u8>> = (0..1000).map(request_payload).collect();
-    push(ns.redis_url(), ns.queue(), &first).await.unwrap();
+    ns.fill(0..1000).await.unwrap();
     wait_count(&mongo.uri(), &db, "request_logs", 1000, WAIT)
         .await
         .unwrap();
 
     mongo.stop();
-    let second: Vec<Vec<u8>> = (1000..3000).map(request_payload).collect();
-    push(ns.redis_url(), ns.queue(), &second).await.unwrap();
+    ns.fill(1000..3000).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Nothing was dropped: what could not be stored waits in Redis.
     let (pending, processing) = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
@@ -228,26 +225,14 @@ async fn a_stalled_redis_delays_but_loses_nothing() {
     let ns = Namespace::on(redis.url());
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let consumer = InProcess::start(config(&ns, &uri, &db, "r"));
-    push(
-        ns.redis_url(),
-        ns.queue(),
-        &(0..500).map(request_payload).collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
+    ns.fill(0..500).await.unwrap();
     wait_count(&uri, &db, "request_logs", 500, WAIT)
         .await
         .unwrap();
     redis.pause().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.resume().unwrap();
-    push(
-        ns.redis_url(),
-        ns.queue(),
-        &(500..1000).map(request_payload).collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
+    ns.fill(500..1000).await.unwrap();
     wait_count(&uri, &db, "request_logs", 1000, WAIT)
         .await
         .unwrap();

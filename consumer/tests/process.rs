@@ -7,8 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use visitlog_tests::{
-    Namespace, Site, count, http, push, queue_lengths, request_payload, shared_mongodb_uri,
-    test_database, wait_count,
+    Namespace, Site, count, http, queue_lengths, shared_mongodb_uri, test_database, wait_count,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
@@ -124,13 +123,7 @@ async fn sigterm_drains_and_exits_zero() {
     let ns = Namespace::new();
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let n = 5000;
-    push(
-        ns.redis_url(),
-        ns.queue(),
-        &(0..n).map(request_payload).collect::<Vec<_>>(),
-    )
-    .await
-    .unwrap();
+    ns.fill(0..n).await.unwrap();
     let consumer = spawn(&ns, &uri, &db, "drain");
     wait_until_stored(&uri, &db, 600).await;
     terminate(&consumer);

@@ -18,9 +18,11 @@
 
 pub mod keys;
 mod record;
+mod redact;
 pub mod validator;
 
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };
+pub use redact::redact_url;
 pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};

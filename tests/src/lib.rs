@@ -144,6 +144,16 @@ impl Namespace {
             .redis_timeout(Duration::from_millis(500))
     }
 
+    /// Appends generated request records `range` (see [`request_payload`]).
+    pub async fn fill(&self, range: std::ops::Range<usize>) -> anyhow::Result<()> {
+        push(
+            &self.redis_url,
+            &self.queue,
+            &range.map(request_payload).collect::<Vec<_>>(),
+        )
+        .await
+    }
+
     /// Every record now on the queue, parsed.
     pub async fn records(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let client = redis::Client::open(self.redis_url.as_str())?;
