@@ -243,3 +243,85 @@ fn check_config_accepts_the_sample_and_names_bad_keys() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch-size"));
 }
+
+/// An operator's round trip: list, requeue after a fix, purge, stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_requeued_and_purged() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    assert!(run(&ns, &uri, &db, &["setup"]).status.success());
+    // A record dead-lettered for a cause that has since been fixed, and a
+    // payload that is simply garbage.
+    let fixed = visitlog_tests::request_payload(1);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let dead = client
+        .database(&db)
+        .collection::<bson::Document>("dead_letters");
+    dead.insert_one(bson::doc! {
+        "_id": "fixed", "reason": "rejected by MongoDB (code 121): validator too strict",
+        "at": bson::DateTime::now(), "consumer": "c", "queue": ns.queue(),
+        "size": fixed.len() as i64, "truncated": false,
+        "payload": String::from_utf8(fixed).unwrap(),
+    })
+    .await
+    .unwrap();
+    dead.insert_one(bson::doc! {
+        "_id": "junk", "reason": "not JSON: expected value", "at": bson::DateTime::now(),
+        "consumer": "c", "queue": ns.queue(), "size": 4_i64, "truncated": false, "payload": "junk",
+    })
+    .await
+    .unwrap();
+
+    let listed = run(&ns, &uri, &db, &["dead-letters", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("validator too strict") && listed.contains("size=4"),
+        "{listed}"
+    );
+
+    let no_selection = run(&ns, &uri, &db, &["dead-letters", "requeue"]);
+    assert_eq!(
+        no_selection.status.code(),
+        Some(1),
+        "requeue without a selection is refused"
+    );
+
+    let requeued = run(
+        &ns,
+        &uri,
+        &db,
+        &[
+            "dead-letters",
+            "requeue",
+            "--reason-contains",
+            "validator too strict",
+        ],
+    );
+    assert!(
+        requeued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&requeued.stderr)
+    );
+    assert!(String::from_utf8_lossy(&requeued.stdout).contains("requeued 1"));
+    assert_eq!(
+        queue_lengths(ns.redis_url(), ns.queue()).await.unwrap(),
+        (1, 0)
+    );
+
+    let stats = run(&ns, &uri, &db, &["stats"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (stats["pending"].as_u64(), stats["dead_letters"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let mut consumer = spawn(&ns, &uri, &db, "ops");
+    wait_until_stored(&uri, &db, 1).await;
+    terminate(&consumer);
+    assert!(consumer.wait().unwrap().success());
+
+    let purged = run(&ns, &uri, &db, &["dead-letters", "purge", "--id", "junk"]);
+    assert!(String::from_utf8_lossy(&purged.stdout).contains("deleted 1"));
+    assert_eq!(count(&uri, &db, "dead_letters").await.unwrap(), 0);
+}
