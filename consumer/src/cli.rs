@@ -69,6 +69,9 @@ struct Settings {
     /// Keep request records this long (TTL index).
     #[arg(long, global = true, env = "VISITLOG_RETENTION", value_parser = parse_duration)]
     retention: Option<Duration>,
+    /// Largest payload kept verbatim in a dead letter, in bytes.
+    #[arg(long, global = true, env = "VISITLOG_DEAD_LETTER_MAX_BYTES")]
+    dead_letter_max_bytes: Option<usize>,
     /// Log format.
     #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,

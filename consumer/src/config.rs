@@ -307,6 +307,31 @@ mod tests {
         );
     }
 
+    /// The unit file keeps the promises the README makes for it.
+    #[test]
+    fn the_systemd_unit_is_notify_watchdog_restart_and_unprivileged() {
+        let unit = include_str!("../dist/visitlog-consumer.service");
+        let has = |line: &str| unit.lines().any(|l| l.trim() == line);
+        for line in [
+            "Type=notify",
+            "Restart=on-failure",
+            "WatchdogSec=30s",
+            "User=visitlog",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "KillSignal=SIGTERM",
+            "Environment=VISITLOG_CONSUMER_ID=%H",
+        ] {
+            assert!(has(line), "unit lacks `{line}`");
+        }
+        // It stops well after the consumer's own shutdown deadline.
+        let stop = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .unwrap();
+        assert!(parse_duration(stop).unwrap() > Config::default().shutdown_deadline);
+    }
+
     #[test]
     fn passwords_never_show() {
         let c = Config {
