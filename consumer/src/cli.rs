@@ -154,6 +154,7 @@ impl Settings {
             heartbeat_ttl,
             shutdown_deadline,
             max_backoff,
+            dead_letter_max_bytes,
             log_format
         );
         if self.consumer_id.is_some() {
@@ -246,4 +247,98 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["visitlog-consumer"];
+        argv.extend_from_slice(args);
+        argv.push("check-config");
+        Cli::try_parse_from(argv)?.settings.resolve()
+    }
+
+    #[test]
+    fn every_flag_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "batch-size = 10\nqueue = \"from-file\"\ndatabase = \"filedb\"\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let from_file = resolve(&["--config", file]).unwrap();
+        assert_eq!(
+            (from_file.batch_size, from_file.queue.as_str()),
+            (10, "from-file")
+        );
+        let c = resolve(&[
+            "--config",
+            file,
+            "--redis-url",
+            "redis://10.0.0.1:6380",
+            "--queue",
+            "q2",
+            "--mongodb-uri",
+            "mongodb://db:27018",
+            "--database",
+            "d2",
+            "--consumer-id",
+            "c2",
+            "--batch-size",
+            "20",
+            "--flush-interval",
+            "1s",
+            "--max-in-flight",
+            "3",
+            "--heartbeat-interval",
+            "2s",
+            "--heartbeat-ttl",
+            "9s",
+            "--shutdown-deadline",
+            "4s",
+            "--max-backoff",
+            "7s",
+            "--retention",
+            "30d",
+            "--dead-letter-max-bytes",
+            "2048",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let expected = Config {
+            redis_url: "redis://10.0.0.1:6380".into(),
+            queue: "q2".into(),
+            mongodb_uri: "mongodb://db:27018".into(),
+            database: "d2".into(),
+            consumer_id: Some("c2".into()),
+            batch_size: 20,
+            flush_interval: Duration::from_secs(1),
+            max_in_flight: 3,
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_ttl: Duration::from_secs(9),
+            shutdown_deadline: Duration::from_secs(4),
+            max_backoff: Duration::from_secs(7),
+            retention: Some(Duration::from_secs(30 * 86400)),
+            dead_letter_max_bytes: 2048,
+            log_format: LogFormat::Json,
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn bad_flag_values_name_the_key() {
+        let err = resolve(&["--dead-letter-max-bytes", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("dead-letter-max-bytes"), "{err}");
+        let err = resolve(&["--flush-interval", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--flush-interval"), "{err}");
+    }
 }
