@@ -469,6 +469,53 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_is_read() {
+        let c = from(&[
+            ("VISITLOG_GEODB_RELOAD", "5m"),
+            ("VISITLOG_COOKIE_NAME", "vid"),
+            ("VISITLOG_COOKIE_SECURE", "true"),
+            ("VISITLOG_RESPECT_DNT", "1"),
+            ("VISITLOG_TUTORIAL_ROUTE", "/t/{foss}/{tutorial}/{language}"),
+            ("VISITLOG_CAPTURE_HEADERS", "accept-language, x-client"),
+            ("VISITLOG_DENY_PARAMS", "Secret,PIN"),
+            ("VISITLOG_DENY_HEADERS", "X-Private"),
+            ("VISITLOG_BUFFER_RECORDS", "10"),
+            ("VISITLOG_BUFFER_BYTES", "2048"),
+            ("VISITLOG_BATCH_RECORDS", "5"),
+            ("VISITLOG_BATCH_BYTES", "1024"),
+            ("VISITLOG_FLUSH_INTERVAL", "10ms"),
+            ("VISITLOG_REDIS_TIMEOUT", "750ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.geodb_reload, Duration::from_secs(300));
+        assert_eq!(
+            (c.cookie_name.as_str(), c.cookie_secure, c.respect_dnt),
+            ("vid", true, true)
+        );
+        assert_eq!(c.tutorial_route, "/t/{foss}/{tutorial}/{language}");
+        assert_eq!(
+            c.capture_headers,
+            vec![
+                http::header::ACCEPT_LANGUAGE,
+                HeaderName::from_static("x-client")
+            ]
+        );
+        assert_eq!(c.deny_params, vec!["secret", "pin"]);
+        assert_eq!(c.deny_headers, vec!["x-private"]);
+        assert_eq!(
+            (
+                c.buffer_records,
+                c.buffer_bytes,
+                c.batch_records,
+                c.batch_bytes
+            ),
+            (10, 2048, 5, 1024)
+        );
+        assert_eq!(c.flush_interval, Duration::from_millis(10));
+        assert_eq!(c.redis_timeout, Duration::from_millis(750));
+    }
+
+    #[test]
     fn bad_values_name_the_variable() {
         for (var, value, expect) in [
             ("VISITLOG_VISIT_TIMEOUT", "soon", "duration"),
