@@ -26,6 +26,9 @@ const CHANNEL_CAPACITY: usize = 8192;
 /// Parsed user agents kept in memory.
 const UA_CACHE_CAPACITY: usize = 4096;
 
+/// Parsed route templates kept in memory.
+const ROUTE_CACHE_CAPACITY: usize = 1024;
+
 /// Wraps a service so that every request becomes a record shipped to Redis.
 ///
 /// Built with [`CaptureLayer::new`], which also returns the [`Shipper`] that
@@ -108,6 +111,7 @@ impl CaptureLayer {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             anonymize_ip: config.anonymize_ip,
+            routes: quick_cache::sync::Cache::new(ROUTE_CACHE_CAPACITY),
             session_mac: Hmac::new_from_slice(&key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
         };

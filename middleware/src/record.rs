@@ -5,6 +5,7 @@
 //! shipper task, off the request path.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -49,6 +50,8 @@ pub(crate) struct Enricher {
     pub(crate) deny_params: Vec<String>,
     pub(crate) anonymize_ip: bool,
     pub(crate) session_mac: Hmac<Sha256>,
+    /// Parsed route templates: a site has a handful, seen over and over.
+    pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
 }
 
 impl Enricher {
@@ -61,7 +64,7 @@ impl Enricher {
         let route_args = c
             .route
             .as_deref()
-            .and_then(|r| RoutePattern::parse(r).ok())
+            .and_then(|r| self.route_pattern(r))
             .and_then(|r| r.matches(path));
         let tutorial = tutorial_args.as_ref().and_then(|args| {
             Some(Tutorial {
@@ -125,6 +128,15 @@ impl Enricher {
             tutorial,
             headers,
         }
+    }
+
+    fn route_pattern(&self, template: &str) -> Option<Arc<RoutePattern>> {
+        if let Some(hit) = self.routes.get(template) {
+            return hit;
+        }
+        let parsed = RoutePattern::parse(template).ok().map(Arc::new);
+        self.routes.insert(template.to_owned(), parsed.clone());
+        parsed
     }
 
     /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
