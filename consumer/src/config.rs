@@ -183,11 +183,9 @@ impl Config {
     /// The consumer id in effect.
     pub fn consumer_id(&self) -> String {
         self.consumer_id.clone().unwrap_or_else(|| {
-            let host = hostname::get()
-                .map_or_else(|_| "host".to_owned(), |h| h.to_string_lossy().into_owned());
             format!(
                 "{}-{}",
-                host.replace([':', '*', ' '], "_"),
+                crate::source::hostname_string(),
                 std::process::id()
             )
         })

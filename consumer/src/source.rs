@@ -202,16 +202,9 @@ impl Source {
         self.fetch
             .key(&self.queue)
             .key(&key)
-            .arg(max.saturating_sub(1).max(1))
+            .arg(max - 1)
             .invoke_async(&mut conn)
             .await
-            .map(|records: Vec<Vec<u8>>| {
-                if records.is_empty() {
-                    vec![first]
-                } else {
-                    records
-                }
-            })
     }
 
     /// The batch in `slot` is stored: forget it.
@@ -326,9 +319,10 @@ async fn scan<C: redis::aio::ConnectionLike + Send>(
     Ok(found)
 }
 
-fn hostname_string() -> String {
+/// This host's name, safe inside a consumer id and a heartbeat value.
+pub(crate) fn hostname_string() -> String {
     hostname::get().map_or_else(
         |_| "host".to_owned(),
-        |h| h.to_string_lossy().replace(' ', "_"),
+        |h| h.to_string_lossy().replace([':', '*', ' '], "_"),
     )
 }

@@ -61,11 +61,13 @@ impl Enricher {
             p => truncate_chars(p, limits::URL),
         };
         let tutorial_args = self.tutorial.matches(path);
-        let route_args = c
-            .route
-            .as_deref()
-            .and_then(|r| self.route_pattern(r))
-            .and_then(|r| r.matches(path));
+        // Usually the matched route is the tutorial pattern itself: match once
+        // (`view_args` below falls back to the tutorial match).
+        let route_args = match c.route.as_deref().and_then(|r| self.route_pattern(r)) {
+            Some(route) if *route == self.tutorial => None,
+            Some(route) => route.matches(path),
+            None => None,
+        };
         let tutorial = tutorial_args.as_ref().and_then(|args| {
             Some(Tutorial {
                 foss: args.get("foss")?.clone(),
