@@ -38,6 +38,8 @@ pub mod limits {
 pub enum Kind {
     /// An HTTP request captured by the middleware.
     Request,
+    /// A learning event reported by a page's script (see [`crate::EventRecord`]).
+    Event,
 }
 
 /// One HTTP request, as stored in the `request_logs` collection.
@@ -220,15 +222,15 @@ pub fn truncate_chars(s: &str, max: usize) -> &str {
 }
 
 /// `ts` as an RFC 3339 string with exactly three fractional digits and `Z`.
-mod ts_millis {
+pub(crate) mod ts_millis {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         // Owned: a `serde_json::Value` cannot lend its strings.
         let s = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&s)

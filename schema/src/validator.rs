@@ -18,16 +18,30 @@ use serde_json::{Map, Value};
 pub enum Collection {
     /// One document per HTTP request.
     RequestLogs,
+    /// One document per learning event.
+    Events,
+    /// One resume position per learner and video.
+    VideoPositions,
+    /// One progress document per learner, tutorial and language.
+    TutorialProgress,
 }
 
 impl Collection {
     /// Every collection that has a validator.
-    pub const ALL: [Collection; 1] = [Collection::RequestLogs];
+    pub const ALL: [Collection; 4] = [
+        Collection::RequestLogs,
+        Collection::Events,
+        Collection::VideoPositions,
+        Collection::TutorialProgress,
+    ];
 
     /// The collection's name in MongoDB.
     pub fn name(self) -> &'static str {
         match self {
             Collection::RequestLogs => "request_logs",
+            Collection::Events => "events",
+            Collection::VideoPositions => "video_positions",
+            Collection::TutorialProgress => "tutorial_progress",
         }
     }
 
@@ -35,6 +49,9 @@ impl Collection {
     fn source(self) -> &'static str {
         match self {
             Collection::RequestLogs => include_str!("../validators/request_logs.json"),
+            Collection::Events => include_str!("../validators/events.json"),
+            Collection::VideoPositions => include_str!("../validators/video_positions.json"),
+            Collection::TutorialProgress => include_str!("../validators/tutorial_progress.json"),
         }
     }
 

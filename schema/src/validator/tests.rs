@@ -183,3 +183,22 @@ fn limits_match_the_validator() {
         );
     }
 }
+
+#[test]
+fn the_example_event_passes_and_bad_events_fail() {
+    let events = RecordValidator::new(Collection::Events).unwrap();
+    let good = serde_json::to_value(crate::EventRecord::example()).unwrap();
+    events.validate(&good).unwrap();
+    let cases: Vec<(&str, Value)> = vec![
+        ("/type", json!("video.rewind")),
+        ("/position", json!(-1.0)),
+        ("/duration", json!(1e9)),
+        ("/foss", json!("")),
+        ("/learner", json!("x".repeat(300))),
+    ];
+    for (path, value) in cases {
+        let mut event = good.clone();
+        event[&path[1..]] = value;
+        assert_eq!(events.validate(&event).unwrap_err().path, path);
+    }
+}
