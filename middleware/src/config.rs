@@ -73,6 +73,9 @@ pub struct Config {
     pub(crate) batch_bytes: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) redis_timeout: Duration,
+    pub(crate) events_anonymous: bool,
+    pub(crate) events_max_bytes: usize,
+    pub(crate) events_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -125,6 +128,9 @@ impl Default for Config {
             batch_bytes: 1024 * 1024,
             flush_interval: Duration::from_millis(100),
             redis_timeout: Duration::from_secs(2),
+            events_anonymous: false,
+            events_max_bytes: 16 * 1024,
+            events_origins: Vec::new(),
         }
     }
 }
@@ -183,6 +189,14 @@ impl Config {
         flush_interval: Duration;
         /// Deadline for connecting to Redis and for each `RPUSH` (`VISITLOG_REDIS_TIMEOUT`, default 2 s).
         redis_timeout: Duration;
+        /// Accept learning events from visitors who are not logged in, keyed
+        /// by their visitor id (`VISITLOG_EVENTS_ANONYMOUS`, default false).
+        events_anonymous: bool;
+        /// Largest learning-event request body (`VISITLOG_EVENTS_MAX_BYTES`, default 16 KiB).
+        events_max_bytes: usize;
+        /// Origins besides the site's own that may post learning events, e.g.
+        /// `https://www.example.org` (`VISITLOG_EVENTS_ORIGINS`, comma-separated).
+        events_origins: Vec<String>;
     }
 
     /// The MaxMind City database to geolocate clients with (`VISITLOG_GEODB`).
@@ -290,6 +304,33 @@ impl Config {
             &mut c.redis_timeout,
             parse_duration,
         )?;
+        env.parse(
+            "VISITLOG_EVENTS_ANONYMOUS",
+            &mut c.events_anonymous,
+            parse_bool,
+        )?;
+        env.parse(
+            "VISITLOG_EVENTS_MAX_BYTES",
+            &mut c.events_max_bytes,
+            parse_count,
+        )?;
+        env.parse("VISITLOG_EVENTS_ORIGINS", &mut c.events_origins, |s| {
+            list(s)
+                .map(|o| {
+                    let origin = o.trim_end_matches('/').to_ascii_lowercase();
+                    match origin.split_once("://") {
+                        Some(("http" | "https", host))
+                            if !host.is_empty() && !host.contains('/') =>
+                        {
+                            Ok(origin)
+                        }
+                        _ => Err(format!(
+                            "`{o}` is not an origin like `https://www.example.org`"
+                        )),
+                    }
+                })
+                .collect()
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -480,6 +521,12 @@ mod tests {
             ("VISITLOG_DENY_PARAMS", "Secret,PIN"),
             ("VISITLOG_DENY_HEADERS", "X-Private"),
             ("VISITLOG_BUFFER_RECORDS", "10"),
+            ("VISITLOG_EVENTS_ANONYMOUS", "yes"),
+            ("VISITLOG_EVENTS_MAX_BYTES", "4096"),
+            (
+                "VISITLOG_EVENTS_ORIGINS",
+                "https://www.Example.org/, http://localhost:3000",
+            ),
             ("VISITLOG_BUFFER_BYTES", "2048"),
             ("VISITLOG_BATCH_RECORDS", "5"),
             ("VISITLOG_BATCH_BYTES", "1024"),
@@ -513,6 +560,14 @@ mod tests {
         );
         assert_eq!(c.flush_interval, Duration::from_millis(10));
         assert_eq!(c.redis_timeout, Duration::from_millis(750));
+        assert!(c.events_anonymous);
+        assert_eq!(c.events_max_bytes, 4096);
+        assert_eq!(
+            c.events_origins,
+            vec!["https://www.example.org", "http://localhost:3000"]
+        );
+        let err = from(&[("VISITLOG_EVENTS_ORIGINS", "example.org")]).unwrap_err();
+        assert!(err.to_string().contains("VISITLOG_EVENTS_ORIGINS"), "{err}");
     }
 
     #[test]

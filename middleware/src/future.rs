@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::body::ResponseBody;
 use crate::identity::Identity;
 use crate::layer::Shared;
-use crate::record::Captured;
+use crate::record::{Captured, Item};
 use crate::ua::UaInput;
 use crate::visitor::Visit;
 
@@ -71,7 +71,7 @@ impl Pending {
             visit: p.visit,
             identity: p.identity,
         };
-        if let Err(e) = p.shared.tx.try_send(captured) {
+        if let Err(e) = p.shared.tx.try_send(Item::Request(captured)) {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
             if matches!(e, TrySendError::Full(_)) {
                 tracing::debug!("visitlog: shipper channel full; record dropped");

@@ -13,7 +13,7 @@ use visitlog_geodb::GeoDb;
 use crate::config::{Config, redact_url};
 use crate::error::ConfigError;
 use crate::identity::Identify;
-use crate::record::{Captured, Enricher};
+use crate::record::{Enricher, Item};
 use crate::route::RoutePattern;
 use crate::service::Capture;
 use crate::shipper::{Counters, Shipper, Stats};
@@ -49,11 +49,19 @@ impl std::fmt::Debug for CaptureLayer {
 
 /// What every request needs, shared by all services the layer made.
 pub(crate) struct Shared {
-    pub(crate) tx: mpsc::Sender<Captured>,
+    pub(crate) tx: mpsc::Sender<Item>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) visitor: VisitorTracker,
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) capture_headers: Vec<HeaderName>,
+    pub(crate) events: EventSettings,
+}
+
+/// How the learning-events endpoint decides who may post.
+pub(crate) struct EventSettings {
+    pub(crate) anonymous: bool,
+    pub(crate) max_bytes: usize,
+    pub(crate) origins: Vec<String>,
 }
 
 impl CaptureLayer {
@@ -100,6 +108,11 @@ impl CaptureLayer {
             ),
             trusted_proxies: config.trusted_proxies.clone(),
             capture_headers: config.capture_headers.clone(),
+            events: EventSettings {
+                anonymous: config.events_anonymous,
+                max_bytes: config.events_max_bytes,
+                origins: config.events_origins.clone(),
+            },
         };
         let enricher = Enricher {
             geo,

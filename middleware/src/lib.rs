@@ -50,6 +50,8 @@ mod body;
 mod client_ip;
 mod config;
 mod error;
+#[cfg(feature = "axum")]
+mod events;
 mod future;
 mod identity;
 mod layer;
@@ -64,6 +66,8 @@ mod visitor;
 pub use body::ResponseBody;
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use error::ConfigError;
+#[cfg(feature = "axum")]
+pub use events::MAX_EVENTS_PER_REQUEST;
 pub use future::ResponseFuture;
 pub use identity::{Identify, Identity};
 pub use layer::CaptureLayer;

@@ -14,7 +14,9 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use sha2::Sha256;
 use uuid::Uuid;
 use visitlog_geodb::GeoDb;
-use visitlog_schema::{Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars};
+use visitlog_schema::{
+    EventRecord, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars,
+};
 
 use crate::client_ip::anonymize;
 use crate::identity::Identity;
@@ -40,6 +42,22 @@ pub(crate) struct Captured {
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) visit: Option<Visit>,
     pub(crate) identity: Identity,
+}
+
+/// What travels from the request path to the shipper.
+///
+/// Requests travel unboxed: they are the hot path, and the channel's slots
+/// were sized for them before events shared it.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    /// A finished request.
+    Request(Captured),
+    /// A learning event, stamped; the raw session id is hashed by the shipper.
+    Event {
+        record: Box<EventRecord>,
+        session: Option<String>,
+    },
 }
 
 /// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
@@ -130,6 +148,12 @@ impl Enricher {
             tutorial,
             headers,
         }
+    }
+
+    /// Finishes a learning event: only its session id is left to hash.
+    pub(crate) fn event(&self, mut record: EventRecord, session: Option<String>) -> EventRecord {
+        record.session_id = session.as_deref().map(|s| self.hash_session(s));
+        record
     }
 
     fn route_pattern(&self, template: &str) -> Option<Arc<RoutePattern>> {

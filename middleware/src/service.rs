@@ -48,7 +48,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let ts = Utc::now();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let shared = &self.layer.shared;
         let identity = self.layer.identify.identify(&parts);
         let observed = shared.visitor.observe(&parts.headers, ts);
@@ -86,6 +86,10 @@ where
             status: 0,
             latency: std::time::Duration::ZERO,
         });
+        // Handlers behind the layer (the learning-events endpoint) read the visit here.
+        if let Some(visit) = pending.visit {
+            parts.extensions.insert(visit);
+        }
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(future, pending)
     }

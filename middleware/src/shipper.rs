@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, redact_url};
-use crate::record::{Captured, Enricher};
+use crate::record::{Enricher, Item};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -39,6 +39,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) send_errors: AtomicU64,
     pub(crate) rejected_cookies: AtomicU64,
+    pub(crate) events: AtomicU64,
 }
 
 impl Counters {
@@ -53,6 +54,7 @@ impl Counters {
             buffered: captured.saturating_sub(shipped).saturating_sub(dropped),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
         }
     }
 
@@ -66,7 +68,7 @@ impl Counters {
 /// `captured == shipped + dropped + buffered` at all times.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Requests whose record was handed to the shipper.
+    /// Records handed to the shipper: requests, and learning events.
     pub captured: u64,
     /// Records Redis acknowledged.
     pub shipped: u64,
@@ -78,13 +80,15 @@ pub struct Stats {
     pub send_errors: u64,
     /// Visitor cookies that failed verification (forged or tampered).
     pub rejected_cookies: u64,
+    /// Learning events accepted by the events endpoint (counted in `captured` too).
+    pub events: u64,
 }
 
 /// The background half of [`crate::CaptureLayer`]: spawn it with
 /// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
 #[must_use = "records are only sent to Redis while the shipper runs"]
 pub struct Shipper {
-    pub(crate) rx: mpsc::Receiver<Captured>,
+    pub(crate) rx: mpsc::Receiver<Item>,
     pub(crate) enricher: Enricher,
     pub(crate) client: redis::Client,
     pub(crate) config: Config,
@@ -259,12 +263,12 @@ impl Shipper {
                         }
                     }
                 }
-                captured = self.rx.recv() => {
-                    let Some(captured) = captured else {
+                item = self.rx.recv() => {
+                    let Some(item) = item else {
                         // Every layer is gone: flush what is left, promptly.
                         break Instant::now() + limits.redis_timeout;
                     };
-                    let accepted = self.push(&mut buffer, captured);
+                    let accepted = self.push(&mut buffer, item);
                     if accepted {
                         overflowing = false;
                     } else if !overflowing {
@@ -285,14 +289,19 @@ impl Shipper {
         }
     }
 
-    /// Enriches and serialises one capture into the buffer; `false` if dropped.
-    fn push(&self, buffer: &mut Buffer, captured: Captured) -> bool {
+    /// Enriches and serialises one item into the buffer; `false` if dropped.
+    fn push(&self, buffer: &mut Buffer, item: Item) -> bool {
         if buffer.is_full(&self.config) {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
-        let record = self.enricher.record(captured);
-        match serde_json::to_vec(&record) {
+        let json = match item {
+            Item::Request(captured) => serde_json::to_vec(&self.enricher.record(captured)),
+            Item::Event { record, session } => {
+                serde_json::to_vec(&self.enricher.event(*record, session))
+            }
+        };
+        match json {
             Ok(json) => {
                 buffer.bytes += json.len();
                 buffer.records.push_back(json);
@@ -317,8 +326,8 @@ impl Shipper {
         deadline: Instant,
     ) {
         self.rx.close();
-        while let Some(captured) = self.rx.recv().await {
-            self.push(&mut buffer, captured);
+        while let Some(item) = self.rx.recv().await {
+            self.push(&mut buffer, item);
         }
         let mut backoff = BACKOFF_MIN;
         loop {

@@ -168,6 +168,18 @@ impl VisitorTracker {
         }
     }
 
+    /// The visit a valid cookie names, without renewing it; for handlers
+    /// that run outside the layer.
+    pub(crate) fn peek(&self, headers: &HeaderMap, now: DateTime<Utc>) -> Option<Visit> {
+        if self.respect_dnt && opted_out(headers) {
+            return None;
+        }
+        let now = now.timestamp();
+        self.cookie_values(headers)
+            .find_map(|value| self.verify(value, now))
+            .map(|state| state.visit(false))
+    }
+
     fn cookie_values<'h>(&'h self, headers: &'h HeaderMap) -> impl Iterator<Item = &'h str> + 'h {
         headers
             .get_all(http::header::COOKIE)

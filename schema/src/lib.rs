@@ -22,9 +22,7 @@ mod record;
 mod redact;
 pub mod validator;
 
-pub use event::{
-    EventRecord, EventType, LEARNER_MAX, Learner, progress_id, video_position_id,
-};
+pub use event::{EventRecord, EventType, LEARNER_MAX, Learner, progress_id, video_position_id};
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };

@@ -1,0 +1,319 @@
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use visitlog_schema::{Collection, EventType, RecordValidator};
+
+use super::*;
+use crate::record::Item;
+use crate::{CaptureLayer, Config, Identity, Shipper};
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn event() -> Value {
+    json!({
+        "type": "video.progress", "foss": "Python", "tutorial": "Getting-started",
+        "language": "English", "video_id": "Python/Getting-started/English",
+        "position": 42.0, "duration": 600.0, "played_from": 32.0
+    })
+}
+
+fn with(mut event: Value, key: &str, value: Value) -> Value {
+    event[key] = value;
+    event
+}
+
+fn without(mut event: Value, key: &str) -> Value {
+    event.as_object_mut().unwrap().remove(key);
+    event
+}
+
+fn refused_field(value: Value) -> String {
+    let refusal = parse_events(&value).expect_err("should be refused");
+    assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+    refusal.field.unwrap_or_else(|| refusal.message.clone())
+}
+
+#[test]
+fn good_events_parse() {
+    let e = parse_event(&event()).unwrap();
+    assert_eq!(e.event_type, EventType::VideoProgress);
+    assert_eq!((e.position, e.played_from), (Some(42.0), Some(32.0)));
+    let seek = json!({"type": "video.seek", "foss": "f", "tutorial": "t", "language": "l",
+        "video_id": "v", "from": 10, "to": 100, "duration": 120, "played_from": 2});
+    let e = parse_event(&seek).unwrap();
+    assert_eq!(
+        e.position,
+        Some(100.0),
+        "a seek's position is where it went"
+    );
+    let complete =
+        json!({"type": "tutorial.complete", "foss": "f", "tutorial": "t", "language": "l"});
+    assert!(parse_event(&complete).unwrap().video_id.is_none());
+    let batch = json!([event(), complete]);
+    assert_eq!(parse_events(&batch).unwrap().len(), 2);
+}
+
+#[test]
+fn every_bad_input_names_its_field() {
+    let cases = [
+        (with(event(), "type", json!("video.rewind")), "type"),
+        (with(event(), "type", json!("page.view")), "type"),
+        (without(event(), "type"), "type"),
+        (with(event(), "position", json!(-1)), "position"),
+        (with(event(), "position", json!(601)), "position"),
+        (with(event(), "position", json!("42")), "position"),
+        (with(event(), "position", json!(1e12)), "position"),
+        (without(event(), "position"), "position"),
+        (with(event(), "duration", json!(0)), "duration"),
+        (without(event(), "duration"), "duration"),
+        (without(event(), "foss"), "foss"),
+        (with(event(), "tutorial", json!("")), "tutorial"),
+        (with(event(), "language", json!(7)), "language"),
+        (without(event(), "video_id"), "video_id"),
+        (
+            with(event(), "video_id", json!("v".repeat(600))),
+            "video_id",
+        ),
+        (with(event(), "played_from", json!(50)), "played_from"),
+        (with(event(), "from", json!(1)), "from"),
+        (with(event(), "password", json!("x")), "password"),
+        (
+            with(event(), "type", json!("video.seek")), // no from/to
+            "from",
+        ),
+        (json!([]), "events"),
+        (
+            json!([event(), with(event(), "position", json!(-3))]),
+            "position",
+        ),
+    ];
+    for (value, field) in cases {
+        assert_eq!(refused_field(value.clone()), field, "{value}");
+    }
+    let batch = json!([event(), with(event(), "position", json!(-3))]);
+    let message = parse_events(&batch).unwrap_err().message;
+    assert!(message.starts_with("events[1].position"), "{message}");
+    assert!(parse_event(&json!("video.play")).is_err());
+    let too_many = Value::Array(vec![event(); MAX_EVENTS_PER_REQUEST + 1]);
+    assert_eq!(refused_field(too_many), "events");
+}
+
+fn parts(headers: &[(&str, &str)]) -> Parts {
+    let mut request = Request::builder().uri("/visitlog/events");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(()).unwrap().into_parts().0
+}
+
+#[test]
+fn same_origin_check() {
+    let none: &[String] = &[];
+    let ok = |h: &[(&str, &str)]| same_origin(&parts(h), none);
+    ok(&[("host", "site.test"), ("origin", "https://site.test")]).unwrap();
+    ok(&[
+        ("host", "site.test:8080"),
+        ("referer", "http://site.test:8080/watch/a/b/c/"),
+    ])
+    .unwrap();
+    ok(&[
+        ("sec-fetch-site", "same-origin"),
+        ("origin", "https://site.test"),
+    ])
+    .unwrap();
+    ok(&[("host", "site.test"), ("origin", "https://evil.test")]).unwrap_err();
+    ok(&[("host", "site.test"), ("origin", "null")]).unwrap_err();
+    ok(&[
+        ("host", "site.test"),
+        ("referer", "https://site.test.evil.test/"),
+    ])
+    .unwrap_err();
+    ok(&[
+        ("host", "site.test"),
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://site.test"),
+    ])
+    .unwrap_err();
+    ok(&[("host", "site.test")]).unwrap_err();
+    let allowed = vec!["https://www.site.test".to_owned()];
+    same_origin(
+        &parts(&[
+            ("host", "api.site.test"),
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://www.site.test"),
+        ]),
+        &allowed,
+    )
+    .unwrap();
+}
+
+fn app(config: Config) -> (Router, Shipper) {
+    let (capture, shipper) = CaptureLayer::new(
+        config
+            .cookie_key(KEY)
+            .redis_url("redis://127.0.0.1:1".to_owned()),
+    )
+    .unwrap();
+    let capture = capture.identify(|req: &Parts| {
+        match req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+            Some(user) => Identity::user(user).with_session("secret-session"),
+            None => Identity::anonymous(),
+        }
+    });
+    let router = Router::new()
+        .route("/visitlog/events", capture.events())
+        .layer(capture);
+    (router, shipper)
+}
+
+fn post(_: ()) -> http::request::Builder {
+    post_with("http://site.test", "application/json")
+}
+
+fn post_with(origin: &str, content_type: &str) -> http::request::Builder {
+    Request::builder()
+        .method("POST")
+        .uri("/visitlog/events")
+        .header("host", "site.test")
+        .header("origin", origin)
+        .header("content-type", content_type)
+        .extension(SocketAddr::from(([127, 0, 0, 1], 40000)))
+}
+
+async fn answer(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Events the endpoint shipped (the layer's request records are skipped).
+fn shipped_events(shipper: &mut Shipper) -> Vec<visitlog_schema::EventRecord> {
+    let mut out = Vec::new();
+    while let Ok(item) = shipper.rx.try_recv() {
+        if let Item::Event { record, session } = item {
+            out.push(shipper.enricher.event(*record, session));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn accepted_events_are_stamped_and_shipped() {
+    let (router, mut shipper) = app(Config::default());
+    let body = json!([event(), with(event(), "type", json!("video.pause"))]).to_string();
+    let request = post(())
+        .header("x-user", "alice")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer) = answer(&router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    let events = shipped_events(&mut shipper);
+    assert_eq!(events.len(), 2);
+    let validator = RecordValidator::new(Collection::Events).unwrap();
+    for e in &events {
+        validator
+            .validate(&serde_json::to_value(e).unwrap())
+            .unwrap();
+        assert_eq!(e.learner, "user:alice");
+        assert_eq!(e.user.as_deref(), Some("alice"));
+        assert!(e.visitor_id.is_some() && e.visit_number == Some(1));
+        let session = e.session_id.as_deref().unwrap();
+        assert!(!session.contains("secret"), "the session id is hashed");
+    }
+    assert!(events[0].id < events[1].id, "server order within a batch");
+    assert_eq!(events[1].event_type, EventType::VideoPause);
+}
+
+#[tokio::test]
+async fn refusals_answer_with_the_right_status() {
+    let (router, mut shipper) = app(Config::default());
+    let good = event().to_string();
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        // Not logged in, and anonymous events are off by default.
+        (
+            post(()).body(Body::from(good.clone())).unwrap(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            post_with("http://site.test", "text/plain")
+                .header("x-user", "alice")
+                .body(Body::from(good.clone()))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            post_with("https://evil.test", "application/json")
+                .header("x-user", "alice")
+                .body(Body::from(good.clone()))
+                .unwrap(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            post(())
+                .header("x-user", "alice")
+                .body(Body::from(format!(
+                    "[{}]",
+                    vec![good.as_str(); 99].join(",")
+                )))
+                .unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            post(())
+                .header("x-user", "alice")
+                .body(Body::from("{not json"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            post(())
+                .header("x-user", "alice")
+                .body(Body::from(with(event(), "position", json!(-1)).to_string()))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, answer) = answer(&router, request).await;
+        assert_eq!(status, expected, "{answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    assert!(
+        shipped_events(&mut shipper).is_empty(),
+        "nothing refused is shipped"
+    );
+    let get = Request::builder()
+        .uri("/visitlog/events")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(answer(&router, get).await.0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn anonymous_visitors_when_allowed() {
+    let (router, mut shipper) = app(Config::default().events_anonymous(true));
+    let request = post(()).body(Body::from(event().to_string())).unwrap();
+    let (status, _) = answer(&router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let events = shipped_events(&mut shipper);
+    assert!(
+        events[0].learner.starts_with("visitor:"),
+        "{}",
+        events[0].learner
+    );
+    assert_eq!(events[0].user, None);
+    // Opted out of the visitor cookie: no learner to key progress on.
+    let (router, _shipper) = app(Config::default().events_anonymous(true).respect_dnt(true));
+    let request = post(())
+        .header("dnt", "1")
+        .body(Body::from(event().to_string()))
+        .unwrap();
+    assert_eq!(answer(&router, request).await.0, StatusCode::UNAUTHORIZED);
+}
