@@ -9,15 +9,38 @@ use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use visitlog_schema::{Collection, RecordValidator, RequestRecord};
+use visitlog_schema::{Collection, EventRecord, RecordValidator, RequestRecord};
+
+use crate::progress::{FoldEvent, Rules, page_view};
 
 /// One batch, sorted.
 #[derive(Debug, Default)]
 pub struct Prepared {
     /// Documents for `request_logs`, with the raw payload each came from.
     pub requests: Vec<(Document, Vec<u8>)>,
+    /// Documents for `events`: learning events off the queue, and the
+    /// `page.view` events that tutorial-page requests make.
+    pub events: Vec<PreparedEvent>,
     /// Payloads that cannot be stored, with the reason.
     pub dead: Vec<DeadLetter>,
+}
+
+/// One document for `events`, and what it contributes to derived state.
+#[derive(Debug)]
+pub struct PreparedEvent {
+    /// The `events` document.
+    pub doc: Document,
+    /// The payload it came from; `None` for a page view (its request record
+    /// carries the payload).
+    pub raw: Option<Vec<u8>>,
+    /// Its part in the fold.
+    pub fold: FoldEvent,
+}
+
+/// A checked payload.
+enum Parsed {
+    Request(Box<RequestRecord>),
+    Event(Box<EventRecord>),
 }
 
 /// A payload that could not be stored, and why.
@@ -32,22 +55,63 @@ pub struct DeadLetter {
 /// Checks payloads against the validators; built once per process.
 pub struct Preparer {
     requests: RecordValidator,
+    events: RecordValidator,
+    rules: Rules,
 }
 
 impl Preparer {
-    /// Compiles the validators.
+    /// Compiles the validators; progress follows the default [`Rules`].
     pub fn new() -> Result<Self, visitlog_schema::SchemaError> {
+        Self::with_rules(Rules::default())
+    }
+
+    /// Compiles the validators, with these progress rules.
+    pub fn with_rules(rules: Rules) -> Result<Self, visitlog_schema::SchemaError> {
         Ok(Self {
             requests: RecordValidator::new(Collection::RequestLogs)?,
+            events: RecordValidator::new(Collection::Events)?,
+            rules,
         })
+    }
+
+    /// The progress rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Sorts `raw` payloads into documents and dead letters.
     pub fn prepare(&self, raw: Vec<Vec<u8>>) -> Prepared {
         let mut out = Prepared::default();
         for payload in raw {
-            match self.document(&payload) {
-                Ok(doc) => out.requests.push((doc, payload)),
+            let documents = self.parse(&payload).and_then(|parsed| match parsed {
+                Parsed::Request(record) => {
+                    let view = page_view(&record, &self.rules)
+                        .map(|e| event_document(&e).map(|doc| (doc, FoldEvent::from_record(&e))))
+                        .transpose()?;
+                    Ok((Some(request_document(&record)?), view))
+                }
+                Parsed::Event(event) => Ok((
+                    None,
+                    Some((event_document(&event)?, FoldEvent::from_record(&event))),
+                )),
+            });
+            match documents {
+                Ok((Some(request), view)) => {
+                    if let Some((doc, fold)) = view {
+                        out.events.push(PreparedEvent {
+                            doc,
+                            raw: None,
+                            fold,
+                        });
+                    }
+                    out.requests.push((request, payload));
+                }
+                Ok((None, Some((doc, fold)))) => out.events.push(PreparedEvent {
+                    doc,
+                    raw: Some(payload),
+                    fold,
+                }),
+                Ok((None, None)) => {}
                 Err(reason) => out.dead.push(DeadLetter {
                     raw: payload,
                     reason,
@@ -57,7 +121,7 @@ impl Preparer {
         out
     }
 
-    fn document(&self, payload: &[u8]) -> Result<Document, String> {
+    fn parse(&self, payload: &[u8]) -> Result<Parsed, String> {
         if payload.is_empty() {
             return Err("empty payload".to_owned());
         }
@@ -77,7 +141,19 @@ impl Preparer {
                 })?;
                 let record: RequestRecord = serde_json::from_value(value)
                     .map_err(|e| format!("not a request record: {e}"))?;
-                request_document(&record)
+                Ok(Parsed::Request(Box::new(record)))
+            }
+            "event" => {
+                self.events.validate(&value).map_err(|f| {
+                    format!("fails the events validator at {}: {}", f.path, f.message)
+                })?;
+                let event: EventRecord = serde_json::from_value(value)
+                    .map_err(|e| format!("not an event record: {e}"))?;
+                if event.event_type == visitlog_schema::EventType::PageView {
+                    // Page views are derived here from request records, never sent.
+                    return Err("`page.view` events are derived, not accepted".to_owned());
+                }
+                Ok(Parsed::Event(Box::new(event)))
             }
             "" => Err("no `kind` field: not a visitlog record".to_owned()),
             other => Err(format!("unknown record kind `{other}`")),
@@ -89,6 +165,13 @@ impl Preparer {
 pub fn request_document(record: &RequestRecord) -> Result<Document, String> {
     let mut doc = bson::to_document(record).map_err(|e| format!("cannot convert to BSON: {e}"))?;
     doc.insert("ts", Bson::DateTime(bson::DateTime::from_chrono(record.ts)));
+    Ok(doc)
+}
+
+/// The BSON document for an event: `ts` becomes a BSON date.
+pub fn event_document(event: &EventRecord) -> Result<Document, String> {
+    let mut doc = bson::to_document(event).map_err(|e| format!("cannot convert to BSON: {e}"))?;
+    doc.insert("ts", Bson::DateTime(bson::DateTime::from_chrono(event.ts)));
     Ok(doc)
 }
 

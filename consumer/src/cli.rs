@@ -72,6 +72,12 @@ struct Settings {
     /// Largest payload kept verbatim in a dead letter, in bytes.
     #[arg(long, global = true, env = "VISITLOG_DEAD_LETTER_MAX_BYTES")]
     dead_letter_max_bytes: Option<usize>,
+    /// Fraction of a video that completes its tutorial automatically.
+    #[arg(long, global = true, env = "VISITLOG_COMPLETION_THRESHOLD")]
+    completion_threshold: Option<f64>,
+    /// Count tutorial visits of anonymous visitors too.
+    #[arg(long, global = true, env = "VISITLOG_ANONYMOUS_VISITS")]
+    anonymous_visits: Option<bool>,
     /// Log format.
     #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -155,6 +161,8 @@ impl Settings {
             shutdown_deadline,
             max_backoff,
             dead_letter_max_bytes,
+            completion_threshold,
+            anonymous_visits,
             log_format
         );
         if self.consumer_id.is_some() {
@@ -306,6 +314,10 @@ mod tests {
             "30d",
             "--dead-letter-max-bytes",
             "2048",
+            "--completion-threshold",
+            "0.9",
+            "--anonymous-visits",
+            "true",
             "--log-format",
             "json",
         ])
@@ -325,6 +337,8 @@ mod tests {
             max_backoff: Duration::from_secs(7),
             retention: Some(Duration::from_secs(30 * 86400)),
             dead_letter_max_bytes: 2048,
+            completion_threshold: 0.9,
+            anonymous_visits: true,
             log_format: LogFormat::Json,
         };
         assert_eq!(c, expected);

@@ -48,6 +48,12 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Largest payload kept verbatim in `dead_letters`; longer ones are cut (`VISITLOG_DEAD_LETTER_MAX_BYTES`).
     pub dead_letter_max_bytes: usize,
+    /// Coverage or watched position, as a fraction of the video, that marks a
+    /// tutorial complete (`VISITLOG_COMPLETION_THRESHOLD`).
+    pub completion_threshold: f64,
+    /// Count tutorial-page visits of anonymous visitors in `tutorial_progress`
+    /// too; turn on when the site accepts anonymous events (`VISITLOG_ANONYMOUS_VISITS`).
+    pub anonymous_visits: bool,
     /// `human` or `json` logs (`VISITLOG_LOG_FORMAT`).
     pub log_format: LogFormat,
 }
@@ -79,6 +85,8 @@ impl Default for Config {
             max_backoff: Duration::from_secs(30),
             retention: None,
             dead_letter_max_bytes: 4 * 1024 * 1024,
+            completion_threshold: 0.8,
+            anonymous_visits: false,
             log_format: LogFormat::Human,
         }
     }
@@ -165,6 +173,9 @@ impl Config {
         if self.dead_letter_max_bytes < 1024 || self.dead_letter_max_bytes > 8 * 1024 * 1024 {
             return invalid("dead-letter-max-bytes", "must be between 1024 and 8388608");
         }
+        if !(self.completion_threshold > 0.0 && self.completion_threshold <= 1.0) {
+            return invalid("completion-threshold", "must be more than 0 and at most 1");
+        }
         redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::Invalid {
             key: "redis-url",
             message: format!("not a Redis URL ({:?})", e.kind()),
@@ -178,6 +189,14 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The learning-progress rules in effect.
+    pub fn rules(&self) -> crate::progress::Rules {
+        crate::progress::Rules {
+            completion_threshold: self.completion_threshold,
+            anonymous_visits: self.anonymous_visits,
+        }
     }
 
     /// The consumer id in effect.
@@ -215,6 +234,11 @@ impl Config {
             "dead-letter-max-bytes",
             self.dead_letter_max_bytes.to_string(),
         );
+        line(
+            "completion-threshold",
+            self.completion_threshold.to_string(),
+        );
+        line("anonymous-visits", self.anonymous_visits.to_string());
         line(
             "log-format",
             quote(match self.log_format {

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters since this instance started.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Documents inserted into `request_logs`.
+    /// Documents inserted into `request_logs` and `events`.
     pub stored: AtomicU64,
     /// Records already stored (replayed after a crash or redelivered).
     pub duplicates: AtomicU64,
     /// Records sent to `dead_letters`.
     pub dead_lettered: AtomicU64,
+    /// Derived documents written (`video_positions`, `tutorial_progress`).
+    pub derived: AtomicU64,
     /// Batches completed.
     pub batches: AtomicU64,
     /// Batch attempts that failed and were retried.
@@ -29,6 +31,8 @@ pub struct MetricsSnapshot {
     pub duplicates: u64,
     /// See [`Metrics::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`Metrics::derived`].
+    pub derived: u64,
     /// See [`Metrics::batches`].
     pub batches: u64,
     /// See [`Metrics::retries`].
@@ -45,6 +49,7 @@ impl Metrics {
             stored: get(&self.stored),
             duplicates: get(&self.duplicates),
             dead_lettered: get(&self.dead_lettered),
+            derived: get(&self.derived),
             batches: get(&self.batches),
             retries: get(&self.retries),
             reaped: get(&self.reaped),

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod internal_events;
 mod notify;
+pub mod progress;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -11,7 +11,14 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use visitlog_schema::Collection as Coll;
 
+use std::collections::{BTreeMap, HashMap};
+
+use rand::Rng;
+use serde_json::Value;
+use visitlog_schema::RecordValidator;
+
 use crate::batch::{DeadLetter, Prepared};
+use crate::progress::{FoldEvent, Progress, Rules, needs_refold, video_position};
 
 /// MongoDB's duplicate-key error: the record is already stored.
 const DUPLICATE_KEY: i32 = 11000;
@@ -22,13 +29,33 @@ const NAMESPACE_EXISTS: i32 = 48;
 pub const REQUEST_LOGS: &str = "request_logs";
 /// Where records that cannot be stored go.
 pub const DEAD_LETTERS: &str = "dead_letters";
+/// Learning events, and page views of tutorial pages.
+pub const EVENTS: &str = "events";
+/// Resume positions.
+pub const VIDEO_POSITIONS: &str = "video_positions";
+/// Tutorial progress.
+pub const TUTORIAL_PROGRESS: &str = "tutorial_progress";
+
+/// Attempts at writing derived documents when other consumers keep winning
+/// the race for the same learner; then the whole batch is retried.
+const DERIVE_ATTEMPTS: usize = 10;
 
 /// Handles to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Sink {
     db: Database,
     requests: Collection<Document>,
+    events: Collection<Document>,
+    progress: Collection<Document>,
     dead: Collection<Document>,
+    validators: std::sync::Arc<DerivedValidators>,
+}
+
+/// Client-side checks of derived documents (a bug guard: they are built by code).
+#[derive(Debug)]
+struct DerivedValidators {
+    positions: RecordValidator,
+    progress: RecordValidator,
 }
 
 /// What storing one batch did.
@@ -40,6 +67,8 @@ pub struct Stored {
     pub duplicates: u64,
     /// Records sent to `dead_letters`, including ones MongoDB refused.
     pub dead_lettered: u64,
+    /// Derived documents written (`video_positions`, `tutorial_progress`).
+    pub derived: u64,
 }
 
 impl Sink {
@@ -57,9 +86,18 @@ impl Sink {
             .get_or_insert(Duration::from_secs(5));
         let client = Client::with_options(options)?;
         let db = client.database(database);
+        let invalid = |e: visitlog_schema::SchemaError| {
+            mongodb::error::Error::custom(format!("built-in validator: {e}"))
+        };
         Ok(Self {
             requests: db.collection(REQUEST_LOGS),
+            events: db.collection(EVENTS),
+            progress: db.collection(TUTORIAL_PROGRESS),
             dead: db.collection(DEAD_LETTERS),
+            validators: std::sync::Arc::new(DerivedValidators {
+                positions: RecordValidator::new(Coll::VideoPositions).map_err(invalid)?,
+                progress: RecordValidator::new(Coll::TutorialProgress).map_err(invalid)?,
+            }),
             db,
         })
     }
@@ -126,52 +164,64 @@ impl Sink {
         self.dead
             .create_indexes([IndexModel::builder().keys(doc! { "at": -1 }).build()])
             .await?;
+        // A refold reads one learner's events for one tutorial, in order.
+        self.events
+            .create_indexes([
+                IndexModel::builder()
+                    .keys(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
+                    .build(),
+                IndexModel::builder().keys(doc! { "ts": 1 }).build(),
+            ])
+            .await?;
+        self.progress
+            .create_indexes([IndexModel::builder()
+                .keys(doc! { "learner": 1, "foss": 1 })
+                .build()])
+            .await?;
+        self.db
+            .collection::<Document>(VIDEO_POSITIONS)
+            .create_indexes([IndexModel::builder().keys(doc! { "learner": 1 }).build()])
+            .await?;
         Ok(())
     }
 
-    /// Stores a prepared batch. `Err` only for trouble worth retrying the
-    /// whole batch (network, server down, write concern): per-document
-    /// refusals become dead letters, and duplicates are counted, not errors.
+    /// Stores a prepared batch, then derives learning state from its events.
+    /// `Err` only for trouble worth retrying the whole batch (network, server
+    /// down, write concern): per-document refusals become dead letters, and
+    /// duplicates are counted, not errors.
     pub async fn store(
         &self,
         prepared: Prepared,
+        rules: &Rules,
         consumer: &str,
         queue: &str,
         dead_letter_max_bytes: usize,
     ) -> mongodb::error::Result<Stored> {
         let mut stored = Stored::default();
         let mut dead = prepared.dead;
-        if !prepared.requests.is_empty() {
-            let (docs, raws): (Vec<Document>, Vec<Vec<u8>>) = prepared.requests.into_iter().unzip();
-            let total = docs.len() as u64;
-            match self.requests.insert_many(docs).ordered(false).await {
-                Ok(_) => stored.inserted = total,
-                Err(e) => {
-                    let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
-                        return Err(e);
-                    };
-                    if failure.write_concern_error.is_some() {
-                        return Err(e);
-                    }
-                    let errors = failure.write_errors.as_deref().unwrap_or_default();
-                    for error in errors {
-                        if error.code == DUPLICATE_KEY {
-                            stored.duplicates += 1;
-                        } else if let Some(raw) = raws.get(error.index) {
-                            // Refused by the server (121: validation failed).
-                            dead.push(DeadLetter {
-                                raw: raw.clone(),
-                                reason: format!(
-                                    "rejected by MongoDB (code {}): {}",
-                                    error.code, error.message
-                                ),
-                            });
-                        }
-                    }
-                    stored.inserted = total - errors.len() as u64;
-                }
-            }
+        let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
+            .requests
+            .into_iter()
+            .map(|(doc, raw)| (doc, Some(raw)))
+            .unzip();
+        insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
+        let mut folds = Vec::with_capacity(prepared.events.len());
+        let mut docs = Vec::with_capacity(prepared.events.len());
+        let mut raws = Vec::with_capacity(prepared.events.len());
+        for event in prepared.events {
+            docs.push(event.doc);
+            raws.push(event.raw);
+            folds.push(event.fold);
         }
+        let refused = insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        // Only stored events take part: a refold reads them back from `events`.
+        let folds: Vec<FoldEvent> = folds
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !refused.contains(i))
+            .map(|(_, f)| f)
+            .collect();
+        stored.derived = self.derive(&folds, rules).await?;
         let now = Utc::now();
         for letter in &dead {
             let doc = letter.document(now, consumer, queue, dead_letter_max_bytes);
@@ -185,6 +235,197 @@ impl Sink {
         }
         stored.dead_lettered = dead.len() as u64;
         Ok(stored)
+    }
+
+    /// Updates `video_positions` and `tutorial_progress` from stored events;
+    /// returns how many documents it wrote.
+    ///
+    /// Two consumers may derive for the same learner at once, so every write
+    /// is conditional, and a lost race is a duplicate-key error (11000) of an
+    /// upsert whose filter no longer matches, never a lost update:
+    /// - a resume position is replaced only by a newer event
+    ///   (`last_event < _id`; UUID v7 ids order events by server time);
+    /// - a progress document is replaced only if it is still the one the
+    ///   new state was folded from (`through` and `folded` unchanged), or
+    ///   created only if there was none. The loser reads again and refolds.
+    pub async fn derive(&self, events: &[FoldEvent], rules: &Rules) -> mongodb::error::Result<u64> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut written = self.derive_positions(events).await?;
+        let mut groups: BTreeMap<String, Vec<FoldEvent>> = BTreeMap::new();
+        for e in events {
+            groups.entry(e.progress_id()).or_default().push(e.clone());
+        }
+        for batch in groups.values_mut() {
+            batch.sort_by_key(|e| e.id);
+            batch.dedup_by_key(|e| e.id);
+        }
+        let mut pending: Vec<String> = groups.keys().cloned().collect();
+        for attempt in 0..DERIVE_ATTEMPTS {
+            let existing: HashMap<String, Document> = self
+                .progress
+                .find(doc! { "_id": { "$in": &pending } })
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await?
+                .into_iter()
+                .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+                .collect();
+            let mut statements = Vec::new();
+            let mut keys = Vec::new();
+            for key in &pending {
+                let batch = &groups[key];
+                let old = existing.get(key).and_then(|d| match Progress::from_document(d) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
+                        None
+                    }
+                });
+                let new = if needs_refold(old.as_ref(), batch) {
+                    let history = self.history(&batch[0]).await?;
+                    Progress::fold(None, &history, rules)
+                } else {
+                    Progress::fold(old.clone(), batch, rules)
+                };
+                let Some(new) = new else { continue };
+                if Some(&new) == old.as_ref() {
+                    continue; // A replay: nothing new.
+                }
+                let doc = new.to_document();
+                if let Err(f) = self
+                    .validators
+                    .progress
+                    .validate(&json_for_validation(&doc))
+                {
+                    tracing::error!(progress = %key, field = %f.path, error = %f.message, "derived progress fails its validator; not written");
+                    continue;
+                }
+                let filter = match (&old, existing.get(key)) {
+                    (Some(o), _) => {
+                        doc! { "_id": key, "through": o.through.to_string(), "folded": i64::try_from(o.folded).unwrap_or(i64::MAX) }
+                    }
+                    // No document (or an unreadable one) yet: replace only what we read.
+                    (None, Some(unreadable)) => unreadable.clone(),
+                    (None, None) => doc! { "_id": key, "folded": { "$lt": 0 } },
+                };
+                statements.push(doc! { "q": filter, "u": doc, "upsert": true });
+                keys.push(key.clone());
+            }
+            let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
+            written += outcome.written;
+            if outcome.conflicts.is_empty() {
+                return Ok(written);
+            }
+            pending = outcome.conflicts.iter().map(|&i| keys[i].clone()).collect();
+            tracing::debug!(
+                attempt,
+                conflicts = pending.len(),
+                "another consumer updated the same progress; folding again"
+            );
+            let pause = rand::rng().random_range(5..50 * (attempt as u64 + 1));
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        Err(mongodb::error::Error::custom(format!(
+            "progress of {} learners kept changing under us; retrying the batch",
+            pending.len()
+        )))
+    }
+
+    /// Resume positions: the newest video event per learner and video.
+    async fn derive_positions(&self, events: &[FoldEvent]) -> mongodb::error::Result<u64> {
+        let mut latest: BTreeMap<String, (uuid::Uuid, Document)> = BTreeMap::new();
+        for e in events {
+            let Some(doc) = video_position(e) else {
+                continue;
+            };
+            let id = doc.get_str("_id").unwrap_or_default().to_owned();
+            if latest.get(&id).is_none_or(|(seen, _)| *seen < e.id) {
+                latest.insert(id, (e.id, doc));
+            }
+        }
+        let mut statements = Vec::with_capacity(latest.len());
+        for (id, (event, doc)) in latest {
+            if let Err(f) = self
+                .validators
+                .positions
+                .validate(&json_for_validation(&doc))
+            {
+                tracing::error!(position = %id, field = %f.path, error = %f.message, "derived position fails its validator; not written");
+                continue;
+            }
+            // Upsert unless a newer event is already there: then the filter
+            // misses, the insert collides on `_id` (11000), and the newer stays.
+            statements.push(doc! {
+                "q": { "_id": id, "last_event": { "$lt": event.to_string() } },
+                "u": doc,
+                "upsert": true,
+            });
+        }
+        Ok(self.update_all(VIDEO_POSITIONS, statements).await?.written)
+    }
+
+    /// All stored events of `e`'s learner and tutorial, oldest first.
+    async fn history(&self, e: &FoldEvent) -> mongodb::error::Result<Vec<FoldEvent>> {
+        let docs: Vec<Document> = self
+            .events
+            .find(doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
+            .sort(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in &docs {
+            match FoldEvent::from_document(d) {
+                Ok(f) => out.push(f),
+                Err(error) => tracing::warn!(%error, "unreadable stored event skipped"),
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    /// One `update` command with many statements, unordered; which lost a
+    /// race (11000) is reported by index, any other refusal is logged.
+    async fn update_all(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> mongodb::error::Result<UpdateOutcome> {
+        let mut outcome = UpdateOutcome::default();
+        if statements.is_empty() {
+            return Ok(outcome);
+        }
+        let total = statements.len() as u64;
+        let reply = self
+            .db
+            .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+            .await?;
+        let errors = reply
+            .get_array("writeErrors")
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for error in errors.iter().filter_map(Bson::as_document) {
+            let code = error.get_i32("code").unwrap_or_default();
+            let index = error
+                .get_i32("index")
+                .ok()
+                .and_then(|i| usize::try_from(i).ok())
+                .unwrap_or_default();
+            if code == DUPLICATE_KEY {
+                outcome.conflicts.push(index);
+            } else {
+                tracing::error!(collection, code, error = %error.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
+            }
+        }
+        if let Ok(concern) = reply.get_document("writeConcernError") {
+            return Err(mongodb::error::Error::custom(format!(
+                "write concern error on {collection}: {concern}"
+            )));
+        }
+        outcome.written = total - errors.len() as u64;
+        Ok(outcome)
     }
 
     /// The number of dead letters.
@@ -234,6 +475,88 @@ impl Sink {
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests
     }
+}
+
+#[derive(Debug, Default)]
+struct UpdateOutcome {
+    written: u64,
+    /// Indexes of statements that lost a race.
+    conflicts: Vec<usize>,
+}
+
+/// Inserts unordered; counts new and duplicate documents, turns other
+/// refusals into dead letters (or a log line, for documents without a
+/// payload of their own) and returns the indexes of refused documents.
+async fn insert_all(
+    collection: &Collection<Document>,
+    docs: Vec<Document>,
+    raws: &[Option<Vec<u8>>],
+    stored: &mut Stored,
+    dead: &mut Vec<DeadLetter>,
+) -> mongodb::error::Result<Vec<usize>> {
+    let mut refused = Vec::new();
+    if docs.is_empty() {
+        return Ok(refused);
+    }
+    let total = docs.len() as u64;
+    match collection.insert_many(docs).ordered(false).await {
+        Ok(_) => stored.inserted += total,
+        Err(e) => {
+            let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
+                return Err(e);
+            };
+            if failure.write_concern_error.is_some() {
+                return Err(e);
+            }
+            let errors = failure.write_errors.as_deref().unwrap_or_default();
+            for error in errors {
+                if error.code == DUPLICATE_KEY {
+                    stored.duplicates += 1;
+                    continue;
+                }
+                refused.push(error.index);
+                // Refused by the server (121: validation failed).
+                let reason = format!(
+                    "rejected by MongoDB (code {}): {}",
+                    error.code, error.message
+                );
+                match raws.get(error.index) {
+                    Some(Some(raw)) => dead.push(DeadLetter {
+                        raw: raw.clone(),
+                        reason,
+                    }),
+                    _ => {
+                        tracing::error!(collection = collection.name(), %reason, "derived document not stored")
+                    }
+                }
+            }
+            stored.inserted += total - errors.len() as u64;
+        }
+    }
+    Ok(refused)
+}
+
+/// A document as JSON for the client-side validator: dates become RFC 3339
+/// strings, as they travel in records.
+pub fn json_for_validation(doc: &Document) -> Value {
+    fn convert(b: &Bson) -> Value {
+        match b {
+            Bson::DateTime(t) => Value::from(
+                t.to_chrono()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+            Bson::Document(d) => json_for_validation(d),
+            Bson::Array(items) => Value::Array(items.iter().map(convert).collect()),
+            Bson::Double(v) => Value::from(*v),
+            Bson::Int32(v) => Value::from(*v),
+            Bson::Int64(v) => Value::from(*v),
+            Bson::String(s) => Value::from(s.as_str()),
+            Bson::Boolean(v) => Value::from(*v),
+            Bson::Null => Value::Null,
+            other => Value::from(other.to_string()),
+        }
+    }
+    Value::Object(doc.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
 }
 
 /// The server's error code of a failed command, if it is one.

@@ -63,7 +63,7 @@ pub async fn run(
         .await
         .context("mongodb-uri")?;
     let ctx = Arc::new(Ctx {
-        preparer: Preparer::new()?,
+        preparer: Preparer::with_rules(config.rules())?,
         config,
         id,
         source,
@@ -284,6 +284,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
             .sink
             .store(
                 prepared,
+                ctx.preparer.rules(),
                 &ctx.id,
                 &ctx.config.queue,
                 ctx.config.dead_letter_max_bytes,
@@ -295,6 +296,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
                 Metrics::add(&ctx.metrics.stored, stored.inserted);
                 Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
                 Metrics::add(&ctx.metrics.dead_lettered, stored.dead_lettered);
+                Metrics::add(&ctx.metrics.derived, stored.derived);
                 if stored.dead_lettered > 0 {
                     tracing::warn!(
                         records = stored.dead_lettered,

@@ -1,0 +1,323 @@
+use chrono::Duration;
+use rand::seq::SliceRandom;
+use visitlog_schema::{Collection, RecordValidator};
+
+use super::*;
+
+const VIDEO: &str = "Python/Getting-started/English";
+
+struct Script {
+    t0: DateTime<Utc>,
+    events: Vec<FoldEvent>,
+    visitor: Uuid,
+    visit: u32,
+}
+
+impl Script {
+    fn new() -> Self {
+        Self {
+            t0: DateTime::from_timestamp(1_763_000_000, 0).unwrap(),
+            events: Vec::new(),
+            visitor: Uuid::now_v7(),
+            visit: 1,
+        }
+    }
+
+    fn push(&mut self, kind: EventType, f: impl FnOnce(&mut FoldEvent)) -> &mut Self {
+        let n = self.events.len() as i64;
+        let ts = self.t0 + Duration::seconds(10 * n);
+        let mut e = FoldEvent {
+            // Strictly increasing v7 ids, as the server stamps them.
+            id: Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ts.timestamp() as u64,
+                0,
+            )),
+            ts,
+            kind,
+            learner: "user:alice".into(),
+            foss: "Python".into(),
+            tutorial: "Getting-started".into(),
+            language: "English".into(),
+            visitor_id: Some(self.visitor),
+            visit_number: Some(self.visit),
+            video_id: kind.is_video().then(|| VIDEO.to_owned()),
+            position: None,
+            duration: kind.is_video().then_some(100.0),
+            from: None,
+            played_from: None,
+        };
+        f(&mut e);
+        self.events.push(e);
+        self
+    }
+
+    fn view(&mut self) -> &mut Self {
+        self.push(EventType::PageView, |_| {})
+    }
+
+    fn play(&mut self, at: f64) -> &mut Self {
+        self.push(EventType::VideoPlay, |e| e.position = Some(at))
+    }
+
+    /// A heartbeat reporting the stretch `from..to` watched.
+    fn watched(&mut self, from: f64, to: f64) -> &mut Self {
+        self.push(EventType::VideoProgress, |e| {
+            e.played_from = Some(from);
+            e.position = Some(to);
+        })
+    }
+
+    fn seek(&mut self, from: f64, to: f64) -> &mut Self {
+        self.push(EventType::VideoSeek, |e| {
+            e.from = Some(from);
+            e.position = Some(to);
+        })
+    }
+
+    fn ended(&mut self, from: f64) -> &mut Self {
+        self.push(EventType::VideoEnded, |e| {
+            e.played_from = Some(from);
+            e.position = Some(100.0);
+        })
+    }
+
+    fn mark(&mut self, complete: bool) -> &mut Self {
+        let kind = if complete {
+            EventType::TutorialComplete
+        } else {
+            EventType::TutorialIncomplete
+        };
+        self.push(kind, |_| {})
+    }
+
+    fn next_visit(&mut self) -> &mut Self {
+        self.visit += 1;
+        self
+    }
+
+    fn fold(&self) -> Progress {
+        Progress::fold(None, &self.events, &Rules::default()).unwrap()
+    }
+}
+
+#[test]
+fn coverage_reaching_the_threshold_completes() {
+    let mut s = Script::new();
+    s.view().play(0.0).watched(0.0, 40.0).watched(40.0, 79.0);
+    let p = s.fold();
+    assert!(!p.completed, "79 % is under the threshold");
+    assert_eq!(p.watched, vec![[0, 79]]);
+    assert!((p.coverage - 0.79).abs() < 1e-9);
+    s.watched(79.0, 80.0);
+    let p = s.fold();
+    assert!(p.completed);
+    assert_eq!(p.completed_by, Some(CompletedBy::Auto));
+    assert_eq!(p.completed_at, Some(s.events[4].ts));
+}
+
+#[test]
+fn watching_past_the_threshold_completes_but_seeking_there_does_not() {
+    let mut s = Script::new();
+    s.play(0.0).seek(0.0, 85.0).play(85.0);
+    assert!(!s.fold().completed, "jumping to 85 % is not watching it");
+    s.watched(85.0, 90.0);
+    let p = s.fold();
+    assert!(p.completed, "watched up to 90 %");
+    assert!(p.coverage < 0.1);
+}
+
+#[test]
+fn ended_completes_and_the_threshold_is_configurable() {
+    let mut s = Script::new();
+    s.play(95.0).ended(95.0);
+    assert!(s.fold().completed);
+    let mut s = Script::new();
+    s.play(0.0).watched(0.0, 50.0);
+    let strict = Rules {
+        completion_threshold: 0.5,
+        ..Rules::default()
+    };
+    assert!(Progress::fold(None, &s.events, &strict).unwrap().completed);
+    assert!(!s.fold().completed);
+}
+
+#[test]
+fn manual_marks_win_and_incomplete_holds_for_the_rest_of_the_visit() {
+    let mut s = Script::new();
+    s.view().mark(true);
+    let p = s.fold();
+    assert_eq!(
+        (p.completed, p.completed_by),
+        (true, Some(CompletedBy::Manual))
+    );
+    // Marked incomplete: watching to the end in the same visit does not re-complete.
+    s.mark(false).play(0.0).watched(0.0, 95.0).ended(95.0);
+    let p = s.fold();
+    assert!(!p.completed);
+    assert_eq!((p.completed_at, p.completed_by), (None, None));
+    assert_eq!(p.manual.as_ref().map(|m| m.completed), Some(false));
+    // A later visit can.
+    s.next_visit().view().play(0.0).ended(0.0);
+    let p = s.fold();
+    assert_eq!(
+        (p.completed, p.completed_by),
+        (true, Some(CompletedBy::Auto))
+    );
+    assert_eq!(p.visits, 2);
+}
+
+#[test]
+fn intervals_merge_and_stay_bounded() {
+    let mut w = Vec::new();
+    add_interval(&mut w, 10, 20);
+    add_interval(&mut w, 30, 40);
+    add_interval(&mut w, 20, 30); // touches both
+    assert_eq!(w, vec![[10, 40]]);
+    add_interval(&mut w, 0, 5);
+    add_interval(&mut w, 50, 50); // empty
+    add_interval(&mut w, 3, 12);
+    assert_eq!(w, vec![[0, 40]]);
+    assert!((coverage(&w, Some(80.0)) - 0.5).abs() < 1e-9);
+    assert_eq!(coverage(&[[0, 100]], Some(90.0)), 1.0);
+    // A learner who skims second by second for hours: still bounded.
+    let mut w = Vec::new();
+    for i in 0..10_000u32 {
+        add_interval(&mut w, i * 2, i * 2 + 1);
+    }
+    assert_eq!(w.len(), MAX_INTERVALS);
+    assert!(
+        w.windows(2).all(|p| p[0][1] < p[1][0]),
+        "sorted and disjoint"
+    );
+}
+
+#[test]
+fn visits_are_distinct_per_browser_visit() {
+    let mut s = Script::new();
+    s.view().view().view(); // three pages in one visit
+    s.next_visit().view();
+    let laptop = s.visitor;
+    s.visitor = Uuid::now_v7(); // a phone
+    s.visit = 1;
+    s.view();
+    s.visitor = laptop;
+    s.visit = 2;
+    s.view(); // laptop again, same visit 2
+    let p = s.fold();
+    assert_eq!(p.visits, 3);
+    assert_eq!(p.first_visit, Some(s.events[0].ts));
+    assert_eq!(p.last_visit, Some(s.events[5].ts));
+}
+
+#[test]
+fn a_rewatch_moves_the_resume_position_back_and_ended_resets_it() {
+    let mut s = Script::new();
+    s.watched(0.0, 60.0).seek(60.0, 5.0).ended(90.0);
+    let at = |i: usize| {
+        video_position(&s.events[i])
+            .unwrap()
+            .get_f64("position")
+            .unwrap()
+    };
+    assert_eq!(at(0), 60.0);
+    assert_eq!(at(1), 5.0);
+    assert_eq!(at(2), 0.0);
+    let mut s = Script::new();
+    s.view().mark(true);
+    assert!(video_position(&s.events[0]).is_none());
+    assert!(video_position(&s.events[1]).is_none());
+}
+
+#[test]
+fn documents_round_trip_and_pass_the_validator() {
+    let mut s = Script::new();
+    s.view()
+        .play(0.0)
+        .watched(0.0, 30.0)
+        .mark(false)
+        .next_visit()
+        .view()
+        .ended(50.0);
+    let p = s.fold();
+    let doc = p.to_document();
+    assert_eq!(Progress::from_document(&doc).unwrap(), p);
+    let validator = RecordValidator::new(Collection::TutorialProgress).unwrap();
+    validator
+        .validate(&crate::sink::json_for_validation(&doc))
+        .unwrap();
+    let position = video_position(&s.events[2]).unwrap();
+    RecordValidator::new(Collection::VideoPositions)
+        .unwrap()
+        .validate(&crate::sink::json_for_validation(&position))
+        .unwrap();
+}
+
+/// The consumer's rule, simulated: fold on top when the batch is all newer,
+/// else fold the stored history again. Stored = every event of every batch
+/// handled so far (events are stored before they are derived).
+fn deliver(batches: &[Vec<FoldEvent>]) -> Progress {
+    let rules = Rules::default();
+    let mut stored: Vec<FoldEvent> = Vec::new();
+    let mut doc: Option<Progress> = None;
+    for batch in batches {
+        for e in batch {
+            if !stored.iter().any(|s| s.id == e.id) {
+                stored.push(e.clone());
+            }
+        }
+        let mut batch = batch.clone();
+        batch.sort_by_key(|e| e.id);
+        doc = if needs_refold(doc.as_ref(), &batch) {
+            let mut history = stored.clone();
+            history.sort_by_key(|e| e.id);
+            Progress::fold(None, &history, &rules)
+        } else {
+            Progress::fold(doc, &batch, &rules)
+        };
+    }
+    doc.unwrap()
+}
+
+#[test]
+fn any_batch_order_split_or_replay_gives_the_same_document() {
+    let mut s = Script::new();
+    s.view()
+        .play(0.0)
+        .watched(0.0, 10.0)
+        .watched(10.0, 20.0)
+        .mark(true)
+        .mark(false);
+    s.watched(20.0, 70.0)
+        .seek(70.0, 10.0)
+        .watched(10.0, 30.0)
+        .ended(30.0);
+    s.next_visit()
+        .view()
+        .play(0.0)
+        .watched(0.0, 90.0)
+        .ended(90.0);
+    let expected = s.fold();
+    assert!(expected.completed);
+    assert_eq!(deliver(&[s.events.clone()]), expected);
+    let mut rng = rand::rng();
+    for _ in 0..500 {
+        let mut events = s.events.clone();
+        events.shuffle(&mut rng);
+        let mut batches: Vec<Vec<FoldEvent>> = Vec::new();
+        let mut rest = events.as_slice();
+        while !rest.is_empty() {
+            let n = rand::Rng::random_range(&mut rng, 1..=rest.len().min(5));
+            batches.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        // Replay a few batches, as after a crash or a redelivery.
+        for _ in 0..3 {
+            let i = rand::Rng::random_range(&mut rng, 0..batches.len());
+            let again = batches[i].clone();
+            let at = rand::Rng::random_range(&mut rng, i..=batches.len());
+            batches.insert(at, again);
+        }
+        assert_eq!(deliver(&batches), expected);
+    }
+}
