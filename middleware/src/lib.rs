@@ -55,6 +55,8 @@ mod events;
 mod future;
 mod identity;
 mod layer;
+#[cfg(feature = "progress")]
+mod progress;
 mod record;
 mod redact;
 mod route;
@@ -71,8 +73,11 @@ pub use events::MAX_EVENTS_PER_REQUEST;
 pub use future::ResponseFuture;
 pub use identity::{Identify, Identity};
 pub use layer::CaptureLayer;
+#[cfg(feature = "progress")]
+pub use progress::{ProgressReader, TutorialProgress};
 pub use service::Capture;
 pub use shipper::{Shipper, ShipperHandle, Stats};
+pub use visitlog_schema::Learner;
 
 /// The route template a non-axum router matched, put in the request
 /// extensions so the layer records it (axum's `MatchedPath` is read directly).

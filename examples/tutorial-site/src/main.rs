@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use visitlog_middleware::{CaptureLayer, Config};
+use visitlog_middleware::{CaptureLayer, Config, ProgressReader};
 
 /// A tutorial website that logs every request with visitlog.
 #[derive(Parser)]
@@ -17,6 +17,13 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "VISITLOG_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// MongoDB the consumer writes to, for resume positions and progress;
+    /// without it the pages work but do not resume.
+    #[arg(long, env = "VISITLOG_MONGODB_URI")]
+    mongodb_uri: Option<String>,
+    /// The consumer's database.
+    #[arg(long, env = "VISITLOG_DATABASE", default_value = "visitlog")]
+    database: String,
     /// How long to keep sending buffered records to Redis on shutdown.
     #[arg(long, default_value = "5s", value_parser = humantime_duration)]
     flush_deadline: Duration,
@@ -40,7 +47,15 @@ async fn main() -> anyhow::Result<()> {
     let queue = config.queue_name().to_owned();
     let (capture, shipper) = CaptureLayer::new(config)?;
     let shipper = shipper.spawn();
-    let app = visitlog_example::app(capture);
+    let progress = match &args.mongodb_uri {
+        Some(uri) => Some(
+            ProgressReader::connect(uri, &args.database)
+                .await
+                .context("VISITLOG_MONGODB_URI")?,
+        ),
+        None => None,
+    };
+    let app = visitlog_example::app_with_progress(capture, progress);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
