@@ -237,6 +237,44 @@ mod tests {
     }
 
     #[test]
+    fn events_and_tutorial_page_views_become_event_documents() {
+        let event = serde_json::to_vec(&EventRecord::example()).unwrap();
+        let mut request = RequestRecord::example();
+        request.ua.is_bot = false;
+        let mut bot = request.clone();
+        bot.ua.is_bot = true;
+        bot.id = uuid::Uuid::now_v7();
+        let raw = vec![
+            event,
+            serde_json::to_vec(&request).unwrap(),
+            serde_json::to_vec(&bot).unwrap(),
+        ];
+        let prepared = Preparer::new().unwrap().prepare(raw);
+        assert!(prepared.dead.is_empty(), "{:?}", prepared.dead);
+        assert_eq!(prepared.requests.len(), 2);
+        assert_eq!(
+            prepared.events.len(),
+            2,
+            "the event, and one page view (not the bot's)"
+        );
+        let view = &prepared.events[1];
+        assert_eq!(view.doc.get_str("type").unwrap(), "page.view");
+        assert_eq!(view.doc.get_str("_id").unwrap(), request.id.to_string());
+        assert!(view.raw.is_none());
+        assert!(matches!(
+            prepared.events[0].doc.get("ts"),
+            Some(Bson::DateTime(_))
+        ));
+        // Clients cannot send page views.
+        let mut forged = EventRecord::example();
+        forged.event_type = visitlog_schema::EventType::PageView;
+        let prepared = Preparer::new()
+            .unwrap()
+            .prepare(vec![serde_json::to_vec(&forged).unwrap()]);
+        assert!(prepared.dead[0].reason.contains("derived"));
+    }
+
+    #[test]
     fn poison_payloads_become_dead_letters_with_a_reason() {
         let mut wrong_type = RequestRecord::example();
         wrong_type.path = String::new();

@@ -164,11 +164,12 @@ impl Sink {
         self.dead
             .create_indexes([IndexModel::builder().keys(doc! { "at": -1 }).build()])
             .await?;
-        // A refold reads one learner's events for one tutorial, in order.
+        // A refold reads one learner's events for one tutorial (and sorts
+        // them by `_id`: a few hundred, in memory).
         self.events
             .create_indexes([
                 IndexModel::builder()
-                    .keys(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
+                    .keys(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1 })
                     .build(),
                 IndexModel::builder().keys(doc! { "ts": 1 }).build(),
             ])
@@ -224,6 +225,7 @@ impl Sink {
         stored.derived = self.derive(&folds, rules).await?;
         let now = Utc::now();
         for letter in &dead {
+            tracing::debug!(reason = %letter.reason, "dead letter");
             let doc = letter.document(now, consumer, queue, dead_letter_max_bytes);
             // A replace keyed by the payload hash: a replay rewrites the same
             // document, and a requeued record that fails again renews it.
@@ -327,10 +329,7 @@ impl Sink {
             let pause = rand::rng().random_range(5..50 * (attempt as u64 + 1));
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
-        Err(mongodb::error::Error::custom(format!(
-            "progress of {} learners kept changing under us; retrying the batch",
-            pending.len()
-        )))
+        Err(mongodb::error::Error::custom(Contention(pending.len())))
     }
 
     /// Resume positions: the newest video event per learner and video.
@@ -474,6 +473,17 @@ impl Sink {
     /// The request-logs collection, for tests and the benchmark.
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests
+    }
+}
+
+/// Other consumers kept winning the race for the same progress documents;
+/// the batch is retried as a whole (MongoDB itself is fine).
+#[derive(Debug, Clone, Copy)]
+pub struct Contention(pub usize);
+
+impl std::fmt::Display for Contention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "progress of {} learners kept changing under us", self.0)
     }
 }
 

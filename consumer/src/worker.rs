@@ -306,7 +306,10 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
                 break;
             }
             Err(e) => {
-                MONGODB.failed(&e);
+                match e.get_custom::<crate::sink::Contention>() {
+                    Some(c) => tracing::debug!(%c, "retrying the batch"),
+                    None => MONGODB.failed(&e),
+                }
                 Metrics::add(&ctx.metrics.retries, 1);
                 tokio::time::sleep(backoff.pause()).await;
             }

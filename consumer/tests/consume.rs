@@ -3,65 +3,18 @@
 // Test helpers panic on failure; that is how a test fails.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::{InProcess, config};
 use visitlog_consumer::config::Config;
-use visitlog_consumer::internal_events::{Metrics, MetricsSnapshot};
-use visitlog_consumer::shutdown::Shutdown;
-use visitlog_consumer::worker::{self, RunOptions};
 use visitlog_tests::{
     MongoServer, Namespace, RedisServer, count, push, queue_lengths, request_payload,
     shared_mongodb_uri, test_database, wait_count,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn config(ns: &Namespace, mongodb_uri: &str, database: &str, id: &str) -> Config {
-    Config {
-        redis_url: ns.redis_url().to_owned(),
-        queue: ns.queue().to_owned(),
-        mongodb_uri: mongodb_uri.to_owned(),
-        database: database.to_owned(),
-        consumer_id: Some(id.to_owned()),
-        batch_size: 500,
-        flush_interval: Duration::from_millis(50),
-        heartbeat_interval: Duration::from_millis(200),
-        heartbeat_ttl: Duration::from_secs(1),
-        max_backoff: Duration::from_millis(500),
-        ..Config::default()
-    }
-}
-
-/// A consumer running in this process until `stop` is called.
-struct InProcess {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<MetricsSnapshot>>,
-    metrics: Arc<Metrics>,
-}
-
-impl InProcess {
-    fn start(config: Config) -> Self {
-        let (stop, shutdown) = Shutdown::manual();
-        let metrics = Arc::new(Metrics::default());
-        let task = tokio::spawn(worker::run(
-            config,
-            RunOptions { setup: true },
-            shutdown,
-            metrics.clone(),
-        ));
-        Self {
-            stop,
-            task,
-            metrics,
-        }
-    }
-
-    async fn stop(self) -> MetricsSnapshot {
-        let _ = self.stop.send(true);
-        self.task.await.unwrap().unwrap()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_payloads_are_dead_lettered_and_the_good_records_around_them_stored() {

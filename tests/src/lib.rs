@@ -223,9 +223,26 @@ pub struct Site {
 impl Site {
     /// Builds the layer from `config`, spawns its shipper and serves the site.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
+        Self::serve(config, None).await
+    }
+
+    /// Like [`Site::start`], reading learning progress from `database` at `mongodb_uri`.
+    pub async fn start_with_progress(
+        config: Config,
+        mongodb_uri: &str,
+        database: &str,
+    ) -> anyhow::Result<Self> {
+        let reader = visitlog_middleware::ProgressReader::connect(mongodb_uri, database).await?;
+        Self::serve(config, Some(reader)).await
+    }
+
+    async fn serve(
+        config: Config,
+        progress: Option<visitlog_middleware::ProgressReader>,
+    ) -> anyhow::Result<Self> {
         let (capture, shipper) = CaptureLayer::new(config)?;
         let shipper = shipper.spawn();
-        let app = visitlog_example::app(capture.clone());
+        let app = visitlog_example::app_with_progress(capture.clone(), progress);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move {

@@ -23,10 +23,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use mongodb::error as mongodb_error;
 use rand::RngCore;
 use serde::Deserialize;
 use visitlog_middleware::{CaptureLayer, Identity, Learner, ProgressReader};
-use mongodb::error as mongodb_error;
 
 /// The sample video every tutorial page plays.
 const SAMPLE_VIDEO: &[u8] = include_bytes!("../assets/sample.webm");
@@ -120,7 +120,10 @@ pub fn app_with_progress(capture: CaptureLayer, progress: Option<ProgressReader>
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/visitlog/events", capture.events())
-        .route("/api/progress/{foss}/{tutorial}/{language}", get(api_progress))
+        .route(
+            "/api/progress/{foss}/{tutorial}/{language}",
+            get(api_progress),
+        )
         .route("/static/sample.webm", get(sample_video))
         .route(
             "/static/progress.js",
@@ -217,7 +220,11 @@ async fn watch(
 <button id="mark-complete">Mark complete</button> <button id="mark-incomplete">Mark incomplete</button></p>"#,
             hidden = if resume > 0.0 { "" } else { " hidden" },
             at = clock(resume),
-            status = if completed { "completed" } else { "not completed" },
+            status = if completed {
+                "completed"
+            } else {
+                "not completed"
+            },
         ),
         None => "<p>Log in to keep your place and track your progress.</p>".to_owned(),
     };
@@ -258,10 +265,9 @@ async fn learner_state(
         Ok::<_, mongodb_error::Error>((resume, progress))
     };
     match tokio::time::timeout(PROGRESS_TIMEOUT, both).await {
-        Ok(Ok((resume, progress))) => Some((
-            resume.unwrap_or(0.0),
-            progress.is_some_and(|p| p.completed),
-        )),
+        Ok(Ok((resume, progress))) => {
+            Some((resume.unwrap_or(0.0), progress.is_some_and(|p| p.completed)))
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot read learning progress");
             None
@@ -281,19 +287,33 @@ async fn api_progress(
     headers: HeaderMap,
 ) -> Response {
     if !in_catalogue(&foss, &tutorial, &language) {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such tutorial"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such tutorial"})),
+        )
+            .into_response();
     }
     let Some(user) = current_user(&state.sessions, &headers) else {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "log in first"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "log in first"})),
+        )
+            .into_response();
     };
     let Some(reader) = &state.progress else {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "progress is not configured"}))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "progress is not configured"})),
+        )
+            .into_response();
     };
     let learner = Learner::User(user);
     let video_id = format!("{foss}/{tutorial}/{language}");
     let both = async {
         let resume = reader.resume_position(&learner, &video_id).await?;
-        let progress = reader.progress(&learner, &foss, &tutorial, &language).await?;
+        let progress = reader
+            .progress(&learner, &foss, &tutorial, &language)
+            .await?;
         Ok::<_, mongodb_error::Error>((resume, progress))
     };
     match tokio::time::timeout(PROGRESS_TIMEOUT * 4, both).await {
@@ -304,7 +324,11 @@ async fn api_progress(
             "visits": progress.as_ref().map_or(0, |p| p.visits),
         }))
         .into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "progress store unavailable"}))).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "progress store unavailable"})),
+        )
+            .into_response(),
     }
 }
 
@@ -324,7 +348,10 @@ async fn sample_video(headers: HeaderMap) -> Response {
         Some((start, end)) => (
             StatusCode::PARTIAL_CONTENT,
             base,
-            [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))],
+            [(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{total}"),
+            )],
             &SAMPLE_VIDEO[start..=end],
         )
             .into_response(),

@@ -1,0 +1,63 @@
+//! What the consumer's integration tests share.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use visitlog_consumer::config::Config;
+use visitlog_consumer::internal_events::{Metrics, MetricsSnapshot};
+use visitlog_consumer::shutdown::Shutdown;
+use visitlog_consumer::worker::{self, RunOptions};
+use visitlog_tests::Namespace;
+
+pub fn config(ns: &Namespace, mongodb_uri: &str, database: &str, id: &str) -> Config {
+    Config {
+        redis_url: ns.redis_url().to_owned(),
+        queue: ns.queue().to_owned(),
+        mongodb_uri: mongodb_uri.to_owned(),
+        database: database.to_owned(),
+        consumer_id: Some(id.to_owned()),
+        batch_size: 500,
+        flush_interval: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_ttl: Duration::from_secs(1),
+        max_backoff: Duration::from_millis(500),
+        ..Config::default()
+    }
+}
+
+/// A consumer running in this process until `stop` is called.
+pub struct InProcess {
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<MetricsSnapshot>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl InProcess {
+    pub fn start(config: Config) -> Self {
+        // `RUST_LOG=debug cargo test` shows what the consumer did.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let (stop, shutdown) = Shutdown::manual();
+        let metrics = Arc::new(Metrics::default());
+        let task = tokio::spawn(worker::run(
+            config,
+            RunOptions { setup: true },
+            shutdown,
+            metrics.clone(),
+        ));
+        Self {
+            stop,
+            task,
+            metrics,
+        }
+    }
+
+    pub async fn stop(self) -> MetricsSnapshot {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap().unwrap()
+    }
+}
