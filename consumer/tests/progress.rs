@@ -398,3 +398,112 @@ async fn racing_consumers_shuffled_and_replayed_events_give_the_exact_fold() {
     // The newest video event (499) wins, though it was not the last to arrive.
     assert_eq!(position.get_f64("position").unwrap(), 499.0);
 }
+
+/// The real page in headless Chromium: log in, play the video for a few
+/// seconds, pause; the events reach MongoDB and the reloaded page resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_video_and_the_page_resumes_it() {
+    let Some(mut browser) = visitlog_tests::browser::Browser::launch().await.unwrap() else {
+        return;
+    };
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let consumer = InProcess::start(config(&ns, &uri, &db, "chromium"));
+    let site = Site::start_with_progress(ns.config(), &uri, &db)
+        .await
+        .unwrap();
+
+    browser.goto(&site.url("/")).await.unwrap();
+    browser
+        .eval("document.querySelector('input[name=username]').value = 'carol'; document.querySelector('form').submit(); true")
+        .await
+        .unwrap();
+    browser
+        .wait_for("document.getElementById('user') !== null")
+        .await
+        .unwrap();
+    browser.goto(&site.url(PAGE)).await.unwrap();
+    let played = browser
+        .eval(
+            "(async () => {
+                const v = document.getElementById('player');
+                v.muted = true;
+                if (v.readyState < 1) await new Promise(r => v.addEventListener('loadedmetadata', r, { once: true }));
+                await v.play();
+                await new Promise(r => setTimeout(r, 3000));
+                v.pause();
+                return v.currentTime;
+            })()",
+        )
+        .await
+        .unwrap();
+    let played = played.as_f64().unwrap();
+    assert!(played > 1.5, "the video played: {played}");
+
+    // The events reached MongoDB, and the site reads the position back.
+    let events = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&db)
+        .collection::<bson::Document>("events");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let resume = loop {
+        let answer = browser
+            .eval(&format!("fetch('{API}').then(r => r.json())"))
+            .await
+            .unwrap();
+        // The pause, not the play just before it.
+        if let Some(at) = answer["resume_position"]
+            .as_f64()
+            .filter(|p| (p - played).abs() < 0.5)
+        {
+            break at;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let kinds: Vec<String> = events
+        .distinct("type", doc! { "learner": "user:carol" })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    for kind in ["page.view", "video.play", "video.pause"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+
+    // Reload: the page offers the position and the player starts there.
+    browser.goto(&site.url(PAGE)).await.unwrap();
+    browser
+        .wait_for(&format!(
+            "(() => {{ const v = document.getElementById('player'); return v.readyState >= 1 && Math.abs(v.currentTime - {resume}) < 0.6; }})()"
+        ))
+        .await
+        .unwrap();
+    let shown = browser
+        .eval("document.getElementById('resume').hidden ? '' : document.getElementById('resume').textContent")
+        .await
+        .unwrap();
+    assert!(
+        shown.as_str().unwrap().starts_with("Resume at 0:0"),
+        "{shown}"
+    );
+    let path = visitlog_tests::browser::artifacts_dir().join("tutorial-page.png");
+    browser.screenshot(&path).await.unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    assert!(
+        browser.console_errors.is_empty(),
+        "console errors: {:?}",
+        browser.console_errors
+    );
+
+    site.shutdown(Duration::from_secs(5)).await;
+    consumer.stop().await;
+}

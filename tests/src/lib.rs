@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+pub mod browser;
 use visitlog_middleware::{CaptureLayer, Config, ShipperHandle};
 
 /// A `redis-server` process owned by one test; killed on drop.

@@ -175,7 +175,7 @@ fn page(title: &str, user: Option<&str>, body: &str) -> Html<String> {
         None => r#"<form method="post" action="/login"><input name="username" placeholder="username" required maxlength="64"><button>Log in</button></form>"#.to_owned(),
     };
     Html(format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{title}</title></head>
 <body><header><a href="/">Tutorials</a> · {account}</header><main>{body}</main></body></html>"#,
         title = escape(title)
     ))
