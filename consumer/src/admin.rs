@@ -13,6 +13,8 @@ pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let dead_letters = sink.dead_letter_count().await?;
     let stored = sink.request_logs().estimated_document_count().await?;
+    let events = sink.events().estimated_document_count().await?;
+    let progress = sink.tutorial_progress().estimated_document_count().await?;
     Ok(serde_json::json!({
         "queue": config.queue,
         "pending": queue.pending,
@@ -20,6 +22,8 @@ pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
         "consumers_alive": queue.consumers_alive,
         "dead_letters": dead_letters,
         "request_logs": stored,
+        "events": events,
+        "tutorial_progress": progress,
     }))
 }
 

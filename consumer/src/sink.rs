@@ -470,6 +470,16 @@ impl Sink {
         Ok(self.dead.delete_many(filter).await?.deleted_count)
     }
 
+    /// The events collection.
+    pub fn events(&self) -> &Collection<Document> {
+        &self.events
+    }
+
+    /// The tutorial-progress collection.
+    pub fn tutorial_progress(&self) -> &Collection<Document> {
+        &self.progress
+    }
+
     /// The request-logs collection, for tests and the benchmark.
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests
