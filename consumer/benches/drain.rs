@@ -7,7 +7,10 @@
 //!   1000 from one client, the most this server takes;
 //! - `drain`: records/s from a pre-filled queue into `request_logs` by the
 //!   real `visitlog-consumer` binary, and its own CPU time per 100,000
-//!   records (from /proc), for several batch sizes.
+//!   records (from /proc), for several batch sizes;
+//! - `learning`: the same for learning events (video heartbeats of many
+//!   learners, interleaved), which also derive `video_positions` and
+//!   `tutorial_progress`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,10 +66,46 @@ async fn raw_insert_many(uri: &str, n: usize) -> f64 {
     rate
 }
 
-async fn drain(uri: &str, n: usize, batch: usize, in_flight: usize) -> (f64, f64) {
+/// Video heartbeats of `learners` learners, 10 s apart, interleaved, in
+/// server-time order as the middleware would queue them.
+fn learning_payloads(n: usize, learners: usize) -> Vec<Vec<u8>> {
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(2);
+    (0..n)
+        .map(|i| {
+            let learner = i % learners;
+            let step = (i / learners) as f64;
+            let mut e = visitlog_schema::EventRecord::example();
+            e.ts = t0 + chrono::Duration::milliseconds(i as i64);
+            e.id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                e.ts.timestamp() as u64,
+                e.ts.timestamp_subsec_nanos(),
+            ));
+            e.learner = format!("user:learner{learner}");
+            e.user = Some(format!("learner{learner}"));
+            e.tutorial = format!("Tutorial-{}", learner % 5);
+            e.video_id = Some(format!("Python/Tutorial-{}/English", learner % 5));
+            e.duration = Some(3600.0);
+            e.played_from = Some((step * 10.0) % 3590.0);
+            e.position = Some((step * 10.0) % 3590.0 + 10.0);
+            serde_json::to_vec(&e).unwrap()
+        })
+        .collect()
+}
+
+async fn drain(
+    uri: &str,
+    payloads: &[Vec<u8>],
+    collection: &str,
+    batch: usize,
+    in_flight: usize,
+) -> (f64, f64) {
+    let n = payloads.len();
     let ns = Namespace::new();
     let db = test_database();
-    ns.fill(0..n).await.unwrap();
+    visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
+        .await
+        .unwrap();
     let setup = Command::new(BIN)
         .args(["--mongodb-uri", uri, "--database", &db, "setup"])
         .output()
@@ -104,7 +143,7 @@ async fn drain(uri: &str, n: usize, batch: usize, in_flight: usize) -> (f64, f64
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    assert_eq!(count(uri, &db, "request_logs").await.unwrap(), n as u64);
+    assert_eq!(count(uri, &db, collection).await.unwrap(), n as u64);
     let cpu = cpu_seconds(child.id());
     Command::new("kill")
         .arg("-TERM")
@@ -131,11 +170,19 @@ async fn main() {
     println!("MongoDB: {kind}; {n} records per run\n");
     let raw = raw_insert_many(&uri, n).await;
     println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
+    let requests: Vec<Vec<u8>> = (0..n).map(visitlog_tests::request_payload).collect();
     for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
-        let (rate, cpu) = drain(&uri, n, batch, in_flight).await;
+        let (rate, cpu) = drain(&uri, &requests, "request_logs", batch, in_flight).await;
         println!(
             "drain batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {cpu:.2} s per 100k records",
             100.0 * rate / raw
+        );
+    }
+    for learners in [50, 1000] {
+        let events = learning_payloads(n, learners);
+        let (rate, cpu) = drain(&uri, &events, "events", 1000, 2).await;
+        println!(
+            "learning events, {learners:>4} learners, batch-size 1000, in-flight 2: {rate:>9.0} events/s, consumer CPU {cpu:.2} s per 100k events"
         );
     }
 }

@@ -67,8 +67,6 @@ pub struct Stored {
     pub duplicates: u64,
     /// Records sent to `dead_letters`, including ones MongoDB refused.
     pub dead_lettered: u64,
-    /// Derived documents written (`video_positions`, `tutorial_progress`).
-    pub derived: u64,
 }
 
 impl Sink {
@@ -186,18 +184,17 @@ impl Sink {
         Ok(())
     }
 
-    /// Stores a prepared batch, then derives learning state from its events.
-    /// `Err` only for trouble worth retrying the whole batch (network, server
-    /// down, write concern): per-document refusals become dead letters, and
-    /// duplicates are counted, not errors.
+    /// Stores a prepared batch; returns what it did and the stored events,
+    /// for [`Sink::derive`]. `Err` only for trouble worth retrying the whole
+    /// batch (network, server down, write concern): per-document refusals
+    /// become dead letters, and duplicates are counted, not errors.
     pub async fn store(
         &self,
         prepared: Prepared,
-        rules: &Rules,
         consumer: &str,
         queue: &str,
         dead_letter_max_bytes: usize,
-    ) -> mongodb::error::Result<Stored> {
+    ) -> mongodb::error::Result<(Stored, Vec<FoldEvent>)> {
         let mut stored = Stored::default();
         let mut dead = prepared.dead;
         let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
@@ -222,7 +219,6 @@ impl Sink {
             .filter(|(i, _)| !refused.contains(i))
             .map(|(_, f)| f)
             .collect();
-        stored.derived = self.derive(&folds, rules).await?;
         let now = Utc::now();
         for letter in &dead {
             tracing::debug!(reason = %letter.reason, "dead letter");
@@ -236,7 +232,7 @@ impl Sink {
                 .await?;
         }
         stored.dead_lettered = dead.len() as u64;
-        Ok(stored)
+        Ok((stored, folds))
     }
 
     /// Updates `video_positions` and `tutorial_progress` from stored events;
@@ -274,22 +270,32 @@ impl Sink {
                 .into_iter()
                 .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
                 .collect();
+            let olds: HashMap<&String, Progress> = pending
+                .iter()
+                .filter_map(|key| {
+                    match Progress::from_document(existing.get(key)?) {
+                        Ok(p) => Some((key, p)),
+                        Err(e) => {
+                            tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
+                            None
+                        }
+                    }
+                })
+                .collect();
+            let refold: Vec<&FoldEvent> = pending
+                .iter()
+                .filter(|key| needs_refold(olds.get(key), &groups[*key]))
+                .map(|key| &groups[key][0])
+                .collect();
+            let mut histories = self.histories(&refold).await?;
             let mut statements = Vec::new();
             let mut keys = Vec::new();
             for key in &pending {
-                let batch = &groups[key];
-                let old = existing.get(key).and_then(|d| match Progress::from_document(d) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
-                        None
-                    }
-                });
-                let new = if needs_refold(old.as_ref(), batch) {
-                    let history = self.history(&batch[0]).await?;
-                    Progress::fold(None, &history, rules)
-                } else {
-                    Progress::fold(old.clone(), batch, rules)
+                let old = olds.get(key).cloned();
+                let new = match histories.remove(key) {
+                    Some(history) => Progress::fold(None, &history, rules),
+                    None if needs_refold(old.as_ref(), &groups[key]) => None,
+                    None => Progress::fold(old.clone(), &groups[key], rules),
                 };
                 let Some(new) = new else { continue };
                 if Some(&new) == old.as_ref() {
@@ -365,23 +371,29 @@ impl Sink {
         Ok(self.update_all(VIDEO_POSITIONS, statements).await?.written)
     }
 
-    /// All stored events of `e`'s learner and tutorial, oldest first.
-    async fn history(&self, e: &FoldEvent) -> mongodb::error::Result<Vec<FoldEvent>> {
-        let docs: Vec<Document> = self
-            .events
-            .find(doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
-            .sort(doc! { "_id": 1 })
-            .await?
-            .try_collect()
-            .await?;
-        let mut out = Vec::with_capacity(docs.len());
-        for d in &docs {
-            match FoldEvent::from_document(d) {
-                Ok(f) => out.push(f),
-                Err(error) => tracing::warn!(%error, "unreadable stored event skipped"),
+    /// The stored events of each `keys` event's learner and tutorial, oldest
+    /// first, by progress id: one query per hundred keys.
+    async fn histories(
+        &self,
+        keys: &[&FoldEvent],
+    ) -> mongodb::error::Result<HashMap<String, Vec<FoldEvent>>> {
+        let mut out: HashMap<String, Vec<FoldEvent>> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let any: Vec<Document> = chunk
+                .iter()
+                .map(|e| doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
+                .collect();
+            let mut cursor = self.events.find(doc! { "$or": any }).await?;
+            while let Some(d) = cursor.try_next().await? {
+                match FoldEvent::from_document(&d) {
+                    Ok(f) => out.entry(f.progress_id()).or_default().push(f),
+                    Err(error) => tracing::warn!(%error, "unreadable stored event skipped"),
+                }
             }
         }
-        out.sort_by_key(|e| e.id);
+        for history in out.values_mut() {
+            history.sort_by_key(|e| e.id);
+        }
         Ok(out)
     }
 
@@ -504,9 +516,10 @@ struct UpdateOutcome {
     conflicts: Vec<usize>,
 }
 
-/// Inserts unordered; counts new and duplicate documents, turns other
-/// refusals into dead letters (or a log line, for documents without a
-/// payload of their own) and returns the indexes of refused documents.
+/// Inserts unordered; counts new and duplicate records (documents without a
+/// payload of their own, the derived page views, are not records), turns
+/// other refusals into dead letters (or a log line, for derived documents)
+/// and returns the indexes of refused documents.
 async fn insert_all(
     collection: &Collection<Document>,
     docs: Vec<Document>,
@@ -518,9 +531,9 @@ async fn insert_all(
     if docs.is_empty() {
         return Ok(refused);
     }
-    let total = docs.len() as u64;
-    match collection.insert_many(docs).ordered(false).await {
-        Ok(_) => stored.inserted += total,
+    let records = raws.iter().filter(|r| r.is_some()).count() as u64;
+    let errors = match collection.insert_many(docs).ordered(false).await {
+        Ok(_) => Vec::new(),
         Err(e) => {
             let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
                 return Err(e);
@@ -528,31 +541,34 @@ async fn insert_all(
             if failure.write_concern_error.is_some() {
                 return Err(e);
             }
-            let errors = failure.write_errors.as_deref().unwrap_or_default();
-            for error in errors {
-                if error.code == DUPLICATE_KEY {
-                    stored.duplicates += 1;
-                    continue;
-                }
-                refused.push(error.index);
-                // Refused by the server (121: validation failed).
-                let reason = format!(
-                    "rejected by MongoDB (code {}): {}",
-                    error.code, error.message
-                );
-                match raws.get(error.index) {
-                    Some(Some(raw)) => dead.push(DeadLetter {
-                        raw: raw.clone(),
-                        reason,
-                    }),
-                    _ => {
-                        tracing::error!(collection = collection.name(), %reason, "derived document not stored")
-                    }
-                }
+            failure.write_errors.clone().unwrap_or_default()
+        }
+    };
+    let mut failed_records = 0;
+    for error in &errors {
+        let raw = raws.get(error.index).and_then(Option::as_ref);
+        failed_records += u64::from(raw.is_some());
+        if error.code == DUPLICATE_KEY {
+            stored.duplicates += u64::from(raw.is_some());
+            continue;
+        }
+        refused.push(error.index);
+        // Refused by the server (121: validation failed).
+        let reason = format!(
+            "rejected by MongoDB (code {}): {}",
+            error.code, error.message
+        );
+        match raw {
+            Some(raw) => dead.push(DeadLetter {
+                raw: raw.clone(),
+                reason,
+            }),
+            None => {
+                tracing::error!(collection = collection.name(), %reason, "derived document not stored")
             }
-            stored.inserted += total - errors.len() as u64;
         }
     }
+    stored.inserted += records - failed_records;
     Ok(refused)
 }
 

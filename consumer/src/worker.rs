@@ -33,6 +33,11 @@ pub struct RunOptions {
 }
 
 struct Ctx {
+    /// Batches derive learning state in the order they were fetched (the
+    /// queue's order), one at a time: the ticket now being served. Stores
+    /// still overlap; only the derivation waits its turn, so batches of one
+    /// process never make each other fold a learner's history again.
+    turn: tokio::sync::watch::Sender<u64>,
     config: Config,
     id: String,
     source: Source,
@@ -63,6 +68,7 @@ pub async fn run(
         .await
         .context("mongodb-uri")?;
     let ctx = Arc::new(Ctx {
+        turn: tokio::sync::watch::Sender::new(0),
         preparer: Preparer::with_rules(config.rules())?,
         config,
         id,
@@ -91,6 +97,7 @@ pub async fn run(
     let (free_tx, free_rx) = mpsc::unbounded_channel::<usize>();
     let (batch_tx, mut batch_rx) = mpsc::channel::<(usize, Vec<Vec<u8>>)>(slots);
     let mut tasks: JoinSet<usize> = JoinSet::new();
+    let mut tickets = 0u64..;
 
     // Our own unfinished batches first (we were killed while storing them).
     for slot in 0..slots {
@@ -102,7 +109,12 @@ pub async fn run(
                     records = records.len(),
                     "finishing a batch left by the previous run"
                 );
-                tasks.spawn(store_batch(ctx.clone(), slot, records));
+                tasks.spawn(store_batch(
+                    ctx.clone(),
+                    slot,
+                    records,
+                    tickets.next().unwrap_or_default(),
+                ));
             }
             Some(_) => {
                 let _ = free_tx.send(slot);
@@ -127,7 +139,7 @@ pub async fn run(
                 }
             }
             Some((slot, records)) = batch_rx.recv() => {
-                tasks.spawn(store_batch(ctx.clone(), slot, records));
+                tasks.spawn(store_batch(ctx.clone(), slot, records, tickets.next().unwrap_or_default()));
             }
             _ = heartbeat.tick() => {
                 notify::watchdog();
@@ -152,7 +164,7 @@ pub async fn run(
         tokio::select! {
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => drop(joined),
             batch = batch_rx.recv(), if !fetcher_done => match batch {
-                Some((slot, records)) => { tasks.spawn(store_batch(ctx.clone(), slot, records)); }
+                Some((slot, records)) => { tasks.spawn(store_batch(ctx.clone(), slot, records, tickets.next().unwrap_or_default())); }
                 None => fetcher_done = true,
             },
             () = tokio::time::sleep_until(deadline) => break,
@@ -265,10 +277,10 @@ async fn fetch_loop(
 }
 
 /// Stores one batch, retrying until MongoDB takes it, then acknowledges it.
-async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize {
+async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: u64) -> usize {
     let records = Arc::new(records);
     let mut backoff = Backoff::new(ctx.config.max_backoff);
-    loop {
+    let folds = loop {
         let ctx2 = ctx.clone();
         let raw = records.clone();
         // Parsing and validating a thousand records is CPU work.
@@ -277,6 +289,9 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "preparing a batch failed");
+                    // Left in its processing list; the batches after it go on.
+                    wait_turn(&ctx, ticket).await;
+                    pass_turn(&ctx, ticket);
                     return slot;
                 }
             };
@@ -284,30 +299,44 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
             .sink
             .store(
                 prepared,
-                ctx.preparer.rules(),
                 &ctx.id,
                 &ctx.config.queue,
                 ctx.config.dead_letter_max_bytes,
             )
             .await
         {
-            Ok(stored) => {
+            Ok((stored, events)) => {
                 MONGODB.ok();
                 Metrics::add(&ctx.metrics.stored, stored.inserted);
                 Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
                 Metrics::add(&ctx.metrics.dead_lettered, stored.dead_lettered);
-                Metrics::add(&ctx.metrics.derived, stored.derived);
                 if stored.dead_lettered > 0 {
                     tracing::warn!(
                         records = stored.dead_lettered,
                         "records sent to dead_letters"
                     );
                 }
+                break events;
+            }
+            Err(e) => {
+                MONGODB.failed(&e);
+                Metrics::add(&ctx.metrics.retries, 1);
+                tokio::time::sleep(backoff.pause()).await;
+            }
+        }
+    };
+    // Learning state, in fetch order; retried until MongoDB takes it.
+    wait_turn(&ctx, ticket).await;
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    loop {
+        match ctx.sink.derive(&folds, ctx.preparer.rules()).await {
+            Ok(written) => {
+                Metrics::add(&ctx.metrics.derived, written);
                 break;
             }
             Err(e) => {
                 match e.get_custom::<crate::sink::Contention>() {
-                    Some(c) => tracing::debug!(%c, "retrying the batch"),
+                    Some(c) => tracing::debug!(%c, "deriving again"),
                     None => MONGODB.failed(&e),
                 }
                 Metrics::add(&ctx.metrics.retries, 1);
@@ -315,6 +344,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
             }
         }
     }
+    pass_turn(&ctx, ticket);
     let mut backoff = Backoff::new(Duration::from_secs(5).min(ctx.config.max_backoff));
     while let Err(e) = ctx.source.ack(slot).await {
         // Stored but not acknowledged: a crash now means a harmless replay.
@@ -323,4 +353,16 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>) -> usize
     }
     Metrics::add(&ctx.metrics.batches, 1);
     slot
+}
+
+/// Waits until the batch with `ticket` may derive.
+async fn wait_turn(ctx: &Ctx, ticket: u64) {
+    let mut turn = ctx.turn.subscribe();
+    let _ = turn.wait_for(|serving| *serving >= ticket).await;
+}
+
+/// Lets the next batch derive.
+fn pass_turn(ctx: &Ctx, ticket: u64) {
+    ctx.turn
+        .send_modify(|serving| *serving = (*serving).max(ticket + 1));
 }

@@ -143,6 +143,10 @@ async fn mongodb_stopped_mid_run_loses_nothing() {
     wait_count(&mongo.uri(), &db, "request_logs", 1000, WAIT)
         .await
         .unwrap();
+    // Stored, then derived (page views), then acknowledged: wait for the acks.
+    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() != (0, 0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     mongo.stop();
     ns.fill(1000..3000).await.unwrap();
