@@ -488,11 +488,18 @@ impl Progress {
     }
 }
 
-/// Whether `batch` can be folded on top of `existing`: only when every event
-/// in it is newer than the newest already folded. Otherwise (no document yet,
-/// a late event, a replay) the whole history is folded again.
+/// Whether `batch` can be folded on top of `existing` (or start a new
+/// document): only when every event in it is newer than the newest already
+/// folded. Otherwise (a late event, a replay) the whole history is folded
+/// again.
+///
+/// A new document starts from its batch alone. Events of the same learner
+/// and tutorial that other batches stored but have not derived yet are not
+/// lost: when those batches derive, their events are older than `through`
+/// (a refold) or newer (folded on top), so the document ends as the fold of
+/// everything either way.
 pub fn needs_refold(existing: Option<&Progress>, batch: &[FoldEvent]) -> bool {
-    existing.is_none_or(|p| batch.iter().any(|e| e.id <= p.through))
+    existing.is_some_and(|p| batch.iter().any(|e| e.id <= p.through))
 }
 
 /// Adds `[start, end]` to sorted, disjoint intervals, merging what touches,

@@ -282,20 +282,25 @@ impl Sink {
                     }
                 })
                 .collect();
-            let refold: Vec<&FoldEvent> = pending
+            // Late events, replays, and documents that cannot be read: fold
+            // the whole stored history.
+            let refold: Vec<&String> = pending
                 .iter()
-                .filter(|key| needs_refold(olds.get(key), &groups[*key]))
-                .map(|key| &groups[key][0])
+                .filter(|key| {
+                    needs_refold(olds.get(key), &groups[*key])
+                        || (existing.contains_key(*key) && !olds.contains_key(key))
+                })
                 .collect();
-            let mut histories = self.histories(&refold).await?;
+            let firsts: Vec<&FoldEvent> = refold.iter().map(|key| &groups[*key][0]).collect();
+            let mut histories = self.histories(&firsts).await?;
             let mut statements = Vec::new();
             let mut keys = Vec::new();
             for key in &pending {
                 let old = olds.get(key).cloned();
-                let new = match histories.remove(key) {
-                    Some(history) => Progress::fold(None, &history, rules),
-                    None if needs_refold(old.as_ref(), &groups[key]) => None,
-                    None => Progress::fold(old.clone(), &groups[key], rules),
+                let new = if refold.contains(&key) {
+                    Progress::fold(None, &histories.remove(key).unwrap_or_default(), rules)
+                } else {
+                    Progress::fold(old.clone(), &groups[key], rules)
                 };
                 let Some(new) = new else { continue };
                 if Some(&new) == old.as_ref() {
