@@ -78,6 +78,12 @@ struct Settings {
     /// Count tutorial visits of anonymous visitors too.
     #[arg(long, global = true, env = "VISITLOG_ANONYMOUS_VISITS")]
     anonymous_visits: Option<bool>,
+    /// Where the status page, JSON API and /metrics listen.
+    #[arg(long, global = true, env = "VISITLOG_STATUS_ADDR")]
+    status_addr: Option<std::net::SocketAddr>,
+    /// Token the status endpoints require (all but /healthz).
+    #[arg(long, global = true, env = "VISITLOG_STATUS_TOKEN", hide_env_values = true)]
+    status_token: Option<String>,
     /// Log format.
     #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -90,6 +96,9 @@ enum Command {
         /// Do not create or update collections and indexes at start.
         #[arg(long)]
         no_setup: bool,
+        /// Do not serve the status page, JSON API and /metrics.
+        #[arg(long)]
+        no_status: bool,
     },
     /// Create or update the collections, validators and indexes (idempotent).
     Setup,
@@ -163,8 +172,12 @@ impl Settings {
             dead_letter_max_bytes,
             completion_threshold,
             anonymous_visits,
+            status_addr,
             log_format
         );
+        if self.status_token.is_some() {
+            c.status_token = self.status_token;
+        }
         if self.consumer_id.is_some() {
             c.consumer_id = self.consumer_id;
         }
@@ -220,11 +233,17 @@ pub fn main() -> ExitCode {
 
 async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Run { no_setup } => {
+        Command::Run {
+            no_setup,
+            no_status,
+        } => {
             let metrics = Arc::new(Metrics::default());
             worker::run(
                 config,
-                RunOptions { setup: !no_setup },
+                RunOptions {
+                    setup: !no_setup,
+                    status: !no_status,
+                },
                 Shutdown::on_signals(),
                 metrics,
             )
@@ -318,6 +337,10 @@ mod tests {
             "0.9",
             "--anonymous-visits",
             "true",
+            "--status-addr",
+            "0.0.0.0:9555",
+            "--status-token",
+            "a-long-enough-status-token",
             "--log-format",
             "json",
         ])
@@ -339,6 +362,8 @@ mod tests {
             dead_letter_max_bytes: 2048,
             completion_threshold: 0.9,
             anonymous_visits: true,
+            status_addr: "0.0.0.0:9555".parse().unwrap(),
+            status_token: Some("a-long-enough-status-token".into()),
             log_format: LogFormat::Json,
         };
         assert_eq!(c, expected);

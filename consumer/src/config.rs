@@ -54,6 +54,12 @@ pub struct Config {
     /// Count tutorial-page visits of anonymous visitors in `tutorial_progress`
     /// too; turn on when the site accepts anonymous events (`VISITLOG_ANONYMOUS_VISITS`).
     pub anonymous_visits: bool,
+    /// Where the status page, JSON API and `/metrics` listen
+    /// (`VISITLOG_STATUS_ADDR`); `run --no-status` turns them off.
+    pub status_addr: std::net::SocketAddr,
+    /// Bearer token (or basic-auth password) required by every status
+    /// endpoint but `/healthz` (`VISITLOG_STATUS_TOKEN`); unset: open.
+    pub status_token: Option<String>,
     /// `human` or `json` logs (`VISITLOG_LOG_FORMAT`).
     pub log_format: LogFormat,
 }
@@ -87,6 +93,8 @@ impl Default for Config {
             dead_letter_max_bytes: 4 * 1024 * 1024,
             completion_threshold: 0.8,
             anonymous_visits: false,
+            status_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5555)),
+            status_token: None,
             log_format: LogFormat::Human,
         }
     }
@@ -173,6 +181,9 @@ impl Config {
         if self.dead_letter_max_bytes < 1024 || self.dead_letter_max_bytes > 8 * 1024 * 1024 {
             return invalid("dead-letter-max-bytes", "must be between 1024 and 8388608");
         }
+        if self.status_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return invalid("status-token", "must be at least 16 characters");
+        }
         if !(self.completion_threshold > 0.0 && self.completion_threshold <= 1.0) {
             return invalid("completion-threshold", "must be more than 0 and at most 1");
         }
@@ -239,6 +250,10 @@ impl Config {
             self.completion_threshold.to_string(),
         );
         line("anonymous-visits", self.anonymous_visits.to_string());
+        line("status-addr", quote(&self.status_addr.to_string()));
+        if self.status_token.is_some() {
+            line("status-token", quote("****"));
+        }
         line(
             "log-format",
             quote(match self.log_format {

@@ -61,11 +61,24 @@ impl Metrics {
     }
 }
 
-/// Logs a dependency's state only when it changes, not on every retry.
+/// Logs a dependency's state only when it changes, not on every retry, and
+/// remembers it for the status page.
 #[derive(Debug)]
 pub(crate) struct StateLog {
     what: &'static str,
     failing: std::sync::atomic::AtomicBool,
+    state: std::sync::Mutex<Option<DependencyState>>,
+}
+
+/// Whether a dependency answers, since when, and its last error.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DependencyState {
+    /// `ok` or `error`.
+    pub state: &'static str,
+    /// When it entered this state.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The last error (secrets in URLs masked); kept after recovery.
+    pub last_error: Option<String>,
 }
 
 impl StateLog {
@@ -73,20 +86,81 @@ impl StateLog {
         Self {
             what,
             failing: std::sync::atomic::AtomicBool::new(false),
+            state: std::sync::Mutex::new(None),
         }
     }
 
     pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
-        if !self.failing.swap(true, Ordering::Relaxed) {
-            tracing::warn!(error = %error, "{} unavailable; retrying with backoff", self.what);
+        let message = mask_secrets(&error.to_string());
+        let changed = !self.failing.swap(true, Ordering::Relaxed);
+        if changed {
+            tracing::warn!(error = %message, "{} unavailable; retrying with backoff", self.what);
         }
+        self.set("error", Some(message), changed);
     }
 
     pub(crate) fn ok(&self) {
-        if self.failing.swap(false, Ordering::Relaxed) {
+        let changed = self.failing.swap(false, Ordering::Relaxed);
+        if changed {
             tracing::info!("{} available again", self.what);
         }
+        self.set("ok", None, changed);
     }
+
+    fn set(&self, state: &'static str, error: Option<String>, changed: bool) {
+        let mut slot = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.as_mut() {
+            Some(s) => {
+                if changed || s.state != state {
+                    s.state = state;
+                    s.since = chrono::Utc::now();
+                }
+                if error.is_some() {
+                    s.last_error = error;
+                }
+            }
+            None => {
+                *slot = Some(DependencyState {
+                    state,
+                    since: chrono::Utc::now(),
+                    last_error: error,
+                });
+            }
+        }
+    }
+
+    /// The current state; `None` before the first attempt.
+    pub(crate) fn snapshot(&self) -> Option<DependencyState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Masks the password of any `scheme://user:password@host` in a message.
+pub fn mask_secrets(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.find('@'), authority.find(':')) {
+            (Some(a), Some(c)) if c < a => {
+                out.push_str(&authority[..c]);
+                out.push_str(":****");
+                out.push_str(&authority[a..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Capped exponential backoff with jitter; reset on success.

@@ -20,4 +20,5 @@ pub mod progress;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod worker;

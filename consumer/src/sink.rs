@@ -67,6 +67,8 @@ pub struct Stored {
     pub duplicates: u64,
     /// Records sent to `dead_letters`, including ones MongoDB refused.
     pub dead_lettered: u64,
+    /// The newest `ts` among the batch's stored records.
+    pub newest: Option<chrono::DateTime<Utc>>,
 }
 
 impl Sink {
@@ -195,7 +197,17 @@ impl Sink {
         queue: &str,
         dead_letter_max_bytes: usize,
     ) -> mongodb::error::Result<(Stored, Vec<FoldEvent>)> {
-        let mut stored = Stored::default();
+        let mut stored = Stored {
+            newest: prepared
+                .requests
+                .iter()
+                .map(|(d, _)| d)
+                .chain(prepared.events.iter().map(|e| &e.doc))
+                .filter_map(|d| d.get_datetime("ts").ok())
+                .max()
+                .map(|t| t.to_chrono()),
+            ..Stored::default()
+        };
         let mut dead = prepared.dead;
         let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
             .requests
@@ -447,6 +459,11 @@ impl Sink {
     /// The number of dead letters.
     pub async fn dead_letter_count(&self) -> mongodb::error::Result<u64> {
         self.dead.count_documents(doc! {}).await
+    }
+
+    /// The number of dead letters, from collection metadata (cheap).
+    pub async fn dead_letter_estimate(&self) -> mongodb::error::Result<u64> {
+        self.dead.estimated_document_count().await
     }
 
     /// The newest `limit` dead letters.

@@ -155,6 +155,7 @@ impl Source {
     pub async fn unregister(&self) -> RedisResult<()> {
         let mut conn = self.conn().await?;
         let _: () = conn.del(self.heartbeat_key()).await?;
+        let _: () = conn.del(keys::status(&self.queue, &self.id)).await?;
         let _: () = conn.srem(keys::consumers(&self.queue), &self.id).await?;
         Ok(())
     }
@@ -255,6 +256,117 @@ impl Source {
     /// Slots this instance may use.
     pub fn slots(&self) -> usize {
         self.slots
+    }
+}
+
+/// Who an instance is, as the status page shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceStatus {
+    /// Consumer id.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When it started.
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+impl InstanceStatus {
+    /// This process, as consumer `id`.
+    pub fn this_process(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            host: hostname_string(),
+            pid: std::process::id(),
+            started: chrono::Utc::now(),
+        }
+    }
+}
+
+/// The queue and the fleet, as one instance sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Records waiting.
+    pub pending: u64,
+    /// The time of the record at the head of the queue.
+    pub oldest_pending: Option<chrono::DateTime<chrono::Utc>>,
+    /// Processing lists and their lengths.
+    pub processing: std::collections::BTreeMap<String, u64>,
+    /// What each live instance last said of itself.
+    pub consumers: Vec<serde_json::Value>,
+    /// Fleet-wide totals.
+    pub totals: std::collections::BTreeMap<String, u64>,
+    /// The newest record any live instance stored.
+    pub newest_stored: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Source {
+    /// Writes what this instance says of itself, for `ttl` (with the heartbeat).
+    pub async fn publish_status(&self, status: &serde_json::Value, ttl: Duration) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("SET")
+            .arg(keys::status(&self.queue, &self.id))
+            .arg(status.to_string())
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Adds what a batch did to the fleet-wide totals.
+    pub async fn add_totals(&self, counts: &[(&str, u64)]) -> RedisResult<()> {
+        let mut conn = self.conn().await?;
+        let key = keys::totals(&self.queue);
+        let mut pipe = redis::pipe();
+        for (field, n) in counts.iter().filter(|(_, n)| *n > 0) {
+            pipe.hincr(&key, *field, *n).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Reads the queue and the fleet.
+    pub async fn observe(&self) -> RedisResult<Observed> {
+        let mut conn = self.conn().await?;
+        let mut out = Observed {
+            pending: conn.llen(&self.queue).await?,
+            ..Observed::default()
+        };
+        let head: Option<Vec<u8>> = conn.lindex(&self.queue, 0).await?;
+        out.oldest_pending = head.and_then(|raw| {
+            let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+            chrono::DateTime::parse_from_rfc3339(v.get("ts")?.as_str()?)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+        for list in scan(&mut conn, &format!("{}:processing:*", self.queue)).await? {
+            let n: u64 = conn.llen(&list).await?;
+            out.processing.insert(list, n);
+        }
+        let mut members: Vec<String> = conn.smembers(keys::consumers(&self.queue)).await?;
+        members.sort();
+        for id in members {
+            let said: Option<String> = conn.get(keys::status(&self.queue, &id)).await?;
+            let alive: bool = conn.exists(keys::heartbeat(&self.queue, &id)).await?;
+            match said.and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) {
+                Some(v) => {
+                    if let Some(t) = v["newest_stored"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    {
+                        let t = t.with_timezone(&chrono::Utc);
+                        out.newest_stored = Some(out.newest_stored.map_or(t, |o| o.max(t)));
+                    }
+                    out.consumers.push(v);
+                }
+                None if alive => out.consumers.push(serde_json::json!({ "id": id, "state": "unknown" })),
+                None => {}
+            }
+        }
+        let totals: std::collections::HashMap<String, u64> = conn.hgetall(keys::totals(&self.queue)).await?;
+        out.totals = totals.into_iter().collect();
+        Ok(out)
     }
 }
 

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 
 use crate::batch::Preparer;
 use crate::config::Config;
-use crate::internal_events::{Backoff, Metrics, MetricsSnapshot, StateLog};
+use crate::internal_events::{Backoff, DependencyState, Metrics, MetricsSnapshot, StateLog};
+use crate::source::InstanceStatus;
+use crate::status::{self, StatusState};
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
@@ -30,6 +32,8 @@ static MONGODB: StateLog = StateLog::new("MongoDB");
 pub struct RunOptions {
     /// Create or update collections and indexes first.
     pub setup: bool,
+    /// Serve the status endpoint on `status-addr`.
+    pub status: bool,
 }
 
 struct Ctx {
@@ -44,6 +48,11 @@ struct Ctx {
     sink: Sink,
     preparer: Preparer,
     metrics: Arc<Metrics>,
+    status: Arc<StatusState>,
+}
+
+fn dependency_states() -> (Option<DependencyState>, Option<DependencyState>) {
+    (REDIS.snapshot(), MONGODB.snapshot())
 }
 
 /// Runs until `shutdown` fires; returns the counters.
@@ -67,6 +76,25 @@ pub async fn run(
     let sink = Sink::new(&config.mongodb_uri, &config.database)
         .await
         .context("mongodb-uri")?;
+    // The status endpoint has its own Redis connection: it must answer
+    // while the worker's is busy or broken.
+    let status_source = Source::new(
+        &config.redis_url,
+        &config.queue,
+        &id,
+        config.max_in_flight,
+        config.flush_interval,
+    )
+    .context("redis-url")?;
+    let status = Arc::new(StatusState::new(
+        InstanceStatus::this_process(&id),
+        config.queue.clone(),
+        metrics.clone(),
+        config.status_token.clone(),
+        status_source,
+        sink.clone(),
+        dependency_states,
+    ));
     let ctx = Arc::new(Ctx {
         turn: tokio::sync::watch::Sender::new(0),
         preparer: Preparer::with_rules(config.rules())?,
@@ -75,7 +103,27 @@ pub async fn run(
         source,
         sink,
         metrics,
+        status,
     });
+    let mut status_tasks = Vec::new();
+    if options.status {
+        let mut stop = shutdown.clone();
+        status_tasks.push(
+            status::serve(ctx.config.status_addr, ctx.status.clone(), async move {
+                stop.requested().await;
+            })
+            .await?,
+        );
+        let sampler = ctx.status.clone();
+        status_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(status::SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                sampler.sample().await;
+            }
+        }));
+    }
 
     // READY only once both answer; until then, wait (and listen for SIGTERM).
     if !wait_for_services(&ctx, &mut shutdown).await {
@@ -147,6 +195,10 @@ pub async fn run(
                     Ok(()) => REDIS.ok(),
                     Err(e) => REDIS.failed(&e),
                 }
+                let said = self_status(&ctx, "running");
+                if let Err(e) = ctx.source.publish_status(&said, ctx.config.heartbeat_ttl).await {
+                    REDIS.failed(&e);
+                }
                 match ctx.source.reap_dead().await {
                     Ok(n) => Metrics::add(&ctx.metrics.reaped, n),
                     Err(e) => REDIS.failed(&e),
@@ -188,6 +240,9 @@ pub async fn run(
     }
     if let Err(e) = ctx.source.unregister().await {
         tracing::debug!(error = %e, "unregister failed");
+    }
+    for task in status_tasks {
+        task.abort();
     }
     let snapshot = ctx.metrics.snapshot();
     tracing::info!(
@@ -280,7 +335,8 @@ async fn fetch_loop(
 async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: u64) -> usize {
     let records = Arc::new(records);
     let mut backoff = Backoff::new(ctx.config.max_backoff);
-    let folds = loop {
+    let mut batch_retries = 0;
+    let (folds, batch_counts) = loop {
         let ctx2 = ctx.clone();
         let raw = records.clone();
         // Parsing and validating a thousand records is CPU work.
@@ -295,6 +351,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
                     return slot;
                 }
             };
+        let started = tokio::time::Instant::now();
         match ctx
             .sink
             .store(
@@ -307,6 +364,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
         {
             Ok((stored, events)) => {
                 MONGODB.ok();
+                ctx.status.batch_stored(started.elapsed(), stored.newest);
                 Metrics::add(&ctx.metrics.stored, stored.inserted);
                 Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
                 Metrics::add(&ctx.metrics.dead_lettered, stored.dead_lettered);
@@ -316,11 +374,12 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
                         "records sent to dead_letters"
                     );
                 }
-                break events;
+                break (events, stored);
             }
             Err(e) => {
                 MONGODB.failed(&e);
                 Metrics::add(&ctx.metrics.retries, 1);
+                batch_retries += 1;
                 tokio::time::sleep(backoff.pause()).await;
             }
         }
@@ -328,11 +387,11 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
     // Learning state, in fetch order; retried until MongoDB takes it.
     wait_turn(&ctx, ticket).await;
     let mut backoff = Backoff::new(ctx.config.max_backoff);
-    loop {
+    let derived = loop {
         match ctx.sink.derive(&folds, ctx.preparer.rules()).await {
             Ok(written) => {
                 Metrics::add(&ctx.metrics.derived, written);
-                break;
+                break written;
             }
             Err(e) => {
                 match e.get_custom::<crate::sink::Contention>() {
@@ -340,10 +399,11 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
                     None => MONGODB.failed(&e),
                 }
                 Metrics::add(&ctx.metrics.retries, 1);
+                batch_retries += 1;
                 tokio::time::sleep(backoff.pause()).await;
             }
         }
-    }
+    };
     pass_turn(&ctx, ticket);
     let mut backoff = Backoff::new(Duration::from_secs(5).min(ctx.config.max_backoff));
     while let Err(e) = ctx.source.ack(slot).await {
@@ -352,7 +412,33 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
         tokio::time::sleep(backoff.pause()).await;
     }
     Metrics::add(&ctx.metrics.batches, 1);
+    // Fleet-wide totals, for every instance's status page; best effort.
+    let totals = [
+        ("stored", batch_counts.inserted),
+        ("duplicates", batch_counts.duplicates),
+        ("dead_lettered", batch_counts.dead_lettered),
+        ("derived", derived),
+        ("retries", batch_retries),
+        ("batches", 1),
+    ];
+    if let Err(e) = ctx.source.add_totals(&totals).await {
+        tracing::debug!(error = %e, "fleet totals not updated");
+    }
     slot
+}
+
+/// What this instance says of itself in Redis, with each heartbeat.
+fn self_status(ctx: &Ctx, state: &str) -> serde_json::Value {
+    let m = ctx.metrics.snapshot();
+    let me = &ctx.status.instance;
+    serde_json::json!({
+        "id": me.id, "host": me.host, "pid": me.pid, "started": me.started,
+        "last_heartbeat": chrono::Utc::now(), "state": state,
+        "stored": m.stored, "duplicates": m.duplicates, "dead_lettered": m.dead_lettered,
+        "derived": m.derived, "retries": m.retries, "batches": m.batches,
+        "newest_stored": ctx.status.newest_stored(),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// Waits until the batch with `ticket` may derive.

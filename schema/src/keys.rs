@@ -27,6 +27,16 @@ pub fn heartbeat(queue: &str, consumer_id: &str) -> String {
     format!("{queue}:heartbeat:{consumer_id}")
 }
 
+/// What a consumer instance says of itself (JSON), expiring with its heartbeat.
+pub fn status(queue: &str, consumer_id: &str) -> String {
+    format!("{queue}:status:{consumer_id}")
+}
+
+/// Fleet-wide totals (a hash of counters), kept across restarts.
+pub fn totals(queue: &str) -> String {
+    format!("{queue}:totals")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +46,8 @@ mod tests {
         assert_eq!(processing_list("q", "c1", 0), "q:processing:c1:0");
         assert_eq!(processing_pattern("q", "c1"), "q:processing:c1:*");
         assert_eq!(consumers("q"), "q:consumers");
+        assert_eq!(status("q", "c1"), "q:status:c1");
+        assert_eq!(totals("q"), "q:totals");
         assert_eq!(
             heartbeat(DEFAULT_QUEUE, "c1"),
             "visitlog:queue:heartbeat:c1"

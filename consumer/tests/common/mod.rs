@@ -45,7 +45,10 @@ impl InProcess {
         let metrics = Arc::new(Metrics::default());
         let task = tokio::spawn(worker::run(
             config,
-            RunOptions { setup: true },
+            RunOptions {
+                setup: true,
+                status: false,
+            },
             shutdown,
             metrics.clone(),
         ));
