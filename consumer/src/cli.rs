@@ -82,7 +82,12 @@ struct Settings {
     #[arg(long, global = true, env = "VISITLOG_STATUS_ADDR")]
     status_addr: Option<std::net::SocketAddr>,
     /// Token the status endpoints require (all but /healthz).
-    #[arg(long, global = true, env = "VISITLOG_STATUS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_STATUS_TOKEN",
+        hide_env_values = true
+    )]
     status_token: Option<String>,
     /// Log format.
     #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]

@@ -70,6 +70,29 @@ pub(crate) struct StateLog {
     state: std::sync::Mutex<Option<DependencyState>>,
 }
 
+/// The states of Redis and MongoDB as one instance sees them.
+#[derive(Debug)]
+pub struct Dependencies {
+    pub(crate) redis: StateLog,
+    pub(crate) mongodb: StateLog,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self {
+            redis: StateLog::new("Redis"),
+            mongodb: StateLog::new("MongoDB"),
+        }
+    }
+}
+
+impl Dependencies {
+    /// Redis's and MongoDB's states; `None` before the first attempt.
+    pub fn snapshot(&self) -> (Option<DependencyState>, Option<DependencyState>) {
+        (self.redis.snapshot(), self.mongodb.snapshot())
+    }
+}
+
 /// Whether a dependency answers, since when, and its last error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DependencyState {
@@ -108,7 +131,10 @@ impl StateLog {
     }
 
     fn set(&self, state: &'static str, error: Option<String>, changed: bool) {
-        let mut slot = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut slot = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match slot.as_mut() {
             Some(s) => {
                 if changed || s.state != state {

@@ -303,7 +303,11 @@ pub struct Observed {
 
 impl Source {
     /// Writes what this instance says of itself, for `ttl` (with the heartbeat).
-    pub async fn publish_status(&self, status: &serde_json::Value, ttl: Duration) -> RedisResult<()> {
+    pub async fn publish_status(
+        &self,
+        status: &serde_json::Value,
+        ttl: Duration,
+    ) -> RedisResult<()> {
         let mut conn = self.conn().await?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         redis::cmd("SET")
@@ -360,11 +364,14 @@ impl Source {
                     }
                     out.consumers.push(v);
                 }
-                None if alive => out.consumers.push(serde_json::json!({ "id": id, "state": "unknown" })),
+                None if alive => out
+                    .consumers
+                    .push(serde_json::json!({ "id": id, "state": "unknown" })),
                 None => {}
             }
         }
-        let totals: std::collections::HashMap<String, u64> = conn.hgetall(keys::totals(&self.queue)).await?;
+        let totals: std::collections::HashMap<String, u64> =
+            conn.hgetall(keys::totals(&self.queue)).await?;
         out.totals = totals.into_iter().collect();
         Ok(out)
     }

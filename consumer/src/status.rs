@@ -31,21 +31,16 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::internal_events::{DependencyState, Metrics, MetricsSnapshot, mask_secrets};
+use crate::internal_events::{Dependencies, Metrics, MetricsSnapshot, mask_secrets};
 use crate::sink::Sink;
 use crate::source::{InstanceStatus, Source};
 
-/// How often the sampler reads the queue and the fleet.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Samples kept for the charts and rates: one hour.
 const HISTORY: usize = 720;
 /// Batch latencies kept for percentiles.
 const LATENCIES: usize = 1024;
 /// The build's git commit, set by build.rs.
 pub const COMMIT: &str = env!("VISITLOG_BUILD_COMMIT");
-
-/// Where the dependencies' states come from.
-pub type DependencyStates = fn() -> (Option<DependencyState>, Option<DependencyState>);
 
 /// What the status endpoint shows; shared with the worker.
 pub struct StatusState {
@@ -55,7 +50,7 @@ pub struct StatusState {
     pub(crate) token: Option<String>,
     pub(crate) source: Source,
     pub(crate) sink: Sink,
-    pub(crate) dependencies: DependencyStates,
+    pub(crate) dependencies: Arc<Dependencies>,
     started_at: tokio::time::Instant,
     latencies: Mutex<VecDeque<f64>>,
     histogram: Histogram,
@@ -109,7 +104,7 @@ impl StatusState {
         token: Option<String>,
         source: Source,
         sink: Sink,
-        dependencies: DependencyStates,
+        dependencies: Arc<Dependencies>,
     ) -> Self {
         // Batch latency buckets: 5 ms to 30 s.
         let buckets = [
@@ -155,13 +150,18 @@ impl StatusState {
 
     /// Reads the queue and the fleet once, and keeps the reading.
     pub async fn sample(&self) {
-        let mut sample = match self.source.observe().await {
+        let observed = self.source.observe().await;
+        match &observed {
+            Ok(_) => self.dependencies.redis.ok(),
+            Err(e) => self.dependencies.redis.failed(e),
+        }
+        let mut sample = match observed {
             Ok(o) => Sample {
                 at: Utc::now(),
                 pending: o.pending,
-                oldest_pending_age_seconds: o.oldest_pending.map(|ts| {
-                    (Utc::now() - ts).num_milliseconds().max(0) as f64 / 1000.0
-                }),
+                oldest_pending_age_seconds: o
+                    .oldest_pending
+                    .map(|ts| (Utc::now() - ts).num_milliseconds().max(0) as f64 / 1000.0),
                 processing: o.processing,
                 dead_letters: None,
                 consumers: o.consumers,
@@ -186,16 +186,19 @@ impl StatusState {
                 old
             }
         };
-        match tokio::time::timeout(Duration::from_secs(2), self.sink.dead_letter_estimate()).await
-        {
+        match tokio::time::timeout(Duration::from_secs(2), self.sink.dead_letter_estimate()).await {
             Ok(Ok(n)) => sample.dead_letters = Some(n),
             Ok(Err(e)) => {
                 sample.dead_letters = lock(&self.sample).as_ref().and_then(|s| s.dead_letters);
-                sample.error.get_or_insert_with(|| format!("MongoDB: {}", mask_secrets(&e.to_string())));
+                sample
+                    .error
+                    .get_or_insert_with(|| format!("MongoDB: {}", mask_secrets(&e.to_string())));
             }
             Err(_) => {
                 sample.dead_letters = lock(&self.sample).as_ref().and_then(|s| s.dead_letters);
-                sample.error.get_or_insert_with(|| "MongoDB: no answer within 2 s".to_owned());
+                sample
+                    .error
+                    .get_or_insert_with(|| "MongoDB: no answer within 2 s".to_owned());
             }
         }
         let point = Point {
@@ -249,7 +252,7 @@ impl StatusState {
         let sample = lock(&self.sample).clone();
         let now = Utc::now();
         let mine = self.metrics.snapshot();
-        let (redis, mongodb) = (self.dependencies)();
+        let (redis, mongodb) = self.dependencies.snapshot();
         let (mine_1m, all_1m) = self.rates(60);
         let (mine_5m, all_5m) = self.rates(300);
         let newest = sample
@@ -293,57 +296,101 @@ impl StatusState {
         let mut registry = Registry::with_prefix("visitlog_consumer");
         let m = self.metrics.snapshot();
         let counters: [(&str, &str, u64); 7] = [
-            ("records_stored", "Records stored in MongoDB by this instance (requests and events).", m.stored),
-            ("records_duplicate", "Records skipped as already stored (redelivered).", m.duplicates),
-            ("records_dead_lettered", "Records sent to dead_letters.", m.dead_lettered),
-            ("derived_documents", "video_positions and tutorial_progress documents written.", m.derived),
-            ("batches", "Batches completed.", m.batches),
-            ("batch_retries", "Batch attempts that failed and were retried.", m.retries),
-            ("records_reaped", "Records given back to the queue from dead instances.", m.reaped),
+            (
+                "records_stored",
+                "Records stored in MongoDB by this instance (requests and events)",
+                m.stored,
+            ),
+            (
+                "records_duplicate",
+                "Records skipped as already stored (redelivered)",
+                m.duplicates,
+            ),
+            (
+                "records_dead_lettered",
+                "Records sent to dead_letters",
+                m.dead_lettered,
+            ),
+            (
+                "derived_documents",
+                "video_positions and tutorial_progress documents written",
+                m.derived,
+            ),
+            ("batches", "Batches completed", m.batches),
+            (
+                "batch_retries",
+                "Batch attempts that failed and were retried",
+                m.retries,
+            ),
+            (
+                "records_reaped",
+                "Records given back to the queue from dead instances",
+                m.reaped,
+            ),
         ];
         for (name, help, value) in counters {
             registry.register(name, help, ConstCounter::new(value));
         }
         if let Some(s) = lock(&self.sample).clone() {
             let gauges: [(&str, &str, i64); 4] = [
-                ("queue_pending", "Records waiting on the queue.", s.pending as i64),
-                ("processing_records", "Records in processing lists.", s.processing.values().sum::<u64>() as i64),
-                ("consumers_online", "Instances with a live heartbeat.", s.consumers.len() as i64),
-                ("dead_letters", "Documents in dead_letters.", s.dead_letters.unwrap_or(0) as i64),
+                (
+                    "queue_pending",
+                    "Records waiting on the queue",
+                    s.pending as i64,
+                ),
+                (
+                    "processing_records",
+                    "Records in processing lists",
+                    s.processing.values().sum::<u64>() as i64,
+                ),
+                (
+                    "consumers_online",
+                    "Instances with a live heartbeat",
+                    s.consumers.len() as i64,
+                ),
+                (
+                    "dead_letters",
+                    "Documents in dead_letters",
+                    s.dead_letters.unwrap_or(0) as i64,
+                ),
             ];
             for (name, help, value) in gauges {
                 registry.register(name, help, ConstGauge::new(value));
             }
             registry.register(
                 "queue_oldest_pending_age_seconds",
-                "Age of the record at the head of the queue (0 when empty).",
+                "Age of the record at the head of the queue (0 when empty)",
                 ConstGauge::new(s.oldest_pending_age_seconds.unwrap_or(0.0)),
             );
         }
         if let Some(newest) = self.newest_stored() {
             registry.register(
                 "lag_seconds",
-                "Now minus the newest stored record's time.",
+                "Now minus the newest stored record's time",
                 ConstGauge::new((Utc::now() - newest).num_milliseconds().max(0) as f64 / 1000.0),
             );
         }
         let up = Family::<Vec<(String, String)>, Gauge>::default();
-        let (redis, mongodb) = (self.dependencies)();
+        let (redis, mongodb) = self.dependencies.snapshot();
         for (name, state) in [("redis", redis), ("mongodb", mongodb)] {
             up.get_or_create(&vec![("dependency".to_owned(), name.to_owned())])
                 .set(i64::from(state.is_some_and(|s| s.state == "ok")));
         }
-        registry.register("dependency_up", "1 when the dependency answered last time.", up);
+        registry.register(
+            "dependency_up",
+            "1 when the dependency answered last time",
+            up,
+        );
         let info = Family::<Vec<(String, String)>, Gauge>::default();
         info.get_or_create(&vec![
             ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
             ("commit".to_owned(), COMMIT.to_owned()),
         ])
         .set(1);
-        registry.register("build_info", "Version and commit; always 1.", info);
+        registry.register("build_info", "Version and commit; always 1", info);
         registry.register(
             "batch_duration_seconds",
-            "Time MongoDB took to store a batch.",
+            "Time MongoDB took to store a batch",
             self.histogram.clone(),
         );
         let mut out = String::new();
@@ -378,17 +425,37 @@ fn totals_json(m: &MetricsSnapshot) -> Value {
 
 /// The status router: `/`, `/api/*`, `/metrics`, `/healthz`, `/readyz`.
 pub fn router(state: Arc<StatusState>) -> Router {
-    let protected = Router::new()
-        .route("/", get(dashboard))
-        .route("/api/status", get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()) }))
-        .route("/api/consumers", get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()["consumers"].clone()) }))
-        .route("/api/queue", get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()["queue"].clone()) }))
-        .route("/api/dead-letters", get(dead_letters))
-        .route("/metrics", get(metrics))
-        .route("/readyz", get(readyz))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), authorize));
+    let protected =
+        Router::new()
+            .route("/", get(dashboard))
+            .route(
+                "/api/status",
+                get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()) }),
+            )
+            .route(
+                "/api/consumers",
+                get(|State(s): State<Arc<StatusState>>| async move {
+                    Json(s.status()["consumers"].clone())
+                }),
+            )
+            .route(
+                "/api/queue",
+                get(|State(s): State<Arc<StatusState>>| async move {
+                    Json(s.status()["queue"].clone())
+                }),
+            )
+            .route("/api/dead-letters", get(dead_letters))
+            .route("/metrics", get(metrics))
+            .route("/readyz", get(readyz))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authorize,
+            ));
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "alive" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "alive" })) }),
+        )
         .merge(protected)
         .with_state(state)
 }
@@ -408,21 +475,34 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "status endpoint listening");
     let app = router(state);
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::warn!(error = %e, "status endpoint stopped");
         }
     }))
 }
 
 /// Bearer token, or basic auth with the token as password.
-async fn authorize(State(state): State<Arc<StatusState>>, request: Request, next: Next) -> Response {
+async fn authorize(
+    State(state): State<Arc<StatusState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = state.token.as_deref() else {
         return next.run(request).await;
     };
-    if presented_token(request.headers()).is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
+    if presented_token(request.headers())
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    {
         return next.run(request).await;
     }
-    let mut response = (StatusCode::UNAUTHORIZED, Json(json!({ "error": "a token is required" }))).into_response();
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "a token is required" })),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"visitlog-consumer\", charset=\"UTF-8\""),
@@ -436,7 +516,9 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Some(rest.trim().to_owned()),
         "basic" => {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()?;
             let text = String::from_utf8(decoded).ok()?;
             Some(text.split_once(':')?.1.to_owned())
         }
@@ -450,7 +532,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn metrics(State(state): State<Arc<StatusState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics_text(),
     )
         .into_response()
@@ -470,7 +555,11 @@ async fn readyz(State(state): State<Arc<StatusState>>) -> Response {
         "redis": say(redis_ok, match redis { Ok(Err(e)) => Some(e.to_string()), Err(_) => Some("no answer within 2 s".into()), _ => None }),
         "mongodb": say(mongodb_ok, match mongodb { Ok(Err(e)) => Some(e.to_string()), Err(_) => Some("no answer within 2 s".into()), _ => None }),
     });
-    let status = if redis_ok && mongodb_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if redis_ok && mongodb_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -523,10 +612,16 @@ mod tests {
     #[test]
     fn tokens_come_as_bearer_or_basic_password() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(presented_token(&h).as_deref(), Some("abc"));
         let basic = base64::engine::general_purpose::STANDARD.encode("ops:s3cret");
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
         assert_eq!(presented_token(&h).as_deref(), Some("s3cret"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Digest x"));
         assert_eq!(presented_token(&h), None);

@@ -16,16 +16,13 @@ use tokio::time::Instant;
 
 use crate::batch::Preparer;
 use crate::config::Config;
-use crate::internal_events::{Backoff, DependencyState, Metrics, MetricsSnapshot, StateLog};
-use crate::source::InstanceStatus;
-use crate::status::{self, StatusState};
+use crate::internal_events::{Backoff, Dependencies, Metrics, MetricsSnapshot};
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
+use crate::source::InstanceStatus;
 use crate::source::Source;
-
-static REDIS: StateLog = StateLog::new("Redis");
-static MONGODB: StateLog = StateLog::new("MongoDB");
+use crate::status::{self, StatusState};
 
 /// How `run` starts.
 #[derive(Debug, Clone, Copy)]
@@ -49,10 +46,7 @@ struct Ctx {
     preparer: Preparer,
     metrics: Arc<Metrics>,
     status: Arc<StatusState>,
-}
-
-fn dependency_states() -> (Option<DependencyState>, Option<DependencyState>) {
-    (REDIS.snapshot(), MONGODB.snapshot())
+    deps: Arc<Dependencies>,
 }
 
 /// Runs until `shutdown` fires; returns the counters.
@@ -76,6 +70,7 @@ pub async fn run(
     let sink = Sink::new(&config.mongodb_uri, &config.database)
         .await
         .context("mongodb-uri")?;
+    let deps = Arc::new(Dependencies::default());
     // The status endpoint has its own Redis connection: it must answer
     // while the worker's is busy or broken.
     let status_source = Source::new(
@@ -93,7 +88,7 @@ pub async fn run(
         config.status_token.clone(),
         status_source,
         sink.clone(),
-        dependency_states,
+        deps.clone(),
     ));
     let ctx = Arc::new(Ctx {
         turn: tokio::sync::watch::Sender::new(0),
@@ -104,6 +99,7 @@ pub async fn run(
         sink,
         metrics,
         status,
+        deps,
     });
     let mut status_tasks = Vec::new();
     if options.status {
@@ -115,8 +111,10 @@ pub async fn run(
             .await?,
         );
         let sampler = ctx.status.clone();
+        // With the heartbeat (5 s by default): the figures are as fresh as the fleet's.
+        let every = ctx.config.heartbeat_interval;
         status_tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(status::SAMPLE_EVERY);
+            let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -138,6 +136,13 @@ pub async fn run(
     ctx.source
         .register(&token, ctx.config.heartbeat_ttl)
         .await?;
+    if let Err(e) = ctx
+        .source
+        .publish_status(&self_status(&ctx, "running"), ctx.config.heartbeat_ttl)
+        .await
+    {
+        ctx.deps.redis.failed(&e);
+    }
     tracing::info!(consumer = %ctx.id, queue = %ctx.config.queue, database = %ctx.config.database, "visitlog-consumer running");
     notify::ready();
 
@@ -192,16 +197,16 @@ pub async fn run(
             _ = heartbeat.tick() => {
                 notify::watchdog();
                 match ctx.source.heartbeat(&token, ctx.config.heartbeat_ttl).await {
-                    Ok(()) => REDIS.ok(),
-                    Err(e) => REDIS.failed(&e),
+                    Ok(()) => ctx.deps.redis.ok(),
+                    Err(e) => ctx.deps.redis.failed(&e),
                 }
                 let said = self_status(&ctx, "running");
                 if let Err(e) = ctx.source.publish_status(&said, ctx.config.heartbeat_ttl).await {
-                    REDIS.failed(&e);
+                    ctx.deps.redis.failed(&e);
                 }
                 match ctx.source.reap_dead().await {
                     Ok(n) => Metrics::add(&ctx.metrics.reaped, n),
-                    Err(e) => REDIS.failed(&e),
+                    Err(e) => ctx.deps.redis.failed(&e),
                 }
             }
         }
@@ -261,12 +266,12 @@ async fn wait_for_services(ctx: &Ctx, shutdown: &mut Shutdown) -> bool {
         let redis = ctx.source.ping().await;
         let mongo = ctx.sink.ping().await;
         match &redis {
-            Ok(()) => REDIS.ok(),
-            Err(e) => REDIS.failed(e),
+            Ok(()) => ctx.deps.redis.ok(),
+            Err(e) => ctx.deps.redis.failed(e),
         }
         match &mongo {
-            Ok(()) => MONGODB.ok(),
-            Err(e) => MONGODB.failed(e),
+            Ok(()) => ctx.deps.mongodb.ok(),
+            Err(e) => ctx.deps.mongodb.failed(e),
         }
         if redis.is_ok() && mongo.is_ok() {
             return true;
@@ -287,10 +292,10 @@ where
     loop {
         match op().await {
             Ok(v) => {
-                REDIS.ok();
+                ctx.deps.redis.ok();
                 return Some(v);
             }
-            Err(e) => REDIS.failed(&e),
+            Err(e) => ctx.deps.redis.failed(&e),
         }
         tokio::select! {
             () = shutdown.requested() => return None,
@@ -313,9 +318,9 @@ async fn fetch_loop(
                 return;
             }
             match ctx.source.fetch(slot, ctx.config.batch_size).await {
-                Ok(records) if records.is_empty() => REDIS.ok(),
+                Ok(records) if records.is_empty() => ctx.deps.redis.ok(),
                 Ok(records) => {
-                    REDIS.ok();
+                    ctx.deps.redis.ok();
                     backoff = Backoff::new(ctx.config.max_backoff);
                     if batches.send((slot, records)).await.is_err() {
                         return;
@@ -323,7 +328,7 @@ async fn fetch_loop(
                     break;
                 }
                 Err(e) => {
-                    REDIS.failed(&e);
+                    ctx.deps.redis.failed(&e);
                     tokio::time::sleep(backoff.pause()).await;
                 }
             }
@@ -363,7 +368,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
             .await
         {
             Ok((stored, events)) => {
-                MONGODB.ok();
+                ctx.deps.mongodb.ok();
                 ctx.status.batch_stored(started.elapsed(), stored.newest);
                 Metrics::add(&ctx.metrics.stored, stored.inserted);
                 Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
@@ -377,7 +382,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
                 break (events, stored);
             }
             Err(e) => {
-                MONGODB.failed(&e);
+                ctx.deps.mongodb.failed(&e);
                 Metrics::add(&ctx.metrics.retries, 1);
                 batch_retries += 1;
                 tokio::time::sleep(backoff.pause()).await;
@@ -396,7 +401,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
             Err(e) => {
                 match e.get_custom::<crate::sink::Contention>() {
                     Some(c) => tracing::debug!(%c, "deriving again"),
-                    None => MONGODB.failed(&e),
+                    None => ctx.deps.mongodb.failed(&e),
                 }
                 Metrics::add(&ctx.metrics.retries, 1);
                 batch_retries += 1;
@@ -408,7 +413,7 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
     let mut backoff = Backoff::new(Duration::from_secs(5).min(ctx.config.max_backoff));
     while let Err(e) = ctx.source.ack(slot).await {
         // Stored but not acknowledged: a crash now means a harmless replay.
-        REDIS.failed(&e);
+        ctx.deps.redis.failed(&e);
         tokio::time::sleep(backoff.pause()).await;
     }
     Metrics::add(&ctx.metrics.batches, 1);

@@ -19,6 +19,7 @@ use visitlog_middleware::{CaptureLayer, Config, ShipperHandle};
 /// A `redis-server` process owned by one test; killed on drop.
 pub struct RedisServer {
     port: u16,
+    password: Option<String>,
     child: Option<Child>,
 }
 
@@ -30,7 +31,20 @@ impl RedisServer {
 
     /// Starts a server on `port` (to restart one that was stopped).
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
-        let child = Command::new("redis-server")
+        Self::launch(port, None)
+    }
+
+    /// Starts a server on `port` that wants `password` (`requirepass`).
+    pub fn start_with_password(port: u16, password: &str) -> anyhow::Result<Self> {
+        Self::launch(port, Some(password.to_owned()))
+    }
+
+    fn launch(port: u16, password: Option<String>) -> anyhow::Result<Self> {
+        let mut command = Command::new("redis-server");
+        if let Some(p) = &password {
+            command.args(["--requirepass", p]);
+        }
+        let child = command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -39,15 +53,19 @@ impl RedisServer {
             .context("cannot run redis-server: run scripts/services start, or install the redis-server package")?;
         let server = Self {
             port,
+            password,
             child: Some(child),
         };
         wait_for_port(port, Duration::from_secs(10))?;
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, with the password when there is one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The port it listens on.
@@ -320,7 +338,8 @@ pub fn geo_test_db(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

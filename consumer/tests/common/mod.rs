@@ -36,6 +36,15 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn start(config: Config) -> Self {
+        Self::launch(config, false)
+    }
+
+    /// Like `start`, serving the status endpoint on `config.status_addr`.
+    pub fn start_with_status(config: Config) -> Self {
+        Self::launch(config, true)
+    }
+
+    fn launch(config: Config, status: bool) -> Self {
         // `RUST_LOG=debug cargo test` shows what the consumer did.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -47,7 +56,7 @@ impl InProcess {
             config,
             RunOptions {
                 setup: true,
-                status: false,
+                status,
             },
             shutdown,
             metrics.clone(),

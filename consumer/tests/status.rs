@@ -1,0 +1,395 @@
+//! The status endpoint of a running consumer: JSON API, metrics, health,
+//! the fleet, the token, no leaked secrets, and the dashboard in Chromium.
+
+// Test helpers panic on failure; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use visitlog_consumer::config::Config;
+use visitlog_tests::{
+    Namespace, RedisServer, free_port, http, push, request_payload, shared_mongodb_uri,
+    test_database,
+};
+
+use common::{InProcess, config};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn with_status(config: Config, token: Option<&str>) -> (Config, String) {
+    let port = free_port().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    (
+        Config {
+            status_addr: addr,
+            status_token: token.map(str::to_owned),
+            ..config
+        },
+        format!("http://{addr}"),
+    )
+}
+
+fn start(config: Config) -> InProcess {
+    InProcess::start_with_status(config)
+}
+
+async fn get(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = http().get(url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    match request.send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+async fn json(url: &str) -> Value {
+    serde_json::from_str(&get(url, None).await.1).unwrap_or(Value::Null)
+}
+
+/// Polls `url` until `check` holds on its JSON.
+async fn wait_json(url: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = json(url).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never matched: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_follows_the_records_and_the_fleet() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "status-a"), None);
+    let a = start(cfg);
+    let (code, body) = get(&format!("{base}/healthz"), None).await;
+    let (code, body) = if code == 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        get(&format!("{base}/healthz"), None).await
+    } else {
+        (code, body)
+    };
+    assert_eq!(code, 200, "{body}");
+    let before = wait_json(&format!("{base}/api/status"), |s| {
+        s["queue"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(before["instance"]["id"], "status-a");
+    assert_eq!(before["version"], env!("CARGO_PKG_VERSION"));
+    assert!(before["commit"].is_string());
+    assert_eq!(before["redis"]["state"], "ok");
+    assert_eq!(before["mongodb"]["state"], "ok");
+
+    // Records flow: totals, rates, latency, lag, metrics move.
+    let mut payloads: Vec<Vec<u8>> = (0..600).map(request_payload).collect();
+    payloads.push(format!("not json {}", "x".repeat(2000)).into_bytes());
+    push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
+    let s = wait_json(&format!("{base}/api/status"), |s| {
+        s["totals"]["all"]["stored"] == 600 && s["queue"]["dead_letters"] == 1
+    })
+    .await;
+    assert_eq!(s["totals"]["instance"]["stored"], 600);
+    assert_eq!(s["totals"]["instance"]["dead_lettered"], 1);
+    assert!(s["batch_latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(
+        s["batch_latency_ms"]["p99"].as_f64().unwrap()
+            >= s["batch_latency_ms"]["p50"].as_f64().unwrap()
+    );
+    assert!(s["lag_seconds"].as_f64().is_some(), "{s}");
+    let s = wait_json(&format!("{base}/api/status"), |s| {
+        s["rates"]["all"]["stored_per_second_1m"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    })
+    .await;
+    assert!(s["history"].as_array().unwrap().len() >= 2);
+    let queue = json(&format!("{base}/api/queue")).await;
+    assert_eq!(queue["pending"], 0);
+    assert_eq!(queue["processing_total"], 0);
+    let dead = json(&format!("{base}/api/dead-letters?limit=5")).await;
+    assert_eq!(dead.as_array().unwrap().len(), 1);
+    assert!(dead[0]["reason"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(dead[0]["payload"].as_str().unwrap().chars().count(), 512);
+    assert_eq!(dead[0]["payload_truncated"], true);
+    let (_, metrics) = get(&format!("{base}/metrics"), None).await;
+    for line in [
+        "visitlog_consumer_records_stored_total 600",
+        "visitlog_consumer_records_dead_lettered_total 1",
+        "visitlog_consumer_queue_pending 0",
+        "visitlog_consumer_dead_letters 1",
+        "visitlog_consumer_dependency_up{dependency=\"redis\"} 1",
+        "# TYPE visitlog_consumer_batch_duration_seconds histogram",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert_eq!(get(&format!("{base}/readyz"), None).await.0, 200);
+
+    // A second instance shows up in the first one's fleet, and is gone once
+    // its heartbeat expires (killed: no goodbye).
+    let b = InProcess::start(config(&ns, &uri, &db, "status-b"));
+    let ids = |c: &Value| -> Vec<String> {
+        c.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let fleet = wait_json(&format!("{base}/api/consumers"), |c| {
+        ids(c).len() == 2
+            && c.as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["state"] == "running")
+    })
+    .await;
+    let other = fleet
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "status-b")
+        .unwrap();
+    assert_eq!(other["state"], "running");
+    assert!(
+        other["pid"].is_u64() && other["host"].is_string() && other["last_heartbeat"].is_string()
+    );
+    b.task.abort();
+    wait_json(&format!("{base}/api/consumers"), |c| ids(c) == ["status-a"]).await;
+    let (_, metrics) = get(&format!("{base}/metrics"), None).await;
+    assert!(metrics.contains("visitlog_consumer_consumers_online 1"));
+
+    // Totals survive a restart of the instance.
+    a.stop().await;
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "status-a"), None);
+    let a = start(cfg);
+    let s = wait_json(&format!("{base}/api/status"), |s| {
+        s["sampled_at"].is_string()
+    })
+    .await;
+    assert_eq!(s["totals"]["all"]["stored"], 600);
+    assert_eq!(s["totals"]["instance"]["stored"], 0);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_redis_the_token_is_enforced_and_no_password_leaks() {
+    let port = free_port().unwrap();
+    let password = "hunter2-very-secret";
+    let mut redis = RedisServer::start_with_password(port, password).unwrap();
+    let ns = Namespace::on(redis.url());
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let token = "status-token-0123456789";
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "guarded"), Some(token));
+    let consumer = start(cfg);
+
+    // /healthz is open; everything else wants the token.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while get(&format!("{base}/healthz"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for path in [
+        "/",
+        "/api/status",
+        "/api/consumers",
+        "/api/queue",
+        "/api/dead-letters",
+        "/metrics",
+        "/readyz",
+    ] {
+        assert_eq!(
+            get(&format!("{base}{path}"), None).await.0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            get(&format!("{base}{path}"), Some("wrong-token-0123456789"))
+                .await
+                .0,
+            401,
+            "{path}"
+        );
+    }
+    let basic = http()
+        .get(format!("{base}/api/status"))
+        .basic_auth("ops", Some(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200, "basic auth with the token as password");
+
+    // Ready, then Redis goes away: 503 naming Redis; back: 200.
+    let ready = |expect: u16| {
+        let base = base.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let (code, body) = get(&format!("{base}/readyz"), Some(token)).await;
+                if code == expect {
+                    return body;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "readyz never {expect}: {code} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    ready(200).await;
+    redis.stop();
+    let body = ready(503).await;
+    assert!(body.contains("redis"), "{body}");
+    // Every answer, while Redis is failing: no password anywhere.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for path in [
+        "/",
+        "/api/status",
+        "/api/consumers",
+        "/api/queue",
+        "/metrics",
+        "/readyz",
+    ] {
+        let (_, body) = get(&format!("{base}{path}"), Some(token)).await;
+        assert!(
+            !body.contains(password),
+            "{path} leaks the Redis password: {body}"
+        );
+    }
+    let status: Value =
+        serde_json::from_str(&get(&format!("{base}/api/status"), Some(token)).await.1).unwrap();
+    assert_eq!(status["redis"]["state"], "error", "{status}");
+    let _redis = RedisServer::start_with_password(port, password).unwrap();
+    ready(200).await;
+    consumer.stop().await;
+}
+
+/// The dashboard in headless Chromium: the fleet table and both charts
+/// render, it refreshes by itself, and the console stays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_the_dashboard() {
+    let Some(mut browser) = visitlog_tests::browser::Browser::launch().await.unwrap() else {
+        return;
+    };
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "dashboard-a"), None);
+    let a = start(cfg);
+    let b = InProcess::start(config(&ns, &uri, &db, "dashboard-b"));
+    // Some traffic in steps, so the charts have a shape.
+    for step in 0..5 {
+        let payloads: Vec<Vec<u8>> = (step * 300..step * 300 + 300)
+            .map(|i| {
+                let mut r = visitlog_schema::RequestRecord::example();
+                r.id = uuid::Uuid::now_v7();
+                r.ts = chrono::Utc::now();
+                r.query = Some(format!("n={i}"));
+                serde_json::to_vec(&r).unwrap()
+            })
+            .collect();
+        push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    wait_json(&format!("{base}/api/status"), |s| {
+        s["totals"]["all"]["stored"] == 1500
+    })
+    .await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while get(&format!("{base}/healthz"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.goto(&format!("{base}/")).await.unwrap();
+    browser
+        .wait_for("document.querySelectorAll('#fleet tbody tr').length === 2")
+        .await
+        .unwrap();
+    browser
+        .wait_for("document.querySelectorAll('#depth polyline.series').length === 1 && document.querySelectorAll('#rate polyline.series').length === 1")
+        .await
+        .unwrap();
+    let first = browser
+        .eval("document.getElementById('sub').textContent")
+        .await
+        .unwrap();
+    browser
+        .wait_for(&format!(
+            "document.getElementById('sub').textContent !== {first}"
+        ))
+        .await
+        .unwrap();
+    let rows = browser
+        .eval("[...document.querySelectorAll('#fleet tbody tr td:first-child')].map(td => td.textContent).sort()")
+        .await
+        .unwrap();
+    assert_eq!(rows, serde_json::json!(["dashboard-a", "dashboard-b"]));
+    let errors_shown = browser
+        .eval("getComputedStyle(document.getElementById('error')).display")
+        .await
+        .unwrap();
+    assert_eq!(errors_shown, "none", "no error banner while all is well");
+    let path = visitlog_tests::browser::artifacts_dir().join("dashboard.png");
+    browser.screenshot(&path).await.unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    assert!(
+        browser.console_errors.is_empty(),
+        "console errors: {:?}",
+        browser.console_errors
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+/// The sample alert rules name metrics the consumer exports, and pass
+/// `promtool check rules` when promtool is installed.
+#[test]
+fn the_alert_rules_use_exported_metrics() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/visitlog-consumer.rules.yml"
+    );
+    let rules = std::fs::read_to_string(path).unwrap();
+    for alert in [
+        "VisitlogQueueGrowing",
+        "VisitlogOldestPendingTooOld",
+        "VisitlogNoConsumerOnline",
+        "VisitlogDeadLettersRising",
+    ] {
+        assert!(
+            rules.contains(&format!("alert: {alert}")),
+            "{alert} missing"
+        );
+    }
+    for metric in [
+        "visitlog_consumer_queue_pending",
+        "visitlog_consumer_queue_oldest_pending_age_seconds",
+        "visitlog_consumer_consumers_online",
+        "visitlog_consumer_dead_letters",
+    ] {
+        assert!(rules.contains(metric), "{metric} unused");
+    }
+    if let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules", path])
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
