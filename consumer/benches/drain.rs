@@ -129,7 +129,7 @@ async fn drain(
             "--max-in-flight",
             &in_flight.to_string(),
         ])
-        .args(["run", "--no-setup"])
+        .args(["run", "--no-setup", "--no-status"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -24,6 +24,8 @@ fn command(ns: &Namespace, uri: &str, db: &str) -> Command {
         .env("VISITLOG_HEARTBEAT_TTL", "1s")
         .env("VISITLOG_FLUSH_INTERVAL", "50ms")
         .env("VISITLOG_MAX_BACKOFF", "500ms")
+        // Tests run in parallel: any free port, never the default 5555.
+        .env("VISITLOG_STATUS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     c
 }
