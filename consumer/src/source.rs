@@ -52,8 +52,24 @@ impl Source {
         slots: usize,
         wait: Duration,
     ) -> RedisResult<Self> {
-        Ok(Self {
-            client: redis::Client::open(redis_url)?,
+        Ok(Self::with_client(
+            redis::Client::open(redis_url)?,
+            queue,
+            id,
+            slots,
+            wait,
+        ))
+    }
+
+    fn with_client(
+        client: redis::Client,
+        queue: &str,
+        id: &str,
+        slots: usize,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            client,
             conn: OnceCell::new(),
             blocking: OnceCell::new(),
             queue: queue.to_owned(),
@@ -63,7 +79,19 @@ impl Source {
             fetch: Script::new(include_str!("lua/fetch.lua")),
             hand_back: Script::new(include_str!("lua/hand_back.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
-        })
+        }
+    }
+
+    /// The same source with connections of its own (for the status endpoint,
+    /// which must answer while the worker's connection is busy).
+    pub fn with_own_connection(&self) -> Self {
+        Self::with_client(
+            self.client.clone(),
+            &self.queue,
+            &self.id,
+            self.slots,
+            self.wait,
+        )
     }
 
     async fn manager(

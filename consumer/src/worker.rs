@@ -73,14 +73,7 @@ pub async fn run(
     let deps = Arc::new(Dependencies::default());
     // The status endpoint has its own Redis connection: it must answer
     // while the worker's is busy or broken.
-    let status_source = Source::new(
-        &config.redis_url,
-        &config.queue,
-        &id,
-        config.max_in_flight,
-        config.flush_interval,
-    )
-    .context("redis-url")?;
+    let status_source = source.with_own_connection();
     let status = Arc::new(StatusState::new(
         InstanceStatus::this_process(&id),
         config.queue.clone(),
