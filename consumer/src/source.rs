@@ -170,11 +170,17 @@ impl Source {
         let mut conn = self.conn().await?;
         let value = format!("{} {} {token}", hostname_string(), std::process::id());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        redis::cmd("SET")
+        // Back into the set too: an instance stalled past its TTL was reaped
+        // (and dropped from the set), and must show in the fleet again.
+        redis::pipe()
+            .cmd("SET")
             .arg(self.heartbeat_key())
             .arg(value)
             .arg("PX")
             .arg(ttl_ms)
+            .ignore()
+            .sadd(keys::consumers(&self.queue), &self.id)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
     }
