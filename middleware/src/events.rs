@@ -18,7 +18,6 @@ use http::request::Parts;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 use visitlog_schema::{
     EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, limits, truncate_chars,
@@ -192,26 +191,20 @@ impl Endpoint {
         let events = parse_events(&value)?;
 
         let learner = learner.key();
-        let mut records: Vec<Item> = events
+        let n = events.len();
+        let sent = events
             .into_iter()
             .map(|event| Item::Event {
                 record: Box::new(event.stamp(now, &learner, user, visit)),
                 session: identity.session_id.clone(),
             })
-            .collect();
-        let n = records.len();
-        let counters = &self.shared.counters;
-        let mut sent = 0;
-        for item in records.drain(..) {
-            counters.captured.fetch_add(1, Ordering::Relaxed);
-            match self.shared.tx.try_send(item) {
-                Ok(()) => sent += 1,
-                Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        counters.events.fetch_add(sent as u64, Ordering::Relaxed);
+            .map(|item| self.shared.hand_over(item))
+            .filter(|&taken| taken)
+            .count();
+        self.shared
+            .counters
+            .events
+            .fetch_add(sent as u64, Ordering::Relaxed);
         if sent < n {
             return Err(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -5,14 +5,12 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -53,8 +51,6 @@ impl Pending {
     /// cannot take it.
     pub(crate) fn finish(self: Box<Self>, bytes_sent: u64) {
         let p = *self;
-        let counters = &p.shared.counters;
-        counters.captured.fetch_add(1, Ordering::Relaxed);
         let captured = Captured {
             id: p.id,
             ts: p.ts,
@@ -71,12 +67,7 @@ impl Pending {
             visit: p.visit,
             identity: p.identity,
         };
-        if let Err(e) = p.shared.tx.try_send(Item::Request(captured)) {
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
-            if matches!(e, TrySendError::Full(_)) {
-                tracing::debug!("visitlog: shipper channel full; record dropped");
-            }
-        }
+        p.shared.hand_over(Item::Request(captured));
     }
 }
 

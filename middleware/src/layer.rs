@@ -57,6 +57,25 @@ pub(crate) struct Shared {
     pub(crate) events: EventSettings,
 }
 
+impl Shared {
+    /// Hands an item to the shipper without waiting; counts it as captured,
+    /// and as dropped when the channel cannot take it. `true` if taken.
+    pub(crate) fn hand_over(&self, item: Item) -> bool {
+        use std::sync::atomic::Ordering;
+        self.counters.captured.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(e) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    tracing::debug!("visitlog: shipper channel full; record dropped");
+                }
+                false
+            }
+        }
+    }
+}
+
 /// How the learning-events endpoint decides who may post.
 pub(crate) struct EventSettings {
     pub(crate) anonymous: bool,
