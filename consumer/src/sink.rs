@@ -319,12 +319,7 @@ impl Sink {
                     continue; // A replay: nothing new.
                 }
                 let doc = new.to_document();
-                if let Err(f) = self
-                    .validators
-                    .progress
-                    .validate(&json_for_validation(&doc))
-                {
-                    tracing::error!(progress = %key, field = %f.path, error = %f.message, "derived progress fails its validator; not written");
+                if !valid(&self.validators.progress, &doc, key) {
                     continue;
                 }
                 let filter = match (&old, existing.get(key)) {
@@ -369,12 +364,7 @@ impl Sink {
         }
         let mut statements = Vec::with_capacity(latest.len());
         for (id, (event, doc)) in latest {
-            if let Err(f) = self
-                .validators
-                .positions
-                .validate(&json_for_validation(&doc))
-            {
-                tracing::error!(position = %id, field = %f.path, error = %f.message, "derived position fails its validator; not written");
+            if !valid(&self.validators.positions, &doc, &id) {
                 continue;
             }
             // Upsert unless a newer event is already there: then the filter
@@ -592,6 +582,18 @@ async fn insert_all(
     }
     stored.inserted += records - failed_records;
     Ok(refused)
+}
+
+/// Checks a derived document client-side (a guard against our own bugs: it
+/// was built by code); logs and refuses one that fails.
+fn valid(validator: &RecordValidator, doc: &Document, id: &str) -> bool {
+    match validator.validate(&json_for_validation(doc)) {
+        Ok(()) => true,
+        Err(f) => {
+            tracing::error!(collection = validator.collection().name(), %id, field = %f.path, error = %f.message, "derived document fails its validator; not written");
+            false
+        }
+    }
 }
 
 /// A document as JSON for the client-side validator: dates become RFC 3339
