@@ -247,6 +247,23 @@ impl StatusState {
         )
     }
 
+    /// The `queue` object of the last sample (`null` before the first).
+    pub fn queue(&self) -> Value {
+        lock(&self.sample)
+            .as_ref()
+            .map_or(Value::Null, |s| queue_json(&self.queue, s))
+    }
+
+    /// The live instances of the last sample.
+    pub fn consumers(&self) -> Value {
+        Value::Array(
+            lock(&self.sample)
+                .as_ref()
+                .map(|s| s.consumers.clone())
+                .unwrap_or_default(),
+        )
+    }
+
     /// The whole status, as `/api/status` answers it.
     pub fn status(&self) -> Value {
         let sample = lock(&self.sample).clone();
@@ -270,7 +287,7 @@ impl StatusState {
                 "started": self.instance.started,
                 "uptime_seconds": self.started_at.elapsed().as_secs(),
             },
-            "queue": sample.as_ref().map(|s| queue_json(&self.queue, s)),
+            "queue": self.queue(),
             "totals": {
                 "instance": totals_json(&mine),
                 "all": sample.as_ref().map(|s| &s.totals),
@@ -284,7 +301,7 @@ impl StatusState {
             "redis": redis,
             "mongodb": mongodb,
             "geoip": Value::Null,
-            "consumers": sample.as_ref().map(|s| s.consumers.clone()).unwrap_or_default(),
+            "consumers": self.consumers(),
             "sampled_at": sample.as_ref().map(|s| s.at),
             "sample_error": sample.as_ref().and_then(|s| s.error.clone()),
             "history": history,
@@ -425,32 +442,27 @@ fn totals_json(m: &MetricsSnapshot) -> Value {
 
 /// The status router: `/`, `/api/*`, `/metrics`, `/healthz`, `/readyz`.
 pub fn router(state: Arc<StatusState>) -> Router {
-    let protected =
-        Router::new()
-            .route("/", get(dashboard))
-            .route(
-                "/api/status",
-                get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()) }),
-            )
-            .route(
-                "/api/consumers",
-                get(|State(s): State<Arc<StatusState>>| async move {
-                    Json(s.status()["consumers"].clone())
-                }),
-            )
-            .route(
-                "/api/queue",
-                get(|State(s): State<Arc<StatusState>>| async move {
-                    Json(s.status()["queue"].clone())
-                }),
-            )
-            .route("/api/dead-letters", get(dead_letters))
-            .route("/metrics", get(metrics))
-            .route("/readyz", get(readyz))
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                authorize,
-            ));
+    let protected = Router::new()
+        .route("/", get(dashboard))
+        .route(
+            "/api/status",
+            get(|State(s): State<Arc<StatusState>>| async move { Json(s.status()) }),
+        )
+        .route(
+            "/api/consumers",
+            get(|State(s): State<Arc<StatusState>>| async move { Json(s.consumers()) }),
+        )
+        .route(
+            "/api/queue",
+            get(|State(s): State<Arc<StatusState>>| async move { Json(s.queue()) }),
+        )
+        .route("/api/dead-letters", get(dead_letters))
+        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
     Router::new()
         .route(
             "/healthz",
