@@ -7,16 +7,25 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
+use crate::client_ip::ForwardedHeader;
 use crate::error::ConfigError;
 pub(crate) use visitlog_schema::redact_url;
 
 /// Minimum length of the cookie signing key, in bytes.
 pub const MIN_COOKIE_KEY_LEN: usize = 32;
 
-/// Query parameters whose value never lands in a record (case-insensitive substrings).
+/// Query parameters whose value never lands in a record, case-insensitive.
+///
+/// An entry of five characters or more matches anywhere in a parameter's
+/// name (`token` matches `access_token`); a shorter one matches a whole word
+/// of the name, words being split at `_ - . [ ]`, spaces and lower-to-upper
+/// case changes (`key` matches `api_key`, `apiKey` and `AWSAccessKeyId`, not
+/// `keyword`; `code` matches `code` and `auth_code`, not `zipcode`).
 pub const DEFAULT_DENY_PARAMS: &[&str] = &[
     "password",
     "passwd",
+    "passphrase",
+    "pass",
     "pwd",
     "secret",
     "token",
@@ -24,10 +33,21 @@ pub const DEFAULT_DENY_PARAMS: &[&str] = &[
     "xsrf",
     "api_key",
     "apikey",
+    "key",
     "auth",
     "session",
     "signature",
+    "sig",
     "credential",
+    "code",
+    "jwt",
+    "otp",
+    "totp",
+    "ticket",
+    "nonce",
+    "samlresponse",
+    "samlrequest",
+    "assertion",
 ];
 
 /// Headers that can never be captured (case-insensitive substrings of the name).
@@ -56,6 +76,7 @@ pub struct Config {
     pub(crate) geodb: Option<PathBuf>,
     pub(crate) geodb_reload: Duration,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) forwarded_header: ForwardedHeader,
     pub(crate) cookie_key: Option<Vec<u8>>,
     pub(crate) cookie_name: String,
     pub(crate) cookie_secure: bool,
@@ -76,6 +97,8 @@ pub struct Config {
     pub(crate) events_anonymous: bool,
     pub(crate) events_max_bytes: usize,
     pub(crate) events_origins: Vec<String>,
+    pub(crate) events_rate: f64,
+    pub(crate) events_burst: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -86,6 +109,7 @@ impl std::fmt::Debug for Config {
             .field("queue", &self.queue)
             .field("geodb", &self.geodb)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("forwarded_header", &self.forwarded_header)
             .field("cookie_key", &self.cookie_key.as_ref().map(|_| "<set>"))
             .field("visit_timeout", &self.visit_timeout)
             .field("returning_window", &self.returning_window)
@@ -105,6 +129,7 @@ impl Default for Config {
             geodb: None,
             geodb_reload: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             cookie_key: None,
             cookie_name: "visitlog_vid".to_owned(),
             cookie_secure: false,
@@ -131,6 +156,8 @@ impl Default for Config {
             events_anonymous: false,
             events_max_bytes: 16 * 1024,
             events_origins: Vec::new(),
+            events_rate: 20.0,
+            events_burst: 40,
         }
     }
 }
@@ -155,8 +182,11 @@ impl Config {
         queue: String;
         /// How often to check the GeoIP file for a replacement (`VISITLOG_GEODB_RELOAD`, default 60 s).
         geodb_reload: Duration;
-        /// Peers whose `Forwarded`/`X-Forwarded-For` headers are believed (`VISITLOG_TRUSTED_PROXIES`).
+        /// Peers whose forwarded-client header is believed (`VISITLOG_TRUSTED_PROXIES`).
         trusted_proxies: Vec<IpNet>;
+        /// The header the trusted proxies write the client's address into; the
+        /// only one read (`VISITLOG_FORWARDED_HEADER`, default `x-forwarded-for`).
+        forwarded_header: ForwardedHeader;
         /// Name of the visitor cookie (`VISITLOG_COOKIE_NAME`, default `visitlog_vid`).
         cookie_name: String;
         /// Mark the visitor cookie `Secure` (`VISITLOG_COOKIE_SECURE`, default false).
@@ -197,6 +227,12 @@ impl Config {
         /// Origins besides the site's own that may post learning events, e.g.
         /// `https://www.example.org` (`VISITLOG_EVENTS_ORIGINS`, comma-separated).
         events_origins: Vec<String>;
+        /// Learning-event requests per second each learner may make, on
+        /// average; `0` turns the limit off (`VISITLOG_EVENTS_RATE`, default 20).
+        events_rate: f64;
+        /// Requests a learner may make at once before the rate applies
+        /// (`VISITLOG_EVENTS_BURST`, default 40).
+        events_burst: u32;
     }
 
     /// The MaxMind City database to geolocate clients with (`VISITLOG_GEODB`).
@@ -253,6 +289,9 @@ impl Config {
             &mut c.trusted_proxies,
             parse_cidrs,
         )?;
+        env.parse("VISITLOG_FORWARDED_HEADER", &mut c.forwarded_header, |s| {
+            s.parse()
+        })?;
         if let Some(v) = env.get("VISITLOG_COOKIE_KEY") {
             c.cookie_key = Some(v.into_bytes());
         }
@@ -331,6 +370,17 @@ impl Config {
                 })
                 .collect()
         })?;
+        env.parse("VISITLOG_EVENTS_RATE", &mut c.events_rate, |s| {
+            match s.trim_end_matches("/s").trim().parse::<f64>() {
+                Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+                _ => Err(
+                    "expected requests per second, like `20` (0 turns the limit off)".to_owned(),
+                ),
+            }
+        })?;
+        env.parse("VISITLOG_EVENTS_BURST", &mut c.events_burst, |s| {
+            parse_count(s).and_then(|n| u32::try_from(n).map_err(|_| "too large".to_owned()))
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -346,6 +396,20 @@ impl Config {
                     "must be at least {MIN_COOKIE_KEY_LEN} bytes, is {}",
                     key.len()
                 ),
+            ));
+        }
+        if !self.events_rate.is_finite() || self.events_rate < 0.0 {
+            return Err(ConfigError::new(
+                "VISITLOG_EVENTS_RATE",
+                self.events_rate.to_string(),
+                "must be a number of requests per second, 0 or more",
+            ));
+        }
+        if self.events_burst == 0 {
+            return Err(ConfigError::new(
+                "VISITLOG_EVENTS_BURST",
+                "0",
+                "must be at least 1",
             ));
         }
         if self.queue.is_empty() {
@@ -485,6 +549,8 @@ mod tests {
         assert_eq!(c.returning_window, Duration::from_secs(183 * 86400));
         assert!(!c.anonymize_ip);
         assert!(c.geodb.is_none());
+        assert_eq!(c.forwarded_header, ForwardedHeader::XForwardedFor);
+        assert_eq!((c.events_rate, c.events_burst), (20.0, 40));
     }
 
     #[test]
@@ -532,6 +598,9 @@ mod tests {
             ("VISITLOG_BATCH_BYTES", "1024"),
             ("VISITLOG_FLUSH_INTERVAL", "10ms"),
             ("VISITLOG_REDIS_TIMEOUT", "750ms"),
+            ("VISITLOG_FORWARDED_HEADER", "Forwarded"),
+            ("VISITLOG_EVENTS_RATE", "5/s"),
+            ("VISITLOG_EVENTS_BURST", "7"),
         ])
         .unwrap();
         assert_eq!(c.geodb_reload, Duration::from_secs(300));
@@ -566,6 +635,8 @@ mod tests {
             c.events_origins,
             vec!["https://www.example.org", "http://localhost:3000"]
         );
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+        assert_eq!((c.events_rate, c.events_burst), (5.0, 7));
         let err = from(&[("VISITLOG_EVENTS_ORIGINS", "example.org")]).unwrap_err();
         assert!(err.to_string().contains("VISITLOG_EVENTS_ORIGINS"), "{err}");
     }
@@ -586,6 +657,14 @@ mod tests {
             ("VISITLOG_CAPTURE_HEADERS", "authorization", "deny list"),
             ("VISITLOG_TUTORIAL_ROUTE", "watch/{foss", "route"),
             ("VISITLOG_COOKIE_NAME", "a b", "letters"),
+            (
+                "VISITLOG_FORWARDED_HEADER",
+                "x-client-ip",
+                "x-forwarded-for",
+            ),
+            ("VISITLOG_EVENTS_RATE", "-1", "per second"),
+            ("VISITLOG_EVENTS_RATE", "fast", "per second"),
+            ("VISITLOG_EVENTS_BURST", "0", "at least 1"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             let message = err.to_string();

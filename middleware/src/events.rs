@@ -91,6 +91,8 @@ pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
     pub(crate) field: Option<String>,
     pub(crate) message: String,
+    /// Seconds for `Retry-After` (429 and 503).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -99,6 +101,7 @@ impl Refusal {
             status,
             field: None,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl Refusal {
             status: StatusCode::BAD_REQUEST,
             message: format!("{field}: {}", message.into()),
             field: Some(field),
+            retry_after: None,
         }
     }
 }
@@ -115,7 +119,13 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.message, "field": self.field });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -163,6 +173,22 @@ impl Endpoint {
             )
         })?;
 
+        let learner = learner.key();
+        if let Err(wait) = config.limit.check(&learner) {
+            let secs = rate::retry_after_secs(wait);
+            self.shared
+                .counters
+                .events_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                retry_after: Some(secs),
+                ..Refusal::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("too many learning-event requests; retry in {secs} s"),
+                )
+            });
+        }
+
         let too_large = || {
             Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -190,27 +216,30 @@ impl Endpoint {
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("not JSON: {e}")))?;
         let events = parse_events(&value)?;
 
-        let learner = learner.key();
         let n = events.len();
-        let sent = events
-            .into_iter()
-            .map(|event| Item::Event {
-                record: Box::new(event.stamp(now, &learner, user, visit)),
-                session: identity.session_id.clone(),
-            })
-            .map(|item| self.shared.hand_over(item))
-            .filter(|&taken| taken)
-            .count();
+        let items = events.into_iter().map(|event| Item::Event {
+            record: Box::new(event.stamp(now, &learner, user, visit)),
+            session: identity.session_id.clone(),
+        });
+        // All or nothing: a client that retries after a 503 must not create
+        // duplicates of the events that did get through.
+        if !self.shared.hand_over_all(n, items) {
+            self.shared
+                .counters
+                .events_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal {
+                retry_after: Some(1),
+                ..Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the log shipper is busy; no event was accepted, retry later",
+                )
+            });
+        }
         self.shared
             .counters
             .events
-            .fetch_add(sent as u64, Ordering::Relaxed);
-        if sent < n {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("accepted {sent} of {n} events; the log shipper is full, retry later"),
-            ));
-        }
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -299,7 +328,8 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
         ));
     };
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(Refusal::field(unknown.as_str(), "unknown field"));
+        // The name is the client's: echoed, but never at length.
+        return Err(Refusal::field(truncate_chars(unknown, 64), "unknown field"));
     }
     let kind = string(map, "type", 64)?.ok_or_else(|| Refusal::field("type", "missing"))?;
     let event_type: EventType = kind.parse().map_err(|()| {
@@ -471,5 +501,6 @@ pub(crate) fn same_origin(parts: &Parts, allowed: &[String]) -> Result<(), Strin
     }
 }
 
+pub(crate) mod rate;
 #[cfg(test)]
 mod tests;

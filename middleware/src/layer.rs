@@ -53,6 +53,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     pub(crate) visitor: VisitorTracker,
     pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) forwarded_header: crate::client_ip::ForwardedHeader,
     pub(crate) capture_headers: Vec<HeaderName>,
     pub(crate) events: EventSettings,
 }
@@ -74,6 +75,28 @@ impl Shared {
             }
         }
     }
+
+    /// Hands over all `n` items or none: reserves channel room for every one
+    /// first, and leaves a quarter of the channel free for request records,
+    /// so a burst of learning events never crowds page views out.
+    #[cfg(feature = "axum")]
+    pub(crate) fn hand_over_all(&self, n: usize, items: impl Iterator<Item = Item>) -> bool {
+        use std::sync::atomic::Ordering;
+        let headroom = self.tx.max_capacity() / 4;
+        if self.tx.capacity() < n.saturating_add(headroom) {
+            return false;
+        }
+        let Ok(permits) = self.tx.try_reserve_many(n) else {
+            return false;
+        };
+        self.counters
+            .captured
+            .fetch_add(n as u64, Ordering::Relaxed);
+        for (permit, item) in permits.zip(items) {
+            permit.send(item);
+        }
+        true
+    }
 }
 
 /// How the learning-events endpoint decides who may post.
@@ -81,6 +104,8 @@ pub(crate) struct EventSettings {
     pub(crate) anonymous: bool,
     pub(crate) max_bytes: usize,
     pub(crate) origins: Vec<String>,
+    #[cfg(feature = "axum")]
+    pub(crate) limit: crate::events::rate::LearnerLimit,
 }
 
 impl CaptureLayer {
@@ -126,11 +151,17 @@ impl CaptureLayer {
                 config.respect_dnt,
             ),
             trusted_proxies: config.trusted_proxies.clone(),
+            forwarded_header: config.forwarded_header,
             capture_headers: config.capture_headers.clone(),
             events: EventSettings {
                 anonymous: config.events_anonymous,
                 max_bytes: config.events_max_bytes,
                 origins: config.events_origins.clone(),
+                #[cfg(feature = "axum")]
+                limit: crate::events::rate::LearnerLimit::new(
+                    config.events_rate,
+                    config.events_burst,
+                ),
             },
         };
         let enricher = Enricher {

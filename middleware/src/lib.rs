@@ -66,6 +66,7 @@ mod ua;
 mod visitor;
 
 pub use body::ResponseBody;
+pub use client_ip::ForwardedHeader;
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use error::ConfigError;
 #[cfg(feature = "axum")]

@@ -62,6 +62,7 @@ where
             peer_ip(&parts.extensions),
             &parts.headers,
             &shared.trusted_proxies,
+            shared.forwarded_header,
         );
         let headers = shared
             .capture_headers

@@ -31,6 +31,9 @@ use crate::record::{Enricher, Item};
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// Captures taken off the channel per wake-up.
+const RECV_CHUNK: usize = 256;
+
 /// Counters shared by the layer, the shipper and the app.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -40,6 +43,7 @@ pub(crate) struct Counters {
     pub(crate) send_errors: AtomicU64,
     pub(crate) rejected_cookies: AtomicU64,
     pub(crate) events: AtomicU64,
+    pub(crate) events_refused: AtomicU64,
 }
 
 impl Counters {
@@ -55,6 +59,7 @@ impl Counters {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
+            events_refused: self.events_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -82,6 +87,9 @@ pub struct Stats {
     pub rejected_cookies: u64,
     /// Learning events accepted by the events endpoint (counted in `captured` too).
     pub events: u64,
+    /// Learning-event requests refused whole with 429 (rate limit) or 503
+    /// (shipper busy); their events were never captured, the client keeps them.
+    pub events_refused: u64,
 }
 
 /// The background half of [`crate::CaptureLayer`]: spawn it with
@@ -185,6 +193,19 @@ impl Buffer {
     fn is_full_batch(&self, limits: &Config) -> bool {
         self.records.len() >= limits.batch_records || self.bytes >= limits.batch_bytes
     }
+
+    /// When the next batch should go: now if a full one is waiting, else when
+    /// the oldest record has waited the flush interval; never before a retry
+    /// is allowed. `None` when the buffer is empty.
+    fn due_at(&self, limits: &Config, retry_at: Option<Instant>) -> Option<Instant> {
+        let since = self.since?;
+        let at = if self.is_full_batch(limits) {
+            since
+        } else {
+            since + limits.flush_interval
+        };
+        Some(retry_at.map_or(at, |r| r.max(at)))
+    }
 }
 
 impl Shipper {
@@ -222,14 +243,20 @@ impl Shipper {
         let mut overflowing = false;
         let limits = self.config.clone();
 
+        let mut items = Vec::with_capacity(RECV_CHUNK);
+
         let deadline = loop {
-            let flush_at = match buffer.since {
-                _ if in_flight.is_some() => None,
-                Some(_) if buffer.is_full_batch(&limits) => Some(Instant::now()),
-                Some(since) => Some(since + limits.flush_interval),
-                None => None,
+            // A batch goes out as soon as nothing is in flight and one is due,
+            // checked here, before waiting on anything: a channel that never
+            // empties (sustained load) must not keep the sender waiting.
+            let send_at = (in_flight.is_none())
+                .then(|| buffer.due_at(&limits, retry_at))
+                .flatten();
+            if send_at.is_some_and(|at| at <= Instant::now()) {
+                let batch = buffer.take_batch(&limits);
+                in_flight = Some(self.send(conn.take(), batch, limits.redis_timeout));
+                continue;
             }
-            .map(|at| retry_at.map_or(at, |r| r.max(at)));
 
             tokio::select! {
                 biased;
@@ -263,23 +290,26 @@ impl Shipper {
                         }
                     }
                 }
-                item = self.rx.recv() => {
-                    let Some(item) = item else {
+                received = self.rx.recv_many(&mut items, RECV_CHUNK) => {
+                    if received == 0 {
                         // Every layer is gone: flush what is left, promptly.
                         break Instant::now() + limits.redis_timeout;
-                    };
-                    let accepted = self.push(&mut buffer, item);
-                    if accepted {
-                        overflowing = false;
-                    } else if !overflowing {
-                        overflowing = true;
-                        tracing::warn!(limit_records = limits.buffer_records, limit_bytes = limits.buffer_bytes, "visitlog: buffer full; dropping the newest records until Redis catches up");
                     }
+                    for item in items.drain(..) {
+                        let accepted = self.push(&mut buffer, item);
+                        if accepted {
+                            overflowing = false;
+                        } else if !overflowing {
+                            overflowing = true;
+                            tracing::warn!(limit_records = limits.buffer_records, limit_bytes = limits.buffer_bytes, "visitlog: buffer full; dropping the newest records until Redis catches up");
+                        }
+                    }
+                    // Under a flood the channel is always ready: let the
+                    // Redis connection's task, and the app's, have the thread.
+                    tokio::task::yield_now().await;
                 }
-                () = sleep_until(flush_at), if flush_at.is_some() => {
-                    let batch = buffer.take_batch(&limits);
-                    in_flight = Some(self.send(conn.take(), batch, limits.redis_timeout));
-                }
+                // Wakes the loop, whose top starts the send.
+                () = sleep_until(send_at), if send_at.is_some() => {}
             }
         };
 
@@ -434,3 +464,6 @@ async fn sleep_until(at: Option<Instant>) {
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..1.2))
 }
+
+#[cfg(test)]
+mod tests;

@@ -394,3 +394,142 @@ async fn a_full_buffer_drops_the_newest_and_counts_them() {
     let stats = site.shutdown(Duration::from_secs(2)).await;
     assert_eq!((stats.shipped, stats.dropped), (50, 150));
 }
+
+/// Ten seconds of as many GETs as 32 keep-alive clients can send, against
+/// a healthy Redis: nothing is dropped, and every captured record is on the
+/// list. (The shipper once preferred new captures over sending, so under a
+/// flood it sent nothing and dropped most records although Redis was idle.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sustained_get_flood_loses_nothing_with_redis_healthy() {
+    let ns = Namespace::new();
+    let site = Site::start(ns.config()).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut clients = Vec::new();
+    for c in 0..32 {
+        let url = site.url(&format!(
+            "/watch/Python/Getting-started/English/?client={c}"
+        ));
+        clients.push(tokio::spawn(async move {
+            let client = http();
+            let mut ok = 0u64;
+            while Instant::now() < until {
+                let r = client.get(&url).send().await.expect("the site answers");
+                assert_eq!(r.status(), 200);
+                r.bytes().await.expect("a body");
+                ok += 1;
+            }
+            ok
+        }));
+    }
+    let mut sent = 0;
+    for c in clients {
+        sent += c.await.unwrap();
+    }
+    let stats = site.shutdown(Duration::from_secs(10)).await;
+    eprintln!("flood: {sent} requests in 10 s, {stats:?}");
+    assert!(sent > 1000, "too thin a flood to prove anything: {sent}");
+    assert_eq!(stats.captured, sent);
+    assert_eq!((stats.dropped, stats.shipped), (0, sent), "{stats:?}");
+    let on_list = visitlog_tests::queue_lengths(ns.redis_url(), ns.queue())
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(on_list, sent);
+}
+
+/// One logged-in learner floods the events endpoint with 100-event arrays
+/// while another visitor browses: the learner gets 429 with Retry-After past
+/// the burst, and nobody's records are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_learner_flooding_events_is_limited_and_nobody_loses_records() {
+    let ns = Namespace::new();
+    // A low limit, so that even a slow debug build goes past it.
+    let config = ns
+        .config()
+        .events_max_bytes(64 * 1024)
+        .events_rate(2.0)
+        .events_burst(4);
+    let site = Site::start(config).await.unwrap();
+    let client = http();
+    let login = client
+        .post(site.url("/login"))
+        .form(&[("username", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    let jar = cookies(&login).join("; ");
+    let event = serde_json::json!({"type": "video.progress", "foss": "Python",
+        "tutorial": "Getting-started", "language": "English",
+        "video_id": "Python/Getting-started/English", "position": 5, "duration": 30,
+        "played_from": 0});
+    let body = serde_json::to_string(&vec![event; 100]).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut flooders = Vec::new();
+    for _ in 0..8 {
+        let (client, jar, body, url, origin) = (
+            client.clone(),
+            jar.clone(),
+            body.clone(),
+            site.url("/visitlog/events"),
+            site.base.clone(),
+        );
+        flooders.push(tokio::spawn(async move {
+            let (mut accepted, mut limited) = (0u64, 0u64);
+            while Instant::now() < until {
+                let r = client
+                    .post(&url)
+                    .header("cookie", &jar)
+                    .header("origin", &origin)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                match r.status().as_u16() {
+                    202 => accepted += 1,
+                    429 => {
+                        let retry: u64 = r.headers()["retry-after"]
+                            .to_str()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        assert!(retry >= 1);
+                        limited += 1;
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (accepted, limited)
+        }));
+    }
+    let browse = site.url("/watch/Python/Functions/English/");
+    let mut pages = 0u64;
+    while Instant::now() < until {
+        assert_eq!(client.get(&browse).send().await.unwrap().status(), 200);
+        pages += 1;
+    }
+    let (mut accepted, mut limited) = (0, 0);
+    for f in flooders {
+        let (a, l) = f.await.unwrap();
+        accepted += a;
+        limited += l;
+    }
+    let stats = site.shutdown(Duration::from_secs(10)).await;
+    eprintln!("events flood: {accepted} accepted, {limited} limited, {pages} pages; {stats:?}");
+    // 4 at once, then 2 a second, for about 5 s (and slack for timing).
+    assert!((4..=4 + 2 * 7).contains(&accepted), "{accepted}");
+    assert!(limited > 0);
+    assert_eq!(stats.events, accepted * 100);
+    assert_eq!(stats.events_refused, limited);
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    let on_list = visitlog_tests::queue_lengths(ns.redis_url(), ns.queue())
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(on_list, stats.captured);
+    // Every page view and every events request got its record.
+    assert_eq!(
+        stats.captured,
+        1 + pages + accepted + limited + accepted * 100
+    );
+}

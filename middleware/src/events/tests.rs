@@ -317,3 +317,195 @@ async fn anonymous_visitors_when_allowed() {
         .unwrap();
     assert_eq!(answer(&router, request).await.0, StatusCode::UNAUTHORIZED);
 }
+
+fn batch_of(n: usize) -> String {
+    let one = json!({"type": "video.pause", "foss": "f", "tutorial": "t", "language": "l",
+        "video_id": "v", "position": 1, "duration": 9});
+    serde_json::to_string(&vec![one; n]).unwrap()
+}
+
+#[tokio::test]
+async fn one_learner_is_rate_limited_with_retry_after_and_others_are_not() {
+    let (router, mut shipper) = app(Config::default().events_rate(1.0).events_burst(3));
+    let send = |user: &'static str| {
+        post(())
+            .header("x-user", user)
+            .body(Body::from(event().to_string()))
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(answer(&router, send("alice")).await.0, StatusCode::ACCEPTED);
+    }
+    let response = router.clone().oneshot(send("alice")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()[http::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry_after, 1);
+    // Bob has a bucket of his own.
+    assert_eq!(answer(&router, send("bob")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(shipped_events(&mut shipper).len(), 4);
+    let stats = shipper.counters.snapshot();
+    assert_eq!((stats.events, stats.events_refused), (4, 1));
+    // A refused request was never captured: nothing to drop or to ship.
+    assert_eq!(stats.dropped, 0);
+}
+
+#[tokio::test]
+async fn an_array_is_accepted_whole_or_not_at_all() {
+    // A channel of 64 slots: a quarter stays free for page views.
+    let (router, mut shipper) = app(Config::default()
+        .buffer_records(64)
+        .events_rate(0.0)
+        .events_max_bytes(64 * 1024));
+    let send = |n: usize| {
+        post(())
+            .header("x-user", "alice")
+            .body(Body::from(batch_of(n)))
+            .unwrap()
+    };
+    let (status, body) = answer(&router, send(40)).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::ACCEPTED, Some(40))
+    );
+    // 24 slots left, 16 of them kept for requests: 20 do not fit, and none is taken.
+    let response = router.clone().oneshot(send(20)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no event was accepted"),
+        "{body}"
+    );
+    let stats = shipper.counters.snapshot();
+    // The two POSTs' own request records count as captured too.
+    assert_eq!(
+        (stats.captured, stats.events, stats.events_refused),
+        (42, 40, 1)
+    );
+    assert_eq!(shipped_events(&mut shipper).len(), 40);
+    // Once the shipper has taken them, the retry goes through whole.
+    let (status, body) = answer(&router, send(20)).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::ACCEPTED, Some(20))
+    );
+    assert_eq!(shipped_events(&mut shipper).len(), 20);
+    // And page views still have their room.
+    assert!(shipper.rx.capacity() >= 16);
+}
+
+#[tokio::test]
+async fn more_than_the_bound_per_body_is_refused() {
+    let (router, _shipper) = app(Config::default().events_max_bytes(64 * 1024));
+    let request = post(())
+        .header("x-user", "alice")
+        .body(Body::from(batch_of(MAX_EVENTS_PER_REQUEST + 1)))
+        .unwrap();
+    let (status, body) = answer(&router, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "events");
+}
+
+/// Property tests: `PROPTEST_CASES=100000 scripts/bench` runs them at length.
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z._]{0,12}".prop_map(Value::from),
+            "\\PC{0,300}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        prop::sample::select(FIELDS).prop_map(str::to_owned),
+                        "\\PC{0,200}"
+                    ],
+                    inner,
+                    0..10
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Whatever came back either holds up or is a short, clear refusal.
+    fn check(result: Result<Vec<ClientEvent>, Refusal>) -> Result<(), TestCaseError> {
+        match result {
+            Ok(events) => {
+                prop_assert!(!events.is_empty() && events.len() <= MAX_EVENTS_PER_REQUEST);
+                for e in events {
+                    let times = [e.position, e.duration, e.from, e.to, e.played_from];
+                    for t in times.into_iter().flatten() {
+                        prop_assert!(t.is_finite() && (0.0..=MAX_SECONDS).contains(&t));
+                    }
+                    if let Some(d) = e.duration {
+                        prop_assert!(d > 0.0);
+                        for t in [e.position, e.from, e.to, e.played_from]
+                            .into_iter()
+                            .flatten()
+                        {
+                            prop_assert!(t <= d);
+                        }
+                    }
+                    prop_assert!(!e.foss.trim().is_empty());
+                    if e.event_type.is_video() {
+                        prop_assert!(e.video_id.is_some() && e.duration.is_some());
+                    }
+                }
+            }
+            Err(refusal) => {
+                prop_assert!(refusal.status.is_client_error());
+                prop_assert!(!refusal.message.is_empty());
+                prop_assert!(
+                    refusal.message.chars().count() <= 300,
+                    "{}",
+                    refusal.message
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn proptest_events_body_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                check(parse_events(&value))?;
+            }
+        }
+
+        #[test]
+        fn proptest_events_body_any_json(value in any_json()) {
+            check(parse_events(&value))?;
+        }
+
+        #[test]
+        fn proptest_events_body_one_field_changed(
+            field in prop::sample::select(FIELDS),
+            value in any_json(),
+            twice in any::<bool>(),
+        ) {
+            let mut e = event();
+            e[field] = value.clone();
+            let body = if twice { json!([e.clone(), e]) } else { e };
+            check(parse_events(&body))?;
+        }
+    }
+}
