@@ -473,93 +473,79 @@ mod tests {
         let cookie = t.observe(&HeaderMap::new(), at(0)).set_cookie.unwrap();
         assert!(cookie.to_str().unwrap().ends_with("; Secure"));
     }
-}
 
-/// Property tests: `PROPTEST_CASES=100000 scripts/bench` runs them at length.
-#[cfg(test)]
-mod proptests {
-    use proptest::prelude::*;
+    /// Property tests: `PROPTEST_CASES=100000 scripts/bench` runs them at length.
+    mod proptests {
+        use proptest::prelude::*;
 
-    use super::*;
+        use super::*;
 
-    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-    fn tracker() -> VisitorTracker {
-        VisitorTracker::new(
-            KEY,
-            "vid".into(),
-            false,
-            Duration::from_secs(30 * 60),
-            Duration::from_secs(183 * 86400),
-            false,
-        )
-    }
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_763_000_000 + secs, 0).unwrap_or_default()
-    }
-
-    /// The `name=value` part of a `Set-Cookie`.
-    fn pair(set_cookie: &HeaderValue) -> String {
-        let text = set_cookie.to_str().unwrap_or_default();
-        text.split(';').next().unwrap_or_default().to_owned()
-    }
-
-    proptest! {
-        #[test]
-        fn proptest_cookie_anything_sent_is_a_new_visitor_never_a_panic(
-            value in proptest::collection::vec(any::<u8>(), 0..400),
-            cookie_value in "v1\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,60}",
-        ) {
-            let t = tracker();
-            for raw in [value.clone(), format!("vid={cookie_value}").into_bytes()] {
-                let Ok(header) = HeaderValue::from_bytes(&raw) else { continue };
-                let mut headers = HeaderMap::new();
-                headers.insert(http::header::COOKIE, header);
-                let seen = t.observe(&headers, at(0));
-                // Without our key nobody makes a cookie we accept.
-                let visit = seen.visit.expect("no DNT here");
-                prop_assert_eq!((visit.visit_number, visit.new_visit, visit.returning), (1, true, false));
-                prop_assert!(seen.set_cookie.is_some());
-                prop_assert!(t.peek(&headers, at(0)).is_none());
-            }
+        fn at(secs: i64) -> DateTime<Utc> {
+            at_secs(secs)
         }
 
-        #[test]
-        fn proptest_cookie_a_tampered_byte_is_refused_and_ours_is_kept(
-            gaps in proptest::collection::vec(0i64..400 * 86400, 1..6),
-            flip in any::<prop::sample::Index>(),
-            byte in any::<u8>(),
-        ) {
-            let t = tracker();
-            let first = t.observe(&HeaderMap::new(), at(0));
-            let id = first.visit.expect("a visit").visitor_id;
-            let mut cookie = first.set_cookie.map(|c| pair(&c)).unwrap_or_default();
-            let mut now = 0;
-            let mut visits = 1;
-            for gap in gaps {
-                now += gap;
-                let mut headers = HeaderMap::new();
-                headers.insert(http::header::COOKIE, HeaderValue::try_from(cookie.as_str()).expect("ours is ASCII"));
-                let seen = t.observe(&headers, at(now));
-                let visit = seen.visit.expect("a visit");
-                prop_assert_eq!(visit.visitor_id, id, "the visitor stays");
-                if visit.new_visit { visits += 1; }
-                prop_assert_eq!(visit.visit_number, visits);
-                if let Some(set) = seen.set_cookie { cookie = pair(&set); }
+        /// The `name=value` part of a `Set-Cookie`.
+        fn pair(set_cookie: &HeaderValue) -> String {
+            let text = set_cookie.to_str().unwrap_or_default();
+            text.split(';').next().unwrap_or_default().to_owned()
+        }
+
+        proptest! {
+            #[test]
+            fn proptest_cookie_anything_sent_is_a_new_visitor_never_a_panic(
+                value in proptest::collection::vec(any::<u8>(), 0..400),
+                cookie_value in "v1\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,60}",
+            ) {
+                let t = tracker();
+                for raw in [value.clone(), format!("vid={cookie_value}").into_bytes()] {
+                    let Ok(header) = HeaderValue::from_bytes(&raw) else { continue };
+                    let mut headers = HeaderMap::new();
+                    headers.insert(http::header::COOKIE, header);
+                    let seen = t.observe(&headers, at(0));
+                    // Without our key nobody makes a cookie we accept.
+                    let visit = seen.visit.expect("no DNT here");
+                    prop_assert_eq!((visit.visit_number, visit.new_visit, visit.returning), (1, true, false));
+                    prop_assert!(seen.set_cookie.is_some());
+                    prop_assert!(t.peek(&headers, at(0)).is_none());
+                }
             }
-            // One changed byte of the value, and it is a stranger's cookie.
-            let mut bytes = cookie.into_bytes();
-            let at_byte = 4 + flip.index(bytes.len() - 4);
-            prop_assume!(bytes[at_byte] != byte);
-            bytes[at_byte] = byte;
-            if let Ok(header) = HeaderValue::from_bytes(&bytes) {
-                let mut headers = HeaderMap::new();
-                headers.insert(http::header::COOKIE, header);
-                let seen = t.observe(&headers, at(now));
-                let visit = seen.visit.expect("a visit");
-                prop_assert_ne!(visit.visitor_id, id);
-                prop_assert_eq!((visit.visit_number, visit.new_visit), (1, true));
+
+            #[test]
+            fn proptest_cookie_a_tampered_byte_is_refused_and_ours_is_kept(
+                gaps in proptest::collection::vec(0i64..400 * 86400, 1..6),
+                flip in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+            ) {
+                let t = tracker();
+                let first = t.observe(&HeaderMap::new(), at(0));
+                let id = first.visit.expect("a visit").visitor_id;
+                let mut cookie = first.set_cookie.map(|c| pair(&c)).unwrap_or_default();
+                let mut now = 0;
+                let mut visits = 1;
+                for gap in gaps {
+                    now += gap;
+                    let mut headers = HeaderMap::new();
+                    headers.insert(http::header::COOKIE, HeaderValue::try_from(cookie.as_str()).expect("ours is ASCII"));
+                    let seen = t.observe(&headers, at(now));
+                    let visit = seen.visit.expect("a visit");
+                    prop_assert_eq!(visit.visitor_id, id, "the visitor stays");
+                    if visit.new_visit { visits += 1; }
+                    prop_assert_eq!(visit.visit_number, visits);
+                    if let Some(set) = seen.set_cookie { cookie = pair(&set); }
+                }
+                // One changed byte of the value, and it is a stranger's cookie.
+                let mut bytes = cookie.into_bytes();
+                let at_byte = 4 + flip.index(bytes.len() - 4);
+                prop_assume!(bytes[at_byte] != byte);
+                bytes[at_byte] = byte;
+                if let Ok(header) = HeaderValue::from_bytes(&bytes) {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(http::header::COOKIE, header);
+                    let seen = t.observe(&headers, at(now));
+                    let visit = seen.visit.expect("a visit");
+                    prop_assert_ne!(visit.visitor_id, id);
+                    prop_assert_eq!((visit.visit_number, visit.new_visit), (1, true));
+                }
             }
         }
     }

@@ -19,7 +19,8 @@ struct Args {
     listen: SocketAddr,
     /// MongoDB the consumer writes to, for resume positions and progress;
     /// without it the pages work but do not resume.
-    #[arg(long, env = "VISITLOG_MONGODB_URI")]
+    // `--help` must not show its value: the URI may hold a password.
+    #[arg(long, env = "VISITLOG_MONGODB_URI", hide_env_values = true)]
     mongodb_uri: Option<String>,
     /// The consumer's database.
     #[arg(long, env = "VISITLOG_DATABASE", default_value = "visitlog")]

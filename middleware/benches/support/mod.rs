@@ -1,0 +1,88 @@
+//! What the benchmarks share: the request, the handler, a Redis and the test GeoIP database.
+
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+
+pub(crate) const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+pub(crate) async fn handler(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::from(
+        &b"<html>tutorial page</html>"[..],
+    )))
+}
+
+pub(crate) fn request(cookie: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/watch/Python/Getting-started/English/?t=42")
+        .header("user-agent", UA)
+        .header("accept-language", "en-GB,en;q=0.9")
+        .header("referer", "https://tutorials.example/")
+        .header("x-forwarded-for", "81.2.69.142")
+        .header("cookie", cookie)
+        .extension(SocketAddr::from(([127, 0, 0, 1], 50000)))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// A Redis for the shipper: the test services' one, or a private server.
+pub(crate) fn redis() -> (String, Option<Child>) {
+    if let Ok(url) = std::env::var("VISITLOG_TEST_REDIS_URL") {
+        return (url, None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH, or VISITLOG_TEST_REDIS_URL");
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (format!("redis://127.0.0.1:{port}"), Some(child))
+}
+
+pub(crate) fn geodb() -> Option<PathBuf> {
+    let dir = std::env::var_os("VISITLOG_TEST_DATA").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.cache/maxminddb-test-data/maxminddb-3.2.0/tests/data")
+        },
+        PathBuf::from,
+    );
+    let path = dir.join("test-data/GeoIP2-City-Test.mmdb");
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("no MaxMind test database (scripts/fetch-test-data): benchmarking without geo");
+        None
+    }
+}
+
+/// The runtime the benchmarks drive the layer on: two threads, as this machine has cores.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
