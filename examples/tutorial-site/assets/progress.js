@@ -43,20 +43,72 @@
     return e;
   }
 
+  // Events go out one request at a time, in order; what comes meanwhile
+  // waits and goes as one body after. A body refused with 429 (too many) or
+  // 503 (busy) goes again after Retry-After, still ahead of what came later;
+  // the endpoint takes a body whole or not at all, so a retry never
+  // duplicates. At most one body's worth waits (the newest events).
+  var MAX_PER_BODY = 100;
+  var queue = [];
+  var busy = false;
+  var retryTimer = null;
+
   function send(events, leaving) {
     if (!loggedIn || events.length === 0) return;
-    var body = JSON.stringify(events);
-    if (leaving && navigator.sendBeacon && !window.fetch) {
+    queue = queue.concat(events).slice(-MAX_PER_BODY);
+    if (leaving) leave();
+    else pump();
+  }
+
+  function retry(batch, secs) {
+    queue = batch.concat(queue).slice(-MAX_PER_BODY);
+    retryTimer = setTimeout(function () {
+      retryTimer = null;
+      pump();
+    }, secs * 1000);
+  }
+
+  function pump() {
+    if (busy || retryTimer !== null || queue.length === 0) return;
+    var batch = queue;
+    queue = [];
+    busy = true;
+    fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(batch),
+      credentials: "same-origin",
+    }).then(function (response) {
+      busy = false;
+      if (response.status === 429 || response.status === 503) {
+        var secs = parseInt(response.headers.get("Retry-After") || "1", 10);
+        retry(batch, isFinite(secs) && secs > 0 ? secs : 1);
+      } else {
+        pump(); // 202, or a refusal a retry cannot mend
+      }
+    }).catch(function () {
+      busy = false;
+      retry(batch, 5); // offline: try again in a while
+    });
+  }
+
+  // The page is going: everything waiting goes now, in a request that
+  // outlives the page (keepalive, or a beacon where fetch is missing).
+  function leave() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    var body = JSON.stringify(queue);
+    queue = [];
+    if (!window.fetch && navigator.sendBeacon) {
       navigator.sendBeacon(endpoint, new Blob([body], { type: "application/json" }));
       return;
     }
-    // keepalive: the request outlives the page, like a beacon, and can say JSON.
     fetch(endpoint, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: body,
       credentials: "same-origin",
-      keepalive: !!leaving,
+      keepalive: true,
     }).catch(function () {});
   }
 
