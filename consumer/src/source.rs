@@ -4,8 +4,9 @@
 //! instance's processing lists (`{queue}:processing:{id}:{slot}`), stored,
 //! and only then deleted. A crash at any moment leaves every record either on
 //! the queue or in a processing list: the instance finishes its own lists when
-//! it starts again, and any instance gives the lists of an instance whose
-//! heartbeat expired back to the queue.
+//! it starts again (all of them, found with `SCAN`, whatever `max-in-flight`
+//! was), and any instance gives the lists whose owner has no heartbeat back
+//! to the queue (found with `SCAN` too, not through the set of ids).
 
 use std::time::Duration;
 
