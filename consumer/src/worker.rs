@@ -361,12 +361,10 @@ where
             }
             Err(e) if fatal(&e) => return Err(e),
             Err(e) => {
+                // Every time (at most one line per max-backoff once it has
+                // grown): a step that never succeeds must not go quiet.
                 let message = mask_secrets(&e.to_string());
-                if attempts == 0 {
-                    tracing::warn!(error = %message, "{what} failed; retrying with backoff");
-                } else {
-                    tracing::debug!(error = %message, attempts, "{what} failed again");
-                }
+                tracing::warn!(error = %message, attempts = attempts + 1, "{what} failed; retrying with backoff");
                 dependency.failed(&message);
             }
         }
