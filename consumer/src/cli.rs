@@ -25,61 +25,109 @@ pub struct Cli {
 }
 
 /// Settings shared by every command; each overrides the config file.
+///
+/// Every setting read from the environment has `hide_env_values`: `--help`
+/// must never print a value (the URLs carry passwords).
 #[derive(Args, Debug, Default)]
 struct Settings {
     /// TOML configuration file (unknown keys are refused).
-    #[arg(long, global = true, env = "VISITLOG_CONFIG")]
+    #[arg(long, global = true, env = "VISITLOG_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
     /// Redis URL.
-    #[arg(long, global = true, env = "VISITLOG_REDIS_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_REDIS_URL",
+        hide_env_values = true
+    )]
     redis_url: Option<String>,
     /// Queue key.
-    #[arg(long, global = true, env = "VISITLOG_QUEUE")]
+    #[arg(long, global = true, env = "VISITLOG_QUEUE", hide_env_values = true)]
     queue: Option<String>,
     /// MongoDB URI.
-    #[arg(long, global = true, env = "VISITLOG_MONGODB_URI")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_MONGODB_URI",
+        hide_env_values = true
+    )]
     mongodb_uri: Option<String>,
     /// Database name.
-    #[arg(long, global = true, env = "VISITLOG_DATABASE")]
+    #[arg(long, global = true, env = "VISITLOG_DATABASE", hide_env_values = true)]
     database: Option<String>,
     /// This instance's id.
-    #[arg(long, global = true, env = "VISITLOG_CONSUMER_ID")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_CONSUMER_ID",
+        hide_env_values = true
+    )]
     consumer_id: Option<String>,
     /// Most records per batch.
-    #[arg(long, global = true, env = "VISITLOG_BATCH_SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_BATCH_SIZE",
+        hide_env_values = true
+    )]
     batch_size: Option<usize>,
     /// Longest wait for an idle queue (e.g. 200ms).
-    #[arg(long, global = true, env = "VISITLOG_FLUSH_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_FLUSH_INTERVAL", hide_env_values = true, value_parser = parse_duration)]
     flush_interval: Option<Duration>,
     /// Batches stored at once.
-    #[arg(long, global = true, env = "VISITLOG_MAX_IN_FLIGHT")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_MAX_IN_FLIGHT",
+        hide_env_values = true
+    )]
     max_in_flight: Option<usize>,
     /// Heartbeat period.
-    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_INTERVAL", hide_env_values = true, value_parser = parse_duration)]
     heartbeat_interval: Option<Duration>,
     /// Heartbeat lifetime; a silent instance is dead after it.
-    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_TTL", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_TTL", hide_env_values = true, value_parser = parse_duration)]
     heartbeat_ttl: Option<Duration>,
     /// Time in-flight batches get on SIGTERM.
-    #[arg(long, global = true, env = "VISITLOG_SHUTDOWN_DEADLINE", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_SHUTDOWN_DEADLINE", hide_env_values = true, value_parser = parse_duration)]
     shutdown_deadline: Option<Duration>,
     /// Longest pause between retries.
-    #[arg(long, global = true, env = "VISITLOG_MAX_BACKOFF", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_MAX_BACKOFF", hide_env_values = true, value_parser = parse_duration)]
     max_backoff: Option<Duration>,
     /// Keep request records this long (TTL index).
-    #[arg(long, global = true, env = "VISITLOG_RETENTION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "VISITLOG_RETENTION", hide_env_values = true, value_parser = parse_duration)]
     retention: Option<Duration>,
     /// Largest payload kept verbatim in a dead letter, in bytes.
-    #[arg(long, global = true, env = "VISITLOG_DEAD_LETTER_MAX_BYTES")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_DEAD_LETTER_MAX_BYTES",
+        hide_env_values = true
+    )]
     dead_letter_max_bytes: Option<usize>,
     /// Fraction of a video that completes its tutorial automatically.
-    #[arg(long, global = true, env = "VISITLOG_COMPLETION_THRESHOLD")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_COMPLETION_THRESHOLD",
+        hide_env_values = true
+    )]
     completion_threshold: Option<f64>,
     /// Count tutorial visits of anonymous visitors too.
-    #[arg(long, global = true, env = "VISITLOG_ANONYMOUS_VISITS")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_ANONYMOUS_VISITS",
+        hide_env_values = true
+    )]
     anonymous_visits: Option<bool>,
     /// Where the status page, JSON API and /metrics listen.
-    #[arg(long, global = true, env = "VISITLOG_STATUS_ADDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_STATUS_ADDR",
+        hide_env_values = true
+    )]
     status_addr: Option<std::net::SocketAddr>,
     /// Token the status endpoints require (all but /healthz).
     #[arg(
@@ -89,8 +137,28 @@ struct Settings {
         hide_env_values = true
     )]
     status_token: Option<String>,
+    /// Most connections the status endpoint holds open.
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_STATUS_MAX_CONNECTIONS",
+        hide_env_values = true
+    )]
+    status_max_connections: Option<usize>,
+    /// Time a status client has to send a request's headers (e.g. 5s).
+    #[arg(long, global = true, env = "VISITLOG_STATUS_HEADER_TIMEOUT", hide_env_values = true, value_parser = parse_duration)]
+    status_header_timeout: Option<Duration>,
+    /// A status connection idle this long either way is closed (e.g. 30s).
+    #[arg(long, global = true, env = "VISITLOG_STATUS_IDLE_TIMEOUT", hide_env_values = true, value_parser = parse_duration)]
+    status_idle_timeout: Option<Duration>,
     /// Log format.
-    #[arg(long, global = true, env = "VISITLOG_LOG_FORMAT", value_enum)]
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_LOG_FORMAT",
+        hide_env_values = true,
+        value_enum
+    )]
     log_format: Option<LogFormat>,
 }
 
@@ -178,6 +246,9 @@ impl Settings {
             completion_threshold,
             anonymous_visits,
             status_addr,
+            status_max_connections,
+            status_header_timeout,
+            status_idle_timeout,
             log_format
         );
         if self.status_token.is_some() {
@@ -346,6 +417,12 @@ mod tests {
             "0.0.0.0:9555",
             "--status-token",
             "a-long-enough-status-token",
+            "--status-max-connections",
+            "9",
+            "--status-header-timeout",
+            "3s",
+            "--status-idle-timeout",
+            "11s",
             "--log-format",
             "json",
         ])
@@ -369,9 +446,32 @@ mod tests {
             anonymous_visits: true,
             status_addr: "0.0.0.0:9555".parse().unwrap(),
             status_token: Some("a-long-enough-status-token".into()),
+            status_max_connections: 9,
+            status_header_timeout: Duration::from_secs(3),
+            status_idle_timeout: Duration::from_secs(11),
             log_format: LogFormat::Json,
         };
         assert_eq!(c, expected);
+    }
+
+    /// `--help` shows `[env: VAR=value]` for an argument without
+    /// `hide_env_values`: none may have it (the URLs carry passwords).
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut with_env = 0;
+        for arg in command.get_arguments() {
+            if arg.get_env().is_some() {
+                with_env += 1;
+                assert!(
+                    arg.is_hide_env_values_set(),
+                    "--{} shows its environment value in --help",
+                    arg.get_id()
+                );
+            }
+        }
+        assert!(with_env >= 20, "{with_env}");
     }
 
     #[test]

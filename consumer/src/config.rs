@@ -60,6 +60,20 @@ pub struct Config {
     /// Bearer token (or basic-auth password) required by every status
     /// endpoint but `/healthz` (`VISITLOG_STATUS_TOKEN`); unset: open.
     pub status_token: Option<String>,
+    /// Most connections the status endpoint holds open at once; beyond it,
+    /// the connection idle the longest is closed for the new one
+    /// (`VISITLOG_STATUS_MAX_CONNECTIONS`).
+    pub status_max_connections: usize,
+    /// A status client must send a request's headers within this time of
+    /// connecting or of its previous response (so it also bounds idle
+    /// keep-alive connections) (`VISITLOG_STATUS_HEADER_TIMEOUT`).
+    #[serde(deserialize_with = "duration")]
+    pub status_header_timeout: Duration,
+    /// A status connection on which no byte moves either way for this long
+    /// is closed (a client that stops reading a response, or stalls
+    /// mid-request) (`VISITLOG_STATUS_IDLE_TIMEOUT`).
+    #[serde(deserialize_with = "duration")]
+    pub status_idle_timeout: Duration,
     /// `human` or `json` logs (`VISITLOG_LOG_FORMAT`).
     pub log_format: LogFormat,
 }
@@ -95,6 +109,9 @@ impl Default for Config {
             anonymous_visits: false,
             status_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5555)),
             status_token: None,
+            status_max_connections: 64,
+            status_header_timeout: Duration::from_secs(5),
+            status_idle_timeout: Duration::from_secs(30),
             log_format: LogFormat::Human,
         }
     }
@@ -168,15 +185,39 @@ impl Config {
             return invalid("database", "not a valid MongoDB database name");
         }
         if let Some(id) = &self.consumer_id
-            && (id.is_empty() || id.len() > 128 || id.contains([':', '*', ' ']))
+            && !is_valid_consumer_id(id)
         {
-            return invalid("consumer-id", "1 to 128 characters, no `:`, `*` or spaces");
+            return invalid(
+                "consumer-id",
+                "1 to 128 characters among A-Z, a-z, 0-9, `.`, `_` and `-` (it is part of Redis key names and patterns)",
+            );
         }
         if self.heartbeat_ttl < self.heartbeat_interval * 2 {
             return invalid("heartbeat-ttl", "must be at least twice heartbeat-interval");
         }
         if self.flush_interval.is_zero() || self.heartbeat_interval.is_zero() {
             return invalid("flush-interval", "durations must be positive");
+        }
+        if self.max_backoff.is_zero() {
+            return invalid(
+                "max-backoff",
+                "must be positive (0 would retry a failing Redis or MongoDB in a busy loop)",
+            );
+        }
+        if self.shutdown_deadline >= self.heartbeat_ttl {
+            return invalid(
+                "shutdown-deadline",
+                "must be below heartbeat-ttl: no heartbeat is written while shutting down, and past the TTL another consumer gives the batches still being stored back to the queue",
+            );
+        }
+        if !(1..=10_000).contains(&self.status_max_connections) {
+            return invalid("status-max-connections", "must be between 1 and 10000");
+        }
+        if self.status_header_timeout.is_zero() {
+            return invalid("status-header-timeout", "must be positive");
+        }
+        if self.status_idle_timeout.is_zero() {
+            return invalid("status-idle-timeout", "must be positive");
         }
         if self.dead_letter_max_bytes < 1024 || self.dead_letter_max_bytes > 8 * 1024 * 1024 {
             return invalid("dead-letter-max-bytes", "must be between 1024 and 8388608");
@@ -255,6 +296,15 @@ impl Config {
             line("status-token", quote("****"));
         }
         line(
+            "status-max-connections",
+            self.status_max_connections.to_string(),
+        );
+        line(
+            "status-header-timeout",
+            quote(&d(self.status_header_timeout)),
+        );
+        line("status-idle-timeout", quote(&d(self.status_idle_timeout)));
+        line(
             "log-format",
             quote(match self.log_format {
                 LogFormat::Human => "human",
@@ -263,6 +313,15 @@ impl Config {
         );
         out
     }
+}
+
+/// Consumer ids go into Redis key names and `SCAN` patterns unescaped:
+/// only characters that mean nothing to either.
+pub fn is_valid_consumer_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn quote(s: &str) -> String {

@@ -164,29 +164,11 @@ impl StateLog {
     }
 }
 
-/// Masks the password of any `scheme://user:password@host` in a message.
+/// Masks the passwords of the URLs inside a message (user information and
+/// `pass`/`password` query parameters): the same masking as
+/// [`visitlog_schema::redact_url`], which the middleware uses too.
 pub fn mask_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.find('@'), authority.find(':')) {
-            (Some(a), Some(c)) if c < a => {
-                out.push_str(&authority[..c]);
-                out.push_str(":****");
-                out.push_str(&authority[a..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
+    visitlog_schema::redact_urls_in(message)
 }
 
 /// Capped exponential backoff with jitter; reset on success.

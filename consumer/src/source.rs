@@ -4,8 +4,9 @@
 //! instance's processing lists (`{queue}:processing:{id}:{slot}`), stored,
 //! and only then deleted. A crash at any moment leaves every record either on
 //! the queue or in a processing list: the instance finishes its own lists when
-//! it starts again, and any instance gives the lists of an instance whose
-//! heartbeat expired back to the queue.
+//! it starts again (all of them, found with `SCAN`, whatever `max-in-flight`
+//! was), and any instance gives the lists whose owner has no heartbeat back
+//! to the queue (found with `SCAN` too, not through the set of ids).
 
 use std::time::Duration;
 
@@ -248,43 +249,103 @@ impl Source {
         conn.del(self.slot_key(slot)).await
     }
 
-    /// Puts the given slots' batches back at the head of the queue.
-    pub async fn hand_back(&self, slots: &[usize]) -> RedisResult<u64> {
-        if slots.is_empty() {
+    /// Every processing list of this instance, whatever its slot: also
+    /// those of slots beyond `max-in-flight`, left by a run that had more.
+    pub async fn own_lists(&self) -> RedisResult<Vec<String>> {
+        let mut conn = self.conn().await?;
+        let pattern = format!(
+            "{}:processing:{}:*",
+            glob_escape(&self.queue),
+            glob_escape(&self.id)
+        );
+        scan(&mut conn, &pattern).await
+    }
+
+    /// The slot of one of this instance's processing lists; `None` for
+    /// another key.
+    pub fn slot_of(&self, key: &str) -> Option<usize> {
+        let prefix = format!("{}:processing:{}:", self.queue, self.id);
+        key.strip_prefix(&prefix)?.parse().ok()
+    }
+
+    /// Puts the given processing lists back at the head of the queue, in
+    /// their order, and deletes them; returns how many records went back.
+    pub async fn hand_back(&self, lists: &[String]) -> RedisResult<u64> {
+        if lists.is_empty() {
             return Ok(0);
         }
         let mut conn = self.conn().await?;
         let mut call = self.hand_back.key(&self.queue);
-        for slot in slots {
-            call.key(self.slot_key(*slot));
+        for list in lists {
+            call.key(list);
         }
         call.invoke_async(&mut conn).await
     }
 
+    /// Puts every processing list of this instance (found with `SCAN`, so
+    /// whatever its slot) back at the head of the queue.
+    pub async fn hand_back_all(&self) -> RedisResult<u64> {
+        let lists = self.own_lists().await?;
+        self.hand_back(&lists).await
+    }
+
     /// Gives the batches of dead instances back to the queue; returns how
     /// many records went back.
+    ///
+    /// Walks the processing lists themselves (`SCAN`), not the set of
+    /// consumer ids: a list whose owner's heartbeat is missing is reaped
+    /// even if the owner left the set (or never was in it).
     pub async fn reap_dead(&self) -> RedisResult<u64> {
         let mut conn = self.conn().await?;
-        let members: Vec<String> = conn.smembers(keys::consumers(&self.queue)).await?;
+        let prefix = format!("{}:processing:", self.queue);
+        let lists = scan(
+            &mut conn,
+            &format!("{}:processing:*", glob_escape(&self.queue)),
+        )
+        .await?;
+        let mut by_owner: std::collections::BTreeMap<&str, Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for list in &lists {
+            let Some((owner, _slot)) = list
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.rsplit_once(':'))
+            else {
+                continue;
+            };
+            if owner != self.id {
+                by_owner.entry(owner).or_default().push(list);
+            }
+        }
         let mut moved = 0;
-        for id in members.into_iter().filter(|id| *id != self.id) {
-            let heartbeat = keys::heartbeat(&self.queue, &id);
+        for (id, lists) in by_owner {
+            let heartbeat = keys::heartbeat(&self.queue, id);
             if conn.exists(&heartbeat).await? {
                 continue;
             }
-            let lists = scan(&mut conn, &keys::processing_pattern(&self.queue, &id)).await?;
             let mut call = self.reap.key(&self.queue);
             call.key(&heartbeat).key(keys::consumers(&self.queue));
-            for list in &lists {
+            for list in lists {
                 call.key(list);
             }
-            let n: i64 = call.arg(&id).invoke_async(&mut conn).await?;
+            let n: i64 = call.arg(id).invoke_async(&mut conn).await?;
             if n > 0 {
                 tracing::warn!(consumer = %id, records = n, "visitlog-consumer: gave a dead consumer's batches back to the queue");
                 moved += n.unsigned_abs();
             }
         }
         Ok(moved)
+    }
+
+    /// Redis's `maxmemory-policy` (`CONFIG GET`); `None` when the reply
+    /// does not carry it. Fails when `CONFIG` is disabled or renamed.
+    pub async fn eviction_policy(&self) -> RedisResult<Option<String>> {
+        let mut conn = self.conn().await?;
+        let reply: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply.get("maxmemory-policy").cloned())
     }
 
     /// Slots this instance may use.
@@ -378,7 +439,12 @@ impl Source {
                 .ok()
                 .map(|t| t.with_timezone(&chrono::Utc))
         });
-        for list in scan(&mut conn, &format!("{}:processing:*", self.queue)).await? {
+        for list in scan(
+            &mut conn,
+            &format!("{}:processing:*", glob_escape(&self.queue)),
+        )
+        .await?
+        {
             let n: u64 = conn.llen(&list).await?;
             out.processing.insert(list, n);
         }
@@ -428,7 +494,7 @@ pub async fn queue_stats(redis_url: &str, queue: &str) -> RedisResult<QueueStats
     let mut conn = client.get_multiplexed_async_connection().await?;
     let pending: u64 = conn.llen(queue).await?;
     let mut processing = 0;
-    for list in scan(&mut conn, &format!("{queue}:processing:*")).await? {
+    for list in scan(&mut conn, &format!("{}:processing:*", glob_escape(queue))).await? {
         let n: u64 = conn.llen(&list).await?;
         processing += n;
     }
@@ -445,6 +511,19 @@ pub async fn queue_stats(redis_url: &str, queue: &str) -> RedisResult<QueueStats
         processing,
         consumers_alive,
     })
+}
+
+/// `s` with the characters special to `SCAN MATCH` escaped (`*`, `?`, `[`,
+/// `]`, `\`): a key part matched literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 async fn scan<C: redis::aio::ConnectionLike + Send>(
@@ -472,10 +551,22 @@ async fn scan<C: redis::aio::ConnectionLike + Send>(
     Ok(found)
 }
 
-/// This host's name, safe inside a consumer id and a heartbeat value.
+/// This host's name, safe inside a consumer id and a heartbeat value (any
+/// character outside `[A-Za-z0-9._-]` becomes `_`).
 pub(crate) fn hostname_string() -> String {
     hostname::get().map_or_else(
         |_| "host".to_owned(),
-        |h| h.to_string_lossy().replace([':', '*', ' '], "_"),
+        |h| {
+            h.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        },
     )
 }

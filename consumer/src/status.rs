@@ -35,6 +35,8 @@ use crate::internal_events::{Dependencies, Metrics, MetricsSnapshot, mask_secret
 use crate::sink::Sink;
 use crate::source::{InstanceStatus, Source};
 
+mod server;
+
 /// Samples kept for the charts and rates: one hour.
 const HISTORY: usize = 720;
 /// Batch latencies kept for percentiles.
@@ -472,9 +474,33 @@ pub fn router(state: Arc<StatusState>) -> Router {
         .with_state(state)
 }
 
+/// What one client may hold of the status endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once; beyond it, the one idle the longest closes.
+    pub max_connections: usize,
+    /// Time to send a request's headers, from connecting or from the
+    /// previous response (so also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits `config` sets.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            max_connections: config.status_max_connections,
+            header_timeout: config.status_header_timeout,
+            idle_timeout: config.status_idle_timeout,
+        }
+    }
+}
+
 /// Serves the status endpoint on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
+    limits: Limits,
     state: Arc<StatusState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -486,14 +512,7 @@ pub async fn serve(
     }
     tracing::info!(addr = %listener.local_addr()?, "status endpoint listening");
     let app = router(state);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!(error = %e, "status endpoint stopped");
-        }
-    }))
+    Ok(tokio::spawn(server::serve(listener, app, limits, shutdown)))
 }
 
 /// Bearer token, or basic auth with the token as password.
@@ -646,11 +665,11 @@ mod tests {
     fn secrets_in_urls_are_masked() {
         assert_eq!(
             mask_secrets("failed to connect to redis://:hunter2@10.0.0.1:6379/0 (refused)"),
-            "failed to connect to redis://:****@10.0.0.1:6379/0 (refused)"
+            "failed to connect to redis://:***@10.0.0.1:6379/0 (refused)"
         );
         assert_eq!(
             mask_secrets("mongodb://app:pw@db/x and http://host/path"),
-            "mongodb://app:****@db/x and http://host/path"
+            "mongodb://app:***@db/x and http://host/path"
         );
     }
 }

@@ -16,12 +16,13 @@ use tokio::time::Instant;
 
 use crate::batch::Preparer;
 use crate::config::Config;
-use crate::internal_events::{Backoff, Dependencies, Metrics, MetricsSnapshot};
+use crate::internal_events::{
+    Backoff, Dependencies, Metrics, MetricsSnapshot, StateLog, mask_secrets,
+};
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
-use crate::source::InstanceStatus;
-use crate::source::Source;
+use crate::source::{IdInUse, InstanceStatus, Source};
 use crate::status::{self, StatusState};
 
 /// How `run` starts.
@@ -67,10 +68,27 @@ pub async fn run(
         config.flush_interval,
     )
     .context("redis-url")?;
-    let sink = Sink::new(&config.mongodb_uri, &config.database)
-        .await
-        .context("mongodb-uri")?;
     let deps = Arc::new(Dependencies::default());
+    // A DNS hiccup resolving a mongodb+srv:// URI is retried; a malformed
+    // URI is not.
+    let sink = start_up_step(
+        "resolving the MongoDB URI",
+        &deps.mongodb,
+        config.max_backoff,
+        &mut shutdown,
+        || Sink::new(&config.mongodb_uri, &config.database),
+        |e: &mongodb::error::Error| {
+            !matches!(
+                *e.kind,
+                mongodb::error::ErrorKind::DnsResolve { .. } | mongodb::error::ErrorKind::Io(_)
+            )
+        },
+    )
+    .await
+    .context("mongodb-uri")?;
+    let Some(sink) = sink else {
+        return Ok(metrics.snapshot());
+    };
     // The status endpoint has its own Redis connection: it must answer
     // while the worker's is busy or broken.
     let status_source = source.with_own_connection();
@@ -94,19 +112,25 @@ pub async fn run(
         status,
         deps,
     });
-    let mut status_tasks = Vec::new();
+    // Stopped however `run` ends, early returns included.
+    let mut status_tasks = AbortOnDrop(Vec::new());
     if options.status {
         let mut stop = shutdown.clone();
-        status_tasks.push(
-            status::serve(ctx.config.status_addr, ctx.status.clone(), async move {
-                stop.requested().await;
-            })
+        status_tasks.0.push(
+            status::serve(
+                ctx.config.status_addr,
+                status::Limits::of(&ctx.config),
+                ctx.status.clone(),
+                async move {
+                    stop.requested().await;
+                },
+            )
             .await?,
         );
         let sampler = ctx.status.clone();
         // With the heartbeat (5 s by default): the figures are as fresh as the fleet's.
         let every = ctx.config.heartbeat_interval;
-        status_tasks.push(tokio::spawn(async move {
+        status_tasks.0.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -120,15 +144,36 @@ pub async fn run(
     if !wait_for_services(&ctx, &mut shutdown).await {
         return Ok(ctx.metrics.snapshot());
     }
+    check_eviction_policy(&ctx.source).await;
+    // Every start-up step retries like the loop does, and gives way to
+    // SIGTERM: a hiccup of Redis or MongoDB here must not end the daemon.
     if options.setup {
-        ctx.sink
-            .setup(ctx.config.retention)
-            .await
-            .context("setting up MongoDB collections")?;
-    }
-    ctx.source
-        .register(&token, ctx.config.heartbeat_ttl)
+        let done = start_up_step(
+            "setting up MongoDB collections",
+            &ctx.deps.mongodb,
+            ctx.config.max_backoff,
+            &mut shutdown,
+            || ctx.sink.setup(ctx.config.retention),
+            |_| false,
+        )
         .await?;
+        if done.is_none() {
+            return Ok(ctx.metrics.snapshot());
+        }
+    }
+    // Only a live holder of the id is final; anything else is Redis's.
+    let registered = start_up_step(
+        "registering the consumer id",
+        &ctx.deps.redis,
+        ctx.config.max_backoff,
+        &mut shutdown,
+        || ctx.source.register(&token, ctx.config.heartbeat_ttl),
+        |e: &anyhow::Error| e.is::<IdInUse>(),
+    )
+    .await?;
+    if registered.is_none() {
+        return Ok(ctx.metrics.snapshot());
+    }
     if let Err(e) = ctx
         .source
         .publish_status(&self_status(&ctx, "running"), ctx.config.heartbeat_ttl)
@@ -145,6 +190,26 @@ pub async fn run(
     let mut tasks: JoinSet<usize> = JoinSet::new();
     let mut tickets = 0u64..;
 
+    // Lists a previous run left in slots this run does not have (it ran
+    // with a higher max-in-flight): back to the head of the queue.
+    let Some(own) = retry_redis(&ctx, || ctx.source.own_lists(), &mut shutdown).await else {
+        return Ok(ctx.metrics.snapshot());
+    };
+    let beyond: Vec<String> = own
+        .into_iter()
+        .filter(|list| ctx.source.slot_of(list).is_none_or(|slot| slot >= slots))
+        .collect();
+    if !beyond.is_empty() {
+        let Some(n) = retry_redis(&ctx, || ctx.source.hand_back(&beyond), &mut shutdown).await
+        else {
+            return Ok(ctx.metrics.snapshot());
+        };
+        tracing::info!(
+            lists = beyond.len(),
+            records = n,
+            "handed back batches a previous run left beyond max-in-flight"
+        );
+    }
     // Our own unfinished batches first (we were killed while storing them).
     for slot in 0..slots {
         let records = retry_redis(&ctx, || ctx.source.slot_records(slot), &mut shutdown).await;
@@ -223,25 +288,29 @@ pub async fn run(
     let unfinished = tasks.len();
     tasks.abort_all();
     fetcher.abort();
-    // Whatever is still in a processing list goes back to the head of the queue.
-    let all: Vec<usize> = (0..slots).collect();
-    match ctx.source.hand_back(&all).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            records = n,
-            batches = unfinished,
-            "handed unfinished batches back to the queue"
-        ),
+    // Whatever is still in a processing list of ours (found with SCAN,
+    // whatever its slot) goes back to the head of the queue. Only then does
+    // the id leave: if the hand-back fails (Redis at maxmemory, say), the
+    // heartbeat expires by itself and any consumer reaps the lists, or this
+    // one finishes them at its next start.
+    match ctx.source.hand_back_all().await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(
+                    records = n,
+                    batches = unfinished,
+                    "handed unfinished batches back to the queue"
+                );
+            }
+            if let Err(e) = ctx.source.unregister().await {
+                tracing::debug!(error = %mask_secrets(&e.to_string()), "unregister failed");
+            }
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "could not hand batches back; they stay in this consumer's processing lists and are recovered at its next start or by another consumer")
+            tracing::warn!(error = %mask_secrets(&e.to_string()), "could not hand batches back; they stay in this consumer's processing lists and are recovered at its next start, or by another consumer once its heartbeat expires")
         }
     }
-    if let Err(e) = ctx.source.unregister().await {
-        tracing::debug!(error = %e, "unregister failed");
-    }
-    for task in status_tasks {
-        task.abort();
-    }
+    drop(status_tasks);
     let snapshot = ctx.metrics.snapshot();
     tracing::info!(
         stored = snapshot.stored,
@@ -250,6 +319,80 @@ pub async fn run(
         "visitlog-consumer stopped"
     );
     Ok(snapshot)
+}
+
+/// The status endpoint's tasks, aborted when `run` returns.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Runs one start-up step until it succeeds, retrying with the loop's
+/// backoff and listening for shutdown meanwhile: `Ok(None)` if shutdown came
+/// first, `Err` only for an error `fatal` says no retry can fix.
+async fn start_up_step<T, E, F, Fut>(
+    what: &str,
+    dependency: &StateLog,
+    max_backoff: Duration,
+    shutdown: &mut Shutdown,
+    mut op: F,
+    fatal: impl Fn(&E) -> bool,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = Backoff::new(max_backoff);
+    let mut attempts = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if attempts > 0 {
+                    tracing::info!(attempts = attempts + 1, "{what}: done");
+                }
+                dependency.ok();
+                return Ok(Some(v));
+            }
+            Err(e) if fatal(&e) => return Err(e),
+            Err(e) => {
+                // Every time (at most one line per max-backoff once it has
+                // grown): a step that never succeeds must not go quiet.
+                let message = mask_secrets(&e.to_string());
+                tracing::warn!(error = %message, attempts = attempts + 1, "{what} failed; retrying with backoff");
+                dependency.failed(&message);
+            }
+        }
+        attempts += 1;
+        tokio::select! {
+            () = shutdown.requested() => return Ok(None),
+            () = tokio::time::sleep(backoff.pause()) => {}
+        }
+    }
+}
+
+/// Warns unless Redis's `maxmemory-policy` is `noeviction`: an evicting
+/// policy can drop the queue's records, processing lists and heartbeats.
+async fn check_eviction_policy(source: &Source) {
+    match source.eviction_policy().await {
+        Ok(Some(policy)) if policy == "noeviction" => {
+            tracing::debug!("Redis maxmemory-policy is noeviction");
+        }
+        Ok(Some(policy)) => tracing::warn!(
+            %policy,
+            "Redis maxmemory-policy is `{policy}`, not `noeviction`: at maxmemory Redis may evict queued records, processing lists and heartbeats, and records are lost; set `maxmemory-policy noeviction`"
+        ),
+        Ok(None) => tracing::debug!("Redis did not say its maxmemory-policy; not checked"),
+        Err(e) => tracing::debug!(
+            error = %mask_secrets(&e.to_string()),
+            "cannot read Redis maxmemory-policy (CONFIG disabled or renamed?); not checked"
+        ),
+    }
 }
 
 /// Pings Redis and MongoDB until both answer; `false` if shutdown came first.

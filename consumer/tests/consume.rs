@@ -14,7 +14,8 @@ use visitlog_tests::{
     shared_mongodb_uri, test_database, wait_count,
 };
 
-const WAIT: Duration = Duration::from_secs(60);
+// Generous: on a loaded 2-core machine 6,000 records through nx-27017 took 54 s.
+const WAIT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_payloads_are_dead_lettered_and_the_good_records_around_them_stored() {
@@ -235,4 +236,138 @@ async fn a_dead_consumers_batches_go_back_to_the_queue() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
+}
+
+/// Polls until neither the queue nor any processing list holds a record.
+async fn wait_drained(ns: &Namespace) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let lengths = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
+        if lengths == (0, 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "(pending, processing) = {lengths:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A run with `max-in-flight 4` crashed holding four batches; the restart
+/// has `max-in-flight 2`. Slots 0 and 1 are finished, and the lists of
+/// slots 2 and 3 (found with SCAN) go back to the queue: nothing stranded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_fewer_slots_recovers_every_list_of_its_id() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    for slot in 0..4 {
+        let payloads: Vec<Vec<u8>> = (slot * 100..slot * 100 + 100)
+            .map(request_payload)
+            .collect();
+        let list = visitlog_schema::keys::processing_list(ns.queue(), "shrunk", slot);
+        push(ns.redis_url(), &list, &payloads).await.unwrap();
+    }
+    let consumer = InProcess::start(Config {
+        max_in_flight: 2,
+        ..config(&ns, &uri, &db, "shrunk")
+    });
+    wait_count(&uri, &db, "request_logs", 400, WAIT)
+        .await
+        .unwrap();
+    wait_drained(&ns).await;
+    let stats = consumer.stop().await;
+    assert_eq!(stats.stored, 400);
+    assert_eq!(count(&uri, &db, "request_logs").await.unwrap(), 400);
+}
+
+/// Redis at `maxmemory` refuses the hand-back at shutdown: the consumer
+/// stays registered (its lists are not orphaned), and once its heartbeat
+/// has expired another consumer finds the lists by SCAN and gives them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_hand_back_leaves_the_lists_to_be_reaped() {
+    let redis = RedisServer::start().unwrap();
+    let ns = Namespace::on(redis.url());
+    let mut mongo = MongoServer::start().unwrap();
+    let db = test_database();
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+
+    let first = InProcess::start(Config {
+        shutdown_deadline: Duration::from_millis(200),
+        ..config(&ns, &mongo.uri(), &db, "oom")
+    });
+    ns.fill(0..10).await.unwrap();
+    wait_count(&mongo.uri(), &db, "request_logs", 10, WAIT)
+        .await
+        .unwrap();
+    wait_drained(&ns).await;
+
+    // MongoDB goes away: the next records wait in processing lists.
+    mongo.stop();
+    ns.fill(10..310).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap().1 == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redis at maxmemory: the hand-back's writes are refused.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    first.stop().await;
+    let (pending, processing) = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
+    assert!(processing > 0, "the hand-back did not fail");
+    assert_eq!(pending + processing, 300);
+    let member: bool = redis::cmd("SISMEMBER")
+        .arg(visitlog_schema::keys::consumers(ns.queue()))
+        .arg("oom")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        member,
+        "unregistered although its batches were not handed back"
+    );
+
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    mongo.restart().unwrap();
+    let second = InProcess::start(config(&ns, &mongo.uri(), &db, "other"));
+    wait_count(&mongo.uri(), &db, "request_logs", 310, WAIT)
+        .await
+        .unwrap();
+    wait_drained(&ns).await;
+    let stats = second.stop().await;
+    assert_eq!(stats.stored, 300);
+    assert!(stats.reaped >= processing, "{stats:?}");
+    assert_eq!(count(&mongo.uri(), &db, "request_logs").await.unwrap(), 310);
+}
+
+/// The reaper walks the processing lists, not the set of consumer ids: a
+/// dead consumer that already left the set (its unregister ran, its
+/// hand-back did not) still has its batch given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_of_a_consumer_that_left_the_set_are_reaped() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let payloads: Vec<Vec<u8>> = (0..200).map(request_payload).collect();
+    let list = visitlog_schema::keys::processing_list(ns.queue(), "gone", 1);
+    push(ns.redis_url(), &list, &payloads).await.unwrap();
+    let consumer = InProcess::start(config(&ns, &uri, &db, "reaper"));
+    wait_count(&uri, &db, "request_logs", 200, WAIT)
+        .await
+        .unwrap();
+    wait_drained(&ns).await;
+    let stats = consumer.stop().await;
+    assert_eq!(stats.reaped, 200);
 }

@@ -21,7 +21,10 @@ fn command(ns: &Namespace, uri: &str, db: &str) -> Command {
         .env("VISITLOG_MONGODB_URI", uri)
         .env("VISITLOG_DATABASE", db)
         .env("VISITLOG_HEARTBEAT_INTERVAL", "200ms")
-        .env("VISITLOG_HEARTBEAT_TTL", "1s")
+        // The shutdown deadline must be below the TTL, and long enough for
+        // in-flight batches to finish on a loaded machine.
+        .env("VISITLOG_HEARTBEAT_TTL", "10s")
+        .env("VISITLOG_SHUTDOWN_DEADLINE", "8s")
         .env("VISITLOG_FLUSH_INTERVAL", "50ms")
         .env("VISITLOG_MAX_BACKOFF", "500ms")
         // Tests run in parallel: any free port, never the default 5555.
@@ -326,4 +329,309 @@ async fn dead_letters_are_listed_requeued_and_purged() {
     let purged = run(&ns, &uri, &db, &["dead-letters", "purge", "--id", "junk"]);
     assert!(String::from_utf8_lossy(&purged.stdout).contains("deleted 1"));
     assert_eq!(count(&uri, &db, "dead_letters").await.unwrap(), 0);
+}
+
+/// `--help` with the secrets in the environment, as systemd's
+/// `EnvironmentFile` gives them: no password shows, in any help page; and
+/// `check-config` masks all three kinds of secret.
+#[test]
+fn help_and_check_config_never_print_a_password() {
+    let secrets = [
+        ("VISITLOG_REDIS_URL", "redis://:redis-pw-1@127.0.0.1:6379/0"),
+        (
+            "VISITLOG_MONGODB_URI",
+            "mongodb://app:mongo-pw@2@db:27017/?authSource=admin",
+        ),
+        ("VISITLOG_STATUS_TOKEN", "status-token-0123456789"),
+    ];
+    let needles = ["redis-pw-1", "mongo-pw", "pw@2", "status-token-0123456789"];
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+        &["dead-letters", "requeue", "--help"],
+    ] {
+        let out = Command::new(BIN).envs(secrets).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("VISITLOG_MONGODB_URI"), "{args:?}: {text}");
+        for needle in needles {
+            assert!(!text.contains(needle), "{args:?} shows {needle}: {text}");
+        }
+    }
+    // A password with `@`, a socket URL's `pass=`.
+    for (var, url, secret, masked) in [
+        (
+            "VISITLOG_MONGODB_URI",
+            "mongodb://app:p@ss@db:27017",
+            "ss@db",
+            "mongodb://app:***@db:27017",
+        ),
+        (
+            "VISITLOG_REDIS_URL",
+            "redis+unix:///tmp/r.sock?db=0&pass=secret",
+            "secret",
+            "redis+unix:///tmp/r.sock?db=0&pass=***",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .env(var, url)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(shown.contains(masked) && !shown.contains(secret), "{shown}");
+    }
+}
+
+/// `check-config` refuses what would break at run time, naming the setting.
+#[test]
+fn check_config_refuses_unsafe_ids_backoff_and_deadline() {
+    for (args, key) in [
+        (&["--consumer-id", "web*"][..], "consumer-id"),
+        (&["--consumer-id", "web[1]"], "consumer-id"),
+        (&["--consumer-id", "a:b"], "consumer-id"),
+        (&["--consumer-id", "web 1"], "consumer-id"),
+        (&["--consumer-id", "wéb"], "consumer-id"),
+        (&["--max-backoff", "0s"], "max-backoff"),
+        (
+            &["--heartbeat-ttl", "10s", "--shutdown-deadline", "10s"],
+            "shutdown-deadline",
+        ),
+        (
+            &["--heartbeat-ttl", "10s", "--shutdown-deadline", "15s"],
+            "shutdown-deadline",
+        ),
+        (&["--status-max-connections", "0"], "status-max-connections"),
+        (&["--status-header-timeout", "0s"], "status-header-timeout"),
+    ] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .args(args)
+            .arg("check-config")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} accepted");
+        assert!(err.contains(key), "{args:?}: {err}");
+    }
+    let ok = Command::new(BIN)
+        .env_clear()
+        .args(["--consumer-id", "Web-1.eu_west", "--heartbeat-ttl", "11s"])
+        .args(["--shutdown-deadline", "10s", "check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+/// A `run` whose stderr is read line by line as it comes.
+struct Logged {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Logged {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a line containing `needle`; fails if the process exits first.
+    async fn wait_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread catch up before showing the log.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                panic!("exited ({status}) before `{needle}`:\n{}", self.text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` within 60 s:\n{}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM; the exit status, which must come within 15 s.
+    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        terminate(&self.child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return (status, self.text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running 15 s after SIGTERM:\n{}", self.text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn redis_admin(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn redis_do(conn: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async::<()>(conn).await.unwrap();
+}
+
+/// A Redis that may evict keys gets a warning at start (naming the
+/// policy); `noeviction` does not; a Redis that refuses `CONFIG` is not
+/// checked, and the consumer runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_redis_is_warned_about_at_start() {
+    let redis = visitlog_tests::RedisServer::start().unwrap();
+    let mut admin = redis_admin(&redis.url()).await;
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    // No CONFIG for this user: as with a renamed or disabled command.
+    redis_do(
+        &mut admin,
+        &[
+            "ACL",
+            "SETUSER",
+            "noconfig",
+            "on",
+            ">noconfig-pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-config",
+        ],
+    )
+    .await;
+    let no_config_url = redis
+        .url()
+        .replace("redis://", "redis://noconfig:noconfig-pw@");
+    for (policy, url, warned) in [
+        ("allkeys-lru", redis.url(), true),
+        ("noeviction", redis.url(), false),
+        ("volatile-lru", no_config_url, false),
+    ] {
+        redis_do(&mut admin, &["CONFIG", "SET", "maxmemory-policy", policy]).await;
+        let ns = Namespace::on(url);
+        let mut command = command(&ns, &uri, &db);
+        command
+            .env("RUST_LOG", "info")
+            .args(["--consumer-id", "policy", "run", "--no-status"]);
+        let mut consumer = Logged::spawn(command);
+        consumer.wait_line("visitlog-consumer running").await;
+        let (status, log) = consumer.terminate().await;
+        assert!(status.success(), "{status}: {log}");
+        assert_eq!(
+            log.contains("maxmemory-policy") && log.contains(policy),
+            warned,
+            "{policy}: {log}"
+        );
+    }
+}
+
+/// Redis answers PING but refuses the commands of `register` (an ACL, as a
+/// hiccup would): the daemon retries with backoff instead of exiting, runs
+/// once Redis accepts them, and stores. SIGTERM during the retries exits 0
+/// at once. No log line shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_steps_retry_until_redis_accepts_them_and_give_way_to_sigterm() {
+    let redis = visitlog_tests::RedisServer::start().unwrap();
+    let mut admin = redis_admin(&redis.url()).await;
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let restrict = ["ACL", "SETUSER", "visitlog", "reset", "on", ">acl-pw-7f3"]
+        .into_iter()
+        .chain(["~*", "&*", "+ping", "+client", "+hello", "+auth"]);
+    let restrict: Vec<&str> = restrict.collect();
+    redis_do(&mut admin, &restrict).await;
+    let url = redis
+        .url()
+        .replace("redis://", "redis://visitlog:acl-pw-7f3@");
+    let ns = Namespace::on(url);
+
+    // SIGTERM while register is being retried: exit 0, promptly.
+    let mut command_1 = command(&ns, &uri, &db);
+    command_1
+        .env("RUST_LOG", "info")
+        .args(["--consumer-id", "hiccup", "run", "--no-status"]);
+    let mut consumer = Logged::spawn(command_1);
+    consumer
+        .wait_line("registering the consumer id failed")
+        .await;
+    let started = Instant::now();
+    let (status, log) = consumer.terminate().await;
+    assert!(status.success(), "{status}: {log}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{log}");
+    assert!(!log.contains("acl-pw-7f3"), "{log}");
+
+    // Redis accepts them after a while: the daemon ends up running.
+    let mut command_2 = command(&ns, &uri, &db);
+    command_2
+        .env("RUST_LOG", "info")
+        .args(["--consumer-id", "hiccup", "run", "--no-status"]);
+    let mut consumer = Logged::spawn(command_2);
+    consumer
+        .wait_line("registering the consumer id failed")
+        .await;
+    redis_do(&mut admin, &["ACL", "SETUSER", "visitlog", "+@all"]).await;
+    consumer.wait_line("visitlog-consumer running").await;
+    visitlog_tests::push(
+        &redis.url(),
+        ns.queue(),
+        &[visitlog_tests::request_payload(1)],
+    )
+    .await
+    .unwrap();
+    wait_until_stored(&uri, &db, 1).await;
+    let (status, log) = consumer.terminate().await;
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("acl-pw-7f3"), "{log}");
 }

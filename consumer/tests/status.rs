@@ -398,3 +398,124 @@ fn the_alert_rules_use_exported_metrics() {
         );
     }
 }
+
+/// Polls until the status endpoint answers `/healthz`.
+async fn wait_healthz(base: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while get(&format!("{base}/healthz"), None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the server closed `socket` (end of file, or reset).
+fn closed_by_server(socket: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match socket.try_read(&mut buf) {
+            Ok(0) => return true,
+            // A response to read first (keep-alive sockets).
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Polls until at least `n` of `sockets` are closed by the server.
+async fn wait_closed(sockets: &[tokio::net::TcpStream], n: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let closed = sockets.iter().filter(|s| closed_by_server(s)).count();
+        if closed >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {closed} of {} closed, expected {n}",
+            sockets.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// More idle sockets than the cap: the connections idle the longest make
+/// way, at most `status-max-connections` stay open, and `/healthz` still
+/// answers at once (the timeouts are far away: only the cap can explain it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_cannot_exhaust_the_status_endpoint() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let (cfg, base) = with_status(
+        Config {
+            status_max_connections: 8,
+            status_header_timeout: Duration::from_secs(600),
+            status_idle_timeout: Duration::from_secs(600),
+            ..config(&ns, &uri, &db, "idle-cap")
+        },
+        None,
+    );
+    let addr = cfg.status_addr;
+    let consumer = start(cfg);
+    wait_healthz(&base).await;
+
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    wait_closed(&idle, 40 - 8, "idle sockets beyond the cap").await;
+    let started = tokio::time::Instant::now();
+    let (code, body) = get(&format!("{base}/healthz"), None).await;
+    assert_eq!((code, body.contains("alive")), (200, true), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // Still at most the cap open.
+    wait_closed(&idle, 40 - 8 + 1, "after /healthz").await;
+    consumer.stop().await;
+}
+
+/// A connection that never sends a request, and a keep-alive connection
+/// after its response, are closed after `status-header-timeout`; one that
+/// stalls halfway through its headers is closed after `status-idle-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_status_connections_are_closed_after_the_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    for (header, idle, partial) in [(1, 600, false), (600, 1, true)] {
+        let (cfg, base) = with_status(
+            Config {
+                status_header_timeout: Duration::from_secs(header),
+                status_idle_timeout: Duration::from_secs(idle),
+                ..config(&ns, &uri, &db, "idle-timeout")
+            },
+            None,
+        );
+        let addr = cfg.status_addr;
+        let consumer = start(cfg);
+        wait_healthz(&base).await;
+
+        let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = if partial {
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n".to_owned()
+        } else {
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_owned()
+        };
+        kept.write_all(request.as_bytes()).await.unwrap();
+        if !partial {
+            let mut response = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&response).contains("alive") {
+                let n = tokio::time::timeout(WAIT, kept.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "closed before answering");
+                response.extend_from_slice(&buf[..n]);
+            }
+        }
+        let sockets = [silent, kept];
+        wait_closed(&sockets, 2, &format!("header {header}s, idle {idle}s")).await;
+        consumer.stop().await;
+    }
+}

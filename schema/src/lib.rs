@@ -26,5 +26,5 @@ pub use event::{EventRecord, EventType, LEARNER_MAX, Learner, progress_id, video
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };
-pub use redact::redact_url;
+pub use redact::{redact_url, redact_urls_in};
 pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};

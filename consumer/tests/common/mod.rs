@@ -22,6 +22,8 @@ pub fn config(ns: &Namespace, mongodb_uri: &str, database: &str, id: &str) -> Co
         flush_interval: Duration::from_millis(50),
         heartbeat_interval: Duration::from_millis(200),
         heartbeat_ttl: Duration::from_secs(1),
+        // Below the heartbeat TTL, as it must be.
+        shutdown_deadline: Duration::from_millis(800),
         max_backoff: Duration::from_millis(500),
         ..Config::default()
     }
