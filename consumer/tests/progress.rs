@@ -154,7 +154,10 @@ async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete()
         .send(&site, video("video.pause", 42.0, Some(30.0)))
         .await;
     let p = laptop
-        .wait_progress(&site, |p| p["resume_position"] == 42.0)
+        // Positions and progress are separate documents: wait for both.
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 42.0 && p["coverage"].as_f64().is_some_and(|c| c > 0.0)
+        })
         .await;
     assert_eq!(p["completed"], false);
     assert!(
@@ -177,7 +180,11 @@ async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete()
         .send(&site, video("video.pause", 60.0, Some(42.0)))
         .await;
     let p = phone
-        .wait_progress(&site, |p| p["resume_position"] == 60.0 && p["visits"] == 2)
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 60.0
+                && p["visits"] == 2
+                && p["coverage"].as_f64().is_some_and(|c| c > 0.4)
+        })
         .await;
     assert!((p["coverage"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{p}");
     // Rewatching from the start moves the resume position back.
@@ -205,8 +212,11 @@ async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete()
     phone
         .send(&site, video("video.ended", 120.0, Some(100.0)))
         .await;
+    // The ended stretch is folded (coverage 80 of 120 s), not just positioned.
     let p = phone
-        .wait_progress(&site, |p| p["resume_position"] == 0.0)
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 0.0 && p["coverage"].as_f64().is_some_and(|c| c > 0.6)
+        })
         .await;
     assert_eq!(p["completed"], false, "blocked for the rest of this visit");
     let page = phone.get(site.url(PAGE)).await.text().await.unwrap();
