@@ -152,13 +152,14 @@ impl Drop for Daemon {
 
 /// The issue's case: one late event after 50,000 events of one learner. The
 /// daemon folds the whole history again, and its peak memory grows by a
-/// bounded amount, not with the history (166 MB before the history was
-/// streamed).
+/// bounded amount, not with the history. Measured here (debug build,
+/// nx-27017): +15.8 MiB when the history was collected, under 1 MiB
+/// streamed; the issue saw 166 MB with a release build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_after_fifty_thousand_refolds_in_bounded_memory() {
     const N: usize = 50_000;
     /// What a refold may add to the daemon's peak memory.
-    const BOUND: u64 = 24 * 1024 * 1024;
+    const BOUND: u64 = 6 * 1024 * 1024;
     let ns = Namespace::new();
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let t0 = (Utc::now() - chrono::Duration::hours(2)).trunc_subsecs(3);
