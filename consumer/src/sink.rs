@@ -313,27 +313,13 @@ impl Sink {
             let mut statements = Vec::new();
             let mut keys = Vec::new();
             for key in &pending {
-                let mut batch = groups[key].as_slice();
+                let batch = &groups[key];
                 let old = olds.get(key);
-                if existing.contains_key(key) && old.is_none() {
-                    // Unreadable: fold the whole stored history again, later.
+                // Late events, replays, and documents that cannot be read:
+                // the whole stored history is folded again, later.
+                if needs_refold(old, batch) || (existing.contains_key(key) && old.is_none()) {
                     refolds.add(batch);
                     continue;
-                }
-                if let Some(o) = old
-                    && needs_refold(Some(o), batch)
-                {
-                    if !self.covers(o).await? {
-                        // A late event: fold the whole history again, later.
-                        refolds.add(batch);
-                        continue;
-                    }
-                    // A replay, or events a refold already took in: only
-                    // the newer ones are new.
-                    batch = &batch[batch.partition_point(|e| e.id <= o.through)..];
-                    if batch.is_empty() {
-                        continue;
-                    }
                 }
                 let new = Progress::fold(old.cloned(), batch, rules);
                 if let Some(statement) = self.progress_statement(key, new, old, None) {
@@ -370,69 +356,29 @@ impl Sink {
     /// (folded on top) or not (it refolds too).
     pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> mongodb::error::Result<u64> {
         let mut written = 0;
-        let mut pending: Vec<&Refold> = refolds.0.iter().collect();
-        // The last fold of each history that lost a race: the next attempt
-        // reads only the events newer than it. A long history is read once,
-        // and a consumer that keeps folding new events on top cannot starve
-        // its refold.
-        let mut lost: HashMap<String, Progress> = HashMap::new();
+        let mut pending: Vec<&FoldEvent> = refolds.0.iter().collect();
         for attempt in 0..DERIVE_ATTEMPTS {
             if pending.is_empty() {
                 break;
             }
-            let keys: Vec<String> = pending.iter().map(|r| r.event.progress_id()).collect();
+            let keys: Vec<String> = pending.iter().map(|e| e.progress_id()).collect();
             // The documents first, then the histories: see above.
             let (existing, olds) = self.read_progress(&keys).await?;
-            let mut news: HashMap<String, Progress> = HashMap::new();
-            let mut whole: Vec<&FoldEvent> = Vec::new();
-            for (key, refold) in keys.iter().zip(&pending) {
-                // After a lost race, the winner may have taken this batch's
-                // events in (`derive` checked that before the first attempt).
-                if attempt > 0
-                    && let Some(o) = olds.get(key)
-                    && refold.newest <= o.through
-                    && self.covers(o).await?
-                {
-                    continue;
-                }
-                let caught_up = match lost.remove(key) {
-                    Some(p) => Some(self.catch_up(p, rules).await?),
-                    None => None,
-                };
-                match caught_up {
-                    // Late events stored since it was read are not in it:
-                    // then the whole history again.
-                    Some(p) if self.covers(&p).await? => {
-                        news.insert(key.clone(), p);
-                    }
-                    _ => whole.push(&refold.event),
-                }
-            }
-            news.extend(self.fold_histories(&whole, rules).await?);
+            let mut folded = self.fold_histories(&pending, rules).await?;
             let mut statements = Vec::new();
             let mut written_keys = Vec::new();
-            for (key, refold) in keys.iter().zip(&pending) {
-                let Some(new) = news.remove(key) else {
-                    continue;
-                };
+            for (key, representative) in keys.iter().zip(&pending) {
+                let new = folded.remove(key);
                 let old = olds.get(key);
                 let unreadable = existing.get(key).filter(|_| old.is_none());
-                if let Some(statement) =
-                    self.progress_statement(key, Some(new.clone()), old, unreadable)
-                {
+                if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
                     statements.push(statement);
-                    written_keys.push((*refold, new));
+                    written_keys.push(*representative);
                 }
             }
             let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
             written += outcome.written;
-            pending = Vec::with_capacity(outcome.conflicts.len());
-            for &i in &outcome.conflicts {
-                if let Some((refold, new)) = written_keys.get(i) {
-                    pending.push(*refold);
-                    lost.insert(new.id.clone(), new.clone());
-                }
-            }
+            pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
             if !pending.is_empty() {
                 contention_pause(attempt, pending.len()).await;
             }
@@ -442,50 +388,6 @@ impl Sink {
         } else {
             Err(mongodb::error::Error::custom(Contention(pending.len())))
         }
-    }
-
-    /// Folds the stored events newer than `p.through` on top of `p`,
-    /// streamed in `_id` order.
-    async fn catch_up(&self, mut p: Progress, rules: &Rules) -> mongodb::error::Result<Progress> {
-        let mut cursor = self
-            .events
-            .find(doc! {
-                "learner": &p.learner, "foss": &p.foss, "tutorial": &p.tutorial,
-                "language": &p.language, "_id": { "$gt": p.through.to_string() },
-            })
-            .sort(doc! { "_id": 1 })
-            .batch_size(HISTORY_BATCH)
-            .await?;
-        while let Some(d) = cursor.try_next().await? {
-            match FoldEvent::from_document(&d) {
-                Ok(e) if e.id > p.through => p = Progress::fold_one(Some(p), &e, rules),
-                Ok(e) => {
-                    return Err(mongodb::error::Error::custom(format!(
-                        "history of {} not in `_id` order at {}",
-                        p.id, e.id
-                    )));
-                }
-                Err(error) => tracing::warn!(%error, "unreadable stored event skipped"),
-            }
-        }
-        Ok(p)
-    }
-
-    /// Whether `p` is the fold of every stored event of its learner and
-    /// tutorial up to `p.through`: then a batch's events no newer than that
-    /// are in it already (a replay, or events stored before another batch's
-    /// refold read the history), and need no refold. `p` folded only stored
-    /// events, and no event is ever removed from `events`, so the same count
-    /// means the same events.
-    async fn covers(&self, p: &Progress) -> mongodb::error::Result<bool> {
-        let stored = self
-            .events
-            .count_documents(doc! {
-                "learner": &p.learner, "foss": &p.foss, "tutorial": &p.tutorial,
-                "language": &p.language, "_id": { "$lte": p.through.to_string() },
-            })
-            .await?;
-        Ok(stored == p.folded)
     }
 
     /// The `tutorial_progress` documents with these ids, as stored and as
@@ -791,29 +693,17 @@ impl std::fmt::Display for Contention {
     }
 }
 
-/// Progress documents whose whole history must be folded again.
+/// Progress documents whose whole history must be folded again: one event
+/// of each (its learner and tutorial name the history).
 #[derive(Debug, Default, Clone)]
-pub struct Refolds(Vec<Refold>);
-
-/// One history to fold again, for one batch.
-#[derive(Debug, Clone)]
-struct Refold {
-    /// One of the batch's events (its learner and tutorial name the history).
-    event: FoldEvent,
-    /// The batch's newest event of that history.
-    newest: uuid::Uuid,
-}
+pub struct Refolds(Vec<FoldEvent>);
 
 impl Refolds {
-    /// Adds the history of `batch` (events of one progress document, sorted).
+    /// Adds the history of `batch` (events of one progress document).
     fn add(&mut self, batch: &[FoldEvent]) {
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-            return;
-        };
-        self.0.push(Refold {
-            event: first.clone(),
-            newest: last.id,
-        });
+        if let Some(first) = batch.first() {
+            self.0.push(first.clone());
+        }
     }
 
     /// No history to fold again.
