@@ -48,8 +48,54 @@ enum Parsed {
 pub struct DeadLetter {
     /// The payload as it was on the queue.
     pub raw: Vec<u8>,
-    /// Why it was refused, naming the field where there is one.
+    /// Why it was refused, naming the field where there is one; at most
+    /// [`MAX_REASON_BYTES`] when made by [`DeadLetter::new`].
     pub reason: String,
+}
+
+/// The longest reason kept, in bytes. Reasons name a field and a rule and
+/// never quote the payload, but some come from elsewhere (MongoDB, serde):
+/// a reason must never make a dead letter too big to write.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+impl DeadLetter {
+    /// A dead letter whose reason is cut to [`MAX_REASON_BYTES`].
+    pub fn new(raw: Vec<u8>, reason: impl Into<String>) -> Self {
+        Self {
+            raw,
+            reason: bounded_reason(reason.into()),
+        }
+    }
+}
+
+/// Cuts `reason` to at most [`MAX_REASON_BYTES`] bytes.
+pub fn bounded_reason(reason: String) -> String {
+    cut(reason, MAX_REASON_BYTES)
+}
+
+/// Cuts `text` to at most `max` bytes (at least 16), on a character
+/// boundary, saying that it was cut.
+fn cut(mut text: String, max: usize) -> String {
+    const MARK: &str = "… (cut)";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.max(16) - MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
+}
+
+/// A string from a payload, quoted in a reason only when it is short.
+fn quoted(value: &str) -> String {
+    if value.len() <= 40 && !value.chars().any(char::is_control) {
+        format!("`{value}`")
+    } else {
+        format!("of {} bytes", value.len())
+    }
 }
 
 /// Checks payloads against the validators; built once per process.
@@ -112,10 +158,7 @@ impl Preparer {
                     fold,
                 }),
                 Ok((None, None)) => {}
-                Err(reason) => out.dead.push(DeadLetter {
-                    raw: payload,
-                    reason,
-                }),
+                Err(reason) => out.dead.push(DeadLetter::new(payload, reason)),
             }
         }
         out
@@ -156,7 +199,7 @@ impl Preparer {
                 Ok(Parsed::Event(Box::new(event)))
             }
             "" => Err("no `kind` field: not a visitlog record".to_owned()),
-            other => Err(format!("unknown record kind `{other}`")),
+            other => Err(format!("unknown record kind {}", quoted(other))),
         }
     }
 }
@@ -189,7 +232,7 @@ impl DeadLetter {
         let kept = &self.raw[..self.raw.len().min(max_bytes)];
         let mut doc = bson::doc! {
             "_id": dead_letter_id(&self.raw),
-            "reason": &self.reason,
+            "reason": bounded_reason(self.reason.clone()),
             "at": bson::DateTime::from_chrono(at),
             "consumer": consumer,
             "queue": queue,
@@ -210,6 +253,30 @@ impl DeadLetter {
     }
 }
 
+impl DeadLetter {
+    /// The `dead_letters` document without the payload, for when the whole
+    /// one cannot be written (`why`): id, reason, size, time and consumer.
+    /// Marked truncated, so it is never requeued.
+    pub fn minimal_document(
+        &self,
+        at: DateTime<Utc>,
+        consumer: &str,
+        queue: &str,
+        why: &str,
+    ) -> Document {
+        bson::doc! {
+            "_id": dead_letter_id(&self.raw),
+            "reason": bounded_reason(self.reason.clone()),
+            "at": bson::DateTime::from_chrono(at),
+            "consumer": consumer,
+            "queue": queue,
+            "size": i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
+            "truncated": true,
+            "payload_not_kept": cut(why.to_owned(), 256),
+        }
+    }
+}
+
 /// Hex SHA-256 of the payload, shortened to 32 characters.
 pub fn dead_letter_id(raw: &[u8]) -> String {
     Sha256::digest(raw)[..16]
@@ -217,6 +284,9 @@ pub fn dead_letter_id(raw: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@
 //!
 //! `video_positions` needs no fold: the newest event by `_id` wins.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use bson::{Bson, Document, doc};
@@ -274,14 +275,26 @@ impl Progress {
     }
 
     /// Folds `events` (sorted by `_id`, all of one progress key) on top of
+    /// `state`, or on an empty state; `None` when there is neither.
+    ///
+    /// The events are taken one at a time and never kept: a history of any
+    /// length folds in the memory of one event and the state.
+    pub fn fold<E: Borrow<FoldEvent>>(
+        state: Option<Progress>,
+        events: impl IntoIterator<Item = E>,
+        rules: &Rules,
+    ) -> Option<Progress> {
+        events
+            .into_iter()
+            .fold(state, |p, e| Some(Progress::fold_one(p, e.borrow(), rules)))
+    }
+
+    /// Folds one more event (newer than any folded so far) on top of
     /// `state`, or on an empty state.
-    pub fn fold(state: Option<Progress>, events: &[FoldEvent], rules: &Rules) -> Option<Progress> {
-        let first = events.first()?;
-        let mut p = state.unwrap_or_else(|| Progress::empty(first));
-        for e in events {
-            p.apply(e, rules);
-        }
-        Some(p)
+    pub fn fold_one(state: Option<Progress>, event: &FoldEvent, rules: &Rules) -> Progress {
+        let mut p = state.unwrap_or_else(|| Progress::empty(event));
+        p.apply(event, rules);
+        p
     }
 
     fn apply(&mut self, e: &FoldEvent, rules: &Rules) {

@@ -25,6 +25,9 @@ const DUPLICATE_KEY: i32 = 11000;
 /// MongoDB's "namespace exists" error on `create`.
 const NAMESPACE_EXISTS: i32 = 48;
 
+/// The largest document MongoDB stores (`maxBsonObjectSize`).
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
 /// Collection names.
 pub const REQUEST_LOGS: &str = "request_logs";
 /// Where records that cannot be stored go.
@@ -39,6 +42,10 @@ pub const TUTORIAL_PROGRESS: &str = "tutorial_progress";
 /// Attempts at writing derived documents when other consumers keep winning
 /// the race for the same learner; then the whole batch is retried.
 const DERIVE_ATTEMPTS: usize = 10;
+
+/// Events per reply when a history is read back for a refold: what memory
+/// holds of it at a time.
+const HISTORY_BATCH: u32 = 1000;
 
 /// Handles to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -164,15 +171,22 @@ impl Sink {
         self.dead
             .create_indexes([IndexModel::builder().keys(doc! { "at": -1 }).build()])
             .await?;
-        // A refold reads one learner's events for one tutorial (and sorts
-        // them by `_id`: a few hundred, in memory).
+        // A refold streams one learner's events for one tutorial in `_id`
+        // order: with `_id` in the index, MongoDB reads them in that order
+        // instead of sorting a long history. nx-27017, the wire-protocol
+        // server the tests may use, accepts such an index and then refuses
+        // every insert; it names itself in `buildInfo`, and gets the index
+        // without `_id` (it sorts the history itself).
+        let mut history = doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1 };
+        let build = self.db.run_command(doc! { "buildInfo": 1 }).await?;
+        if build.get_str("process") != Ok("nx_27017") {
+            history.insert("_id", 1);
+        }
         self.events
-            .create_indexes([
-                IndexModel::builder()
-                    .keys(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1 })
-                    .build(),
-                IndexModel::builder().keys(doc! { "ts": 1 }).build(),
-            ])
+            .create_index(IndexModel::builder().keys(history).build())
+            .await?;
+        self.events
+            .create_indexes([IndexModel::builder().keys(doc! { "ts": 1 }).build()])
             .await?;
         self.progress
             .create_indexes([IndexModel::builder()
@@ -235,20 +249,34 @@ impl Sink {
         for letter in &dead {
             tracing::debug!(reason = %letter.reason, "dead letter");
             let doc = letter.document(now, consumer, queue, dead_letter_max_bytes);
-            // A replace keyed by the payload hash: a replay rewrites the same
-            // document, and a requeued record that fails again renews it.
-            let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
-            self.dead
-                .replace_one(doc! { "_id": id }, doc)
-                .upsert(true)
-                .await?;
+            let size = bson::to_vec(&doc).map_or(usize::MAX, |b| b.len());
+            let refusal = if size > MAX_DOCUMENT_BYTES {
+                Some(format!(
+                    "a document of {size} bytes is more than MongoDB takes"
+                ))
+            } else {
+                match self.put_dead_letter(doc).await {
+                    Ok(()) => None,
+                    Err(e) if refused_document(&e) => Some(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            };
+            // MongoDB would not take this document: keep what identifies
+            // the record rather than retry the batch forever.
+            if let Some(why) = refusal {
+                tracing::warn!(%why, size = letter.raw.len(), "dead letter written without its payload");
+                let minimal = letter.minimal_document(now, consumer, queue, &why);
+                self.put_dead_letter(minimal).await?;
+            }
         }
         stored.dead_lettered = dead.len() as u64;
         Ok((stored, folds))
     }
 
     /// Updates `video_positions` and `tutorial_progress` from stored events;
-    /// returns how many documents it wrote.
+    /// returns how many documents it wrote, and the progress documents that
+    /// need their whole history folded again (late events, replays,
+    /// unreadable documents), for [`Sink::refold`].
     ///
     /// Two consumers may derive for the same learner at once, so every write
     /// is conditional, and a lost race is a duplicate-key error (11000) of an
@@ -258,9 +286,16 @@ impl Sink {
     /// - a progress document is replaced only if it is still the one the
     ///   new state was folded from (`through` and `folded` unchanged), or
     ///   created only if there was none. The loser reads again and refolds.
-    pub async fn derive(&self, events: &[FoldEvent], rules: &Rules) -> mongodb::error::Result<u64> {
+    ///
+    /// This part is quick whatever the learners' histories: it reads one
+    /// document per learner and tutorial, never their events.
+    pub async fn derive(
+        &self,
+        events: &[FoldEvent],
+        rules: &Rules,
+    ) -> mongodb::error::Result<(u64, Refolds)> {
         if events.is_empty() {
-            return Ok(0);
+            return Ok((0, Refolds::default()));
         }
         let mut written = self.derive_positions(events).await?;
         let mut groups: BTreeMap<String, Vec<FoldEvent>> = BTreeMap::new();
@@ -271,83 +306,145 @@ impl Sink {
             batch.sort_by_key(|e| e.id);
             batch.dedup_by_key(|e| e.id);
         }
+        let mut refolds = Refolds::default();
         let mut pending: Vec<String> = groups.keys().cloned().collect();
         for attempt in 0..DERIVE_ATTEMPTS {
-            let existing: HashMap<String, Document> = self
-                .progress
-                .find(doc! { "_id": { "$in": &pending } })
-                .await?
-                .try_collect::<Vec<Document>>()
-                .await?
-                .into_iter()
-                .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
-                .collect();
-            let olds: HashMap<&String, Progress> = pending
-                .iter()
-                .filter_map(|key| {
-                    match Progress::from_document(existing.get(key)?) {
-                        Ok(p) => Some((key, p)),
-                        Err(e) => {
-                            tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
-                            None
-                        }
-                    }
-                })
-                .collect();
-            // Late events, replays, and documents that cannot be read: fold
-            // the whole stored history.
-            let refold: Vec<&String> = pending
-                .iter()
-                .filter(|key| {
-                    needs_refold(olds.get(key), &groups[*key])
-                        || (existing.contains_key(*key) && !olds.contains_key(key))
-                })
-                .collect();
-            let firsts: Vec<&FoldEvent> = refold.iter().map(|key| &groups[*key][0]).collect();
-            let mut histories = self.histories(&firsts).await?;
+            let (existing, olds) = self.read_progress(&pending).await?;
             let mut statements = Vec::new();
             let mut keys = Vec::new();
             for key in &pending {
-                let old = olds.get(key).cloned();
-                let new = if refold.contains(&key) {
-                    Progress::fold(None, &histories.remove(key).unwrap_or_default(), rules)
-                } else {
-                    Progress::fold(old.clone(), &groups[key], rules)
-                };
-                let Some(new) = new else { continue };
-                if Some(&new) == old.as_ref() {
-                    continue; // A replay: nothing new.
-                }
-                let doc = new.to_document();
-                if !valid(&self.validators.progress, &doc, key) {
+                let batch = &groups[key];
+                let old = olds.get(key);
+                // Late events, replays, and documents that cannot be read:
+                // the whole stored history is folded again, later.
+                if needs_refold(old, batch) || (existing.contains_key(key) && old.is_none()) {
+                    refolds.add(batch);
                     continue;
                 }
-                let filter = match (&old, existing.get(key)) {
-                    (Some(o), _) => {
-                        doc! { "_id": key, "through": o.through.to_string(), "folded": i64::try_from(o.folded).unwrap_or(i64::MAX) }
-                    }
-                    // No document (or an unreadable one) yet: replace only what we read.
-                    (None, Some(unreadable)) => unreadable.clone(),
-                    (None, None) => doc! { "_id": key, "folded": { "$lt": 0 } },
-                };
-                statements.push(doc! { "q": filter, "u": doc, "upsert": true });
-                keys.push(key.clone());
+                let new = Progress::fold(old.cloned(), batch, rules);
+                if let Some(statement) = self.progress_statement(key, new, old, None) {
+                    statements.push(statement);
+                    keys.push(key.clone());
+                }
             }
             let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
             written += outcome.written;
             if outcome.conflicts.is_empty() {
-                return Ok(written);
+                return Ok((written, refolds));
             }
             pending = outcome.conflicts.iter().map(|&i| keys[i].clone()).collect();
-            tracing::debug!(
-                attempt,
-                conflicts = pending.len(),
-                "another consumer updated the same progress; folding again"
-            );
-            let pause = rand::rng().random_range(5..50 * (attempt as u64 + 1));
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            contention_pause(attempt, pending.len()).await;
         }
         Err(mongodb::error::Error::custom(Contention(pending.len())))
+    }
+
+    /// Folds the whole stored history of each of `refolds` again and writes
+    /// the results; returns how many documents it wrote.
+    ///
+    /// Histories are streamed from MongoDB in `_id` order and folded event
+    /// by event, so memory stays bounded whatever their length. The worker
+    /// orders derivations per progress document, not across all of them, so
+    /// a long history holds up only later batches of the same learner and
+    /// tutorial. Exactly-once holds whatever the order, because a progress
+    /// document is written only if it is still
+    /// the one read before the history was: the history read afterwards
+    /// holds every event that document was folded from (events are stored
+    /// before they are derived), so nothing folded by another batch (of this
+    /// process or another) is lost. If that batch wrote in between, the
+    /// write here misses (11000) and the history is read and folded again;
+    /// if it writes afterwards, its events are either newer than `through`
+    /// (folded on top) or not (it refolds too).
+    pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> mongodb::error::Result<u64> {
+        let mut written = 0;
+        let mut pending: Vec<&FoldEvent> = refolds.0.iter().collect();
+        for attempt in 0..DERIVE_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = pending.iter().map(|e| e.progress_id()).collect();
+            // The documents first, then the histories: see above.
+            let (existing, olds) = self.read_progress(&keys).await?;
+            let mut folded = self.fold_histories(&pending, rules).await?;
+            let mut statements = Vec::new();
+            let mut written_keys = Vec::new();
+            for (key, representative) in keys.iter().zip(&pending) {
+                let new = folded.remove(key);
+                let old = olds.get(key);
+                let unreadable = existing.get(key).filter(|_| old.is_none());
+                if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
+                    statements.push(statement);
+                    written_keys.push(*representative);
+                }
+            }
+            let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
+            written += outcome.written;
+            pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
+            if !pending.is_empty() {
+                contention_pause(attempt, pending.len()).await;
+            }
+        }
+        if pending.is_empty() {
+            Ok(written)
+        } else {
+            Err(mongodb::error::Error::custom(Contention(pending.len())))
+        }
+    }
+
+    /// The `tutorial_progress` documents with these ids, as stored and as
+    /// read (unreadable ones are logged and left out of the second map).
+    async fn read_progress(
+        &self,
+        keys: &[String],
+    ) -> mongodb::error::Result<(HashMap<String, Document>, HashMap<String, Progress>)> {
+        let existing: HashMap<String, Document> = self
+            .progress
+            .find(doc! { "_id": { "$in": keys } })
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?
+            .into_iter()
+            .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+            .collect();
+        let olds = existing
+            .iter()
+            .filter_map(|(key, d)| match Progress::from_document(d) {
+                Ok(p) => Some((key.clone(), p)),
+                Err(e) => {
+                    tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
+                    None
+                }
+            })
+            .collect();
+        Ok((existing, olds))
+    }
+
+    /// The conditional upsert that replaces `old` (or the `unreadable`
+    /// document, or nothing) by `new`; `None` when there is nothing to write.
+    fn progress_statement(
+        &self,
+        key: &str,
+        new: Option<Progress>,
+        old: Option<&Progress>,
+        unreadable: Option<&Document>,
+    ) -> Option<Document> {
+        let new = new?;
+        if Some(&new) == old {
+            return None; // A replay: nothing new.
+        }
+        let doc = new.to_document();
+        if !valid(&self.validators.progress, &doc, key) {
+            return None;
+        }
+        let filter = match (old, unreadable) {
+            (Some(o), _) => {
+                doc! { "_id": key, "through": o.through.to_string(), "folded": i64::try_from(o.folded).unwrap_or(i64::MAX) }
+            }
+            // An unreadable document: replace only what we read.
+            (None, Some(unreadable)) => unreadable.clone(),
+            // No document yet: create one only if there still is none.
+            (None, None) => doc! { "_id": key, "folded": { "$lt": 0 } },
+        };
+        Some(doc! { "q": filter, "u": doc, "upsert": true })
     }
 
     /// Resume positions: the newest video event per learner and video.
@@ -367,39 +464,122 @@ impl Sink {
             if !valid(&self.validators.positions, &doc, &id) {
                 continue;
             }
-            // Upsert unless a newer event is already there: then the filter
-            // misses, the insert collides on `_id` (11000), and the newer stays.
-            statements.push(doc! {
-                "q": { "_id": id, "last_event": { "$lt": event.to_string() } },
-                "u": doc,
-                "upsert": true,
-            });
+            // Upsert unless a newer event is already there.
+            statements.push(position_statement(&id, event, doc, true));
         }
-        Ok(self.update_all(VIDEO_POSITIONS, statements).await?.written)
+        self.write_positions(statements).await
     }
 
-    /// The stored events of each `keys` event's learner and tutorial, oldest
-    /// first, by progress id: one query per hundred keys.
-    async fn histories(
+    /// Writes resume positions; returns how many documents it wrote.
+    ///
+    /// An upsert whose filter (`last_event < event`) misses inserts, and the
+    /// insert collides on `_id` (11000) when a document exists: either a
+    /// newer event is already there (it stays), or another consumer created
+    /// the document between our filter's miss and our insert, possibly with
+    /// an older event. Ignoring the collision would keep that older event;
+    /// the colliding statements are run again instead (see
+    /// [`Sink::write_positions_again`]).
+    pub async fn write_positions(&self, statements: Vec<Document>) -> mongodb::error::Result<u64> {
+        let outcome = self.update_all(VIDEO_POSITIONS, statements.clone()).await?;
+        if outcome.conflicts.is_empty() {
+            return Ok(outcome.written);
+        }
+        let again: Vec<Document> = outcome
+            .conflicts
+            .iter()
+            .filter_map(|&i| statements.get(i).cloned())
+            .collect();
+        Ok(outcome.written + self.write_positions_again(again).await?)
+    }
+
+    /// Runs resume-position statements that collided on `_id` again,
+    /// without the upsert: the document exists now, so the same condition
+    /// (`last_event < event`) decides, and the newest event wins whichever
+    /// consumer created the document. Returns how many it replaced.
+    pub async fn write_positions_again(
+        &self,
+        statements: Vec<Document>,
+    ) -> mongodb::error::Result<u64> {
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        tracing::debug!(
+            positions = statements.len(),
+            "resume positions already there; comparing again"
+        );
+        let again: Vec<Document> = statements
+            .into_iter()
+            .map(|mut statement| {
+                statement.insert("upsert", false);
+                statement
+            })
+            .collect();
+        let reply = self
+            .db
+            .run_command(doc! { "update": VIDEO_POSITIONS, "updates": again, "ordered": false })
+            .await?;
+        report_write_errors(VIDEO_POSITIONS, &reply)?;
+        Ok(number_of(reply.get("nModified")))
+    }
+
+    /// Streams the stored events of each `keys` event's learner and tutorial
+    /// through the fold, oldest first; returns the folded state by progress
+    /// id. One query per hundred keys, sorted so that each history comes
+    /// whole and in `_id` order; read in small batches, so memory holds one
+    /// batch and one state per key, whatever the histories' lengths.
+    async fn fold_histories(
         &self,
         keys: &[&FoldEvent],
-    ) -> mongodb::error::Result<HashMap<String, Vec<FoldEvent>>> {
-        let mut out: HashMap<String, Vec<FoldEvent>> = HashMap::new();
+        rules: &Rules,
+    ) -> mongodb::error::Result<HashMap<String, Progress>> {
+        let mut out: HashMap<String, Progress> = HashMap::new();
         for chunk in keys.chunks(100) {
             let any: Vec<Document> = chunk
                 .iter()
                 .map(|e| doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
                 .collect();
-            let mut cursor = self.events.find(doc! { "$or": any }).await?;
+            let mut cursor = self
+                .events
+                .find(doc! { "$or": any })
+                .sort(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
+                .batch_size(HISTORY_BATCH)
+                .await?;
+            // The history being folded: its id and state.
+            let mut current: Option<(String, Progress)> = None;
             while let Some(d) = cursor.try_next().await? {
-                match FoldEvent::from_document(&d) {
-                    Ok(f) => out.entry(f.progress_id()).or_default().push(f),
-                    Err(error) => tracing::warn!(%error, "unreadable stored event skipped"),
+                let e = match FoldEvent::from_document(&d) {
+                    Ok(e) => e,
+                    Err(error) => {
+                        tracing::warn!(%error, "unreadable stored event skipped");
+                        continue;
+                    }
+                };
+                let key = e.progress_id();
+                let state = match current.take() {
+                    Some((k, p)) if k == key => {
+                        if e.id <= p.through {
+                            return Err(mongodb::error::Error::custom(format!(
+                                "history of {key} not in `_id` order"
+                            )));
+                        }
+                        Some(p)
+                    }
+                    Some((k, p)) => {
+                        out.insert(k, p);
+                        None
+                    }
+                    None => None,
+                };
+                if state.is_none() && out.contains_key(&key) {
+                    return Err(mongodb::error::Error::custom(format!(
+                        "history of {key} not read in one piece"
+                    )));
                 }
+                current = Some((key, Progress::fold_one(state, &e, rules)));
             }
-        }
-        for history in out.values_mut() {
-            history.sort_by_key(|e| e.id);
+            if let Some((k, p)) = current {
+                out.insert(k, p);
+            }
         }
         Ok(out)
     }
@@ -420,30 +600,22 @@ impl Sink {
             .db
             .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
             .await?;
-        let errors = reply
-            .get_array("writeErrors")
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for error in errors.iter().filter_map(Bson::as_document) {
-            let code = error.get_i32("code").unwrap_or_default();
-            let index = error
-                .get_i32("index")
-                .ok()
-                .and_then(|i| usize::try_from(i).ok())
-                .unwrap_or_default();
-            if code == DUPLICATE_KEY {
-                outcome.conflicts.push(index);
-            } else {
-                tracing::error!(collection, code, error = %error.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
-            }
-        }
-        if let Ok(concern) = reply.get_document("writeConcernError") {
-            return Err(mongodb::error::Error::custom(format!(
-                "write concern error on {collection}: {concern}"
-            )));
-        }
-        outcome.written = total - errors.len() as u64;
+        let conflicts = report_write_errors(collection, &reply)?;
+        outcome.written = total - conflicts.refused;
+        outcome.conflicts = conflicts.duplicates;
         Ok(outcome)
+    }
+
+    /// Writes one dead letter. A replace keyed by the payload hash: a replay
+    /// rewrites the same document, and a requeued record that fails again
+    /// renews it.
+    async fn put_dead_letter(&self, doc: Document) -> mongodb::error::Result<()> {
+        let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+        self.dead
+            .replace_one(doc! { "_id": id }, doc)
+            .upsert(true)
+            .await
+            .map(drop)
     }
 
     /// The number of dead letters.
@@ -521,6 +693,97 @@ impl std::fmt::Display for Contention {
     }
 }
 
+/// Progress documents whose whole history must be folded again: one event
+/// of each (its learner and tutorial name the history).
+#[derive(Debug, Default, Clone)]
+pub struct Refolds(Vec<FoldEvent>);
+
+impl Refolds {
+    /// Adds the history of `batch` (events of one progress document).
+    fn add(&mut self, batch: &[FoldEvent]) {
+        if let Some(first) = batch.first() {
+            self.0.push(first.clone());
+        }
+    }
+
+    /// No history to fold again.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many histories.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Waits a little, more with each attempt, before folding again after
+/// another consumer won the race for the same documents.
+async fn contention_pause(attempt: usize, conflicts: usize) {
+    tracing::debug!(
+        attempt,
+        conflicts,
+        "another consumer updated the same progress; folding again"
+    );
+    let pause = rand::rng().random_range(5..50 * (attempt as u64 + 1));
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+}
+
+/// The conditional upsert of one resume position (see [`Sink::write_positions`]).
+pub fn position_statement(id: &str, event: uuid::Uuid, doc: Document, upsert: bool) -> Document {
+    doc! {
+        "q": { "_id": id, "last_event": { "$lt": event.to_string() } },
+        "u": doc,
+        "upsert": upsert,
+    }
+}
+
+/// Write errors of an `update` reply: duplicate keys (lost races) by
+/// statement index, and how many statements were refused in all. Other
+/// refusals are logged; a write concern error is an error.
+fn report_write_errors(collection: &str, reply: &Document) -> mongodb::error::Result<WriteErrors> {
+    let mut out = WriteErrors::default();
+    let errors = reply
+        .get_array("writeErrors")
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for error in errors.iter().filter_map(Bson::as_document) {
+        let code = error.get_i32("code").unwrap_or_default();
+        let index = error
+            .get_i32("index")
+            .ok()
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or_default();
+        if code == DUPLICATE_KEY {
+            out.duplicates.push(index);
+        } else {
+            tracing::error!(collection, code, error = %error.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
+        }
+    }
+    if let Ok(concern) = reply.get_document("writeConcernError") {
+        return Err(mongodb::error::Error::custom(format!(
+            "write concern error on {collection}: {concern}"
+        )));
+    }
+    out.refused = errors.len() as u64;
+    Ok(out)
+}
+
+#[derive(Debug, Default)]
+struct WriteErrors {
+    duplicates: Vec<usize>,
+    refused: u64,
+}
+
+/// A count in a server reply (int32 or int64).
+fn number_of(b: Option<&Bson>) -> u64 {
+    match b {
+        Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Default)]
 struct UpdateOutcome {
     written: u64,
@@ -571,10 +834,7 @@ async fn insert_all(
             error.code, error.message
         );
         match raw {
-            Some(raw) => dead.push(DeadLetter {
-                raw: raw.clone(),
-                reason,
-            }),
+            Some(raw) => dead.push(DeadLetter::new(raw.clone(), reason)),
             None => {
                 tracing::error!(collection = collection.name(), %reason, "derived document not stored")
             }
@@ -617,6 +877,22 @@ pub fn json_for_validation(doc: &Document) -> Value {
         }
     }
     Value::Object(doc.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+}
+
+/// Whether MongoDB (or the driver, before sending) refused a document as
+/// such: writing it again would fail again. Network trouble, a server going
+/// away and write concern errors are not; they are worth retrying.
+fn refused_document(e: &mongodb::error::Error) -> bool {
+    /// BadValue, DocumentValidationFailure, BSONObjectTooLarge, and the
+    /// "document too large" codes of inserts and upserts.
+    const REFUSALS: [i32; 5] = [2, 121, 10334, 17419, 17420];
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(_))
+        | ErrorKind::InvalidArgument { .. }
+        | ErrorKind::BsonSerialization(_) => true,
+        ErrorKind::Command(c) => REFUSALS.contains(&c.code),
+        _ => false,
+    }
 }
 
 /// The server's error code of a failed command, if it is one.

@@ -6,10 +6,12 @@
 //! task of its own, up to `max-in-flight` at once, retrying with backoff
 //! until MongoDB takes it; only then is its processing list deleted.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::TryFutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -35,11 +37,13 @@ pub struct RunOptions {
 }
 
 struct Ctx {
-    /// Batches derive learning state in the order they were fetched (the
-    /// queue's order), one at a time: the ticket now being served. Stores
-    /// still overlap; only the derivation waits its turn, so batches of one
-    /// process never make each other fold a learner's history again.
+    /// Batches take their places in `lines` in the order they were fetched
+    /// (the queue's order), one at a time: the ticket now being served.
     turn: tokio::sync::watch::Sender<u64>,
+    /// Batches derive each progress document in fetch order, so batches of
+    /// one process never make each other fold a learner's history again;
+    /// batches of other learners go on meanwhile (see `store_batch`).
+    lines: Lines,
     config: Config,
     id: String,
     source: Source,
@@ -103,6 +107,10 @@ pub async fn run(
     ));
     let ctx = Arc::new(Ctx {
         turn: tokio::sync::watch::Sender::new(0),
+        lines: Lines {
+            waiting: std::sync::Mutex::default(),
+            moved: tokio::sync::watch::Sender::new(0),
+        },
         preparer: Preparer::with_rules(config.rules())?,
         config,
         id,
@@ -525,27 +533,37 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
             }
         }
     };
-    // Learning state, in fetch order; retried until MongoDB takes it.
+    // Learning state, in fetch order per learner and tutorial; retried
+    // until MongoDB takes it. The turn only orders the places taken in
+    // line: a batch then waits for the earlier batches of the same
+    // documents, not for all earlier batches, so a long refold (a late
+    // event after a long history) holds up that learner's later batches,
+    // not anyone else's. Exactly-once does not rest on this order but on
+    // conditional writes (see `Sink::derive` and `Sink::refold`); the order
+    // only keeps this process from racing itself.
     wait_turn(&ctx, ticket).await;
-    let mut backoff = Backoff::new(ctx.config.max_backoff);
-    let derived = loop {
-        match ctx.sink.derive(&folds, ctx.preparer.rules()).await {
-            Ok(written) => {
-                Metrics::add(&ctx.metrics.derived, written);
-                break written;
-            }
-            Err(e) => {
-                match e.get_custom::<crate::sink::Contention>() {
-                    Some(c) => tracing::debug!(%c, "deriving again"),
-                    None => ctx.deps.mongodb.failed(&e),
-                }
-                Metrics::add(&ctx.metrics.retries, 1);
-                batch_retries += 1;
-                tokio::time::sleep(backoff.pause()).await;
-            }
-        }
-    };
+    let places = ctx
+        .lines
+        .join(ticket, folds.iter().map(|f| f.progress_id()));
     pass_turn(&ctx, ticket);
+    ctx.lines.first(&places).await;
+    let (mut derived, refolds) = retry_derive(&ctx, &mut batch_retries, || {
+        ctx.sink.derive(&folds, ctx.preparer.rules())
+    })
+    .await;
+    // Histories to fold again (late events, replays), streamed; the batch
+    // is acknowledged only once they are written.
+    if !refolds.is_empty() {
+        tracing::debug!(histories = refolds.len(), "folding histories again");
+        let (written, ()) = retry_derive(&ctx, &mut batch_retries, || {
+            ctx.sink
+                .refold(&refolds, ctx.preparer.rules())
+                .map_ok(|written| (written, ()))
+        })
+        .await;
+        derived += written;
+    }
+    drop(places);
     let mut backoff = Backoff::new(Duration::from_secs(5).min(ctx.config.max_backoff));
     while let Err(e) = ctx.source.ack(slot).await {
         // Stored but not acknowledged: a crash now means a harmless replay.
@@ -568,6 +586,33 @@ async fn store_batch(ctx: Arc<Ctx>, slot: usize, records: Vec<Vec<u8>>, ticket: 
     slot
 }
 
+/// Runs a derivation step until MongoDB takes it; counts the documents it
+/// wrote and returns them with the rest of its answer.
+async fn retry_derive<T, F, Fut>(ctx: &Ctx, retries: &mut u64, mut step: F) -> (u64, T)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = mongodb::error::Result<(u64, T)>>,
+{
+    let mut backoff = Backoff::new(ctx.config.max_backoff);
+    loop {
+        match step().await {
+            Ok((written, rest)) => {
+                Metrics::add(&ctx.metrics.derived, written);
+                return (written, rest);
+            }
+            Err(e) => {
+                match e.get_custom::<crate::sink::Contention>() {
+                    Some(c) => tracing::debug!(%c, "deriving again"),
+                    None => ctx.deps.mongodb.failed(&e),
+                }
+                Metrics::add(&ctx.metrics.retries, 1);
+                *retries += 1;
+                tokio::time::sleep(backoff.pause()).await;
+            }
+        }
+    }
+}
+
 /// What this instance says of itself in Redis, with each heartbeat.
 fn self_status(ctx: &Ctx, state: &str) -> serde_json::Value {
     let m = ctx.metrics.snapshot();
@@ -582,13 +627,85 @@ fn self_status(ctx: &Ctx, state: &str) -> serde_json::Value {
     })
 }
 
-/// Waits until the batch with `ticket` may derive.
+/// Batches waiting to derive progress documents: per progress id, the
+/// tickets of the batches that will derive it, in fetch order.
+struct Lines {
+    waiting: std::sync::Mutex<HashMap<String, VecDeque<u64>>>,
+    /// Changes whenever a batch leaves its lines.
+    moved: tokio::sync::watch::Sender<u64>,
+}
+
+/// A batch's places in the lines of its progress documents; left on drop.
+struct Places<'a> {
+    lines: &'a Lines,
+    ticket: u64,
+    keys: Vec<String>,
+}
+
+impl Lines {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<u64>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues batch `ticket` behind the batches already waiting for `keys`.
+    fn join(&self, ticket: u64, keys: impl Iterator<Item = String>) -> Places<'_> {
+        let mut keys: Vec<String> = keys.collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut waiting = self.waiting();
+        for key in &keys {
+            waiting.entry(key.clone()).or_default().push_back(ticket);
+        }
+        Places {
+            lines: self,
+            ticket,
+            keys,
+        }
+    }
+
+    /// Waits until `places` are first in all their lines. Places are taken
+    /// in ticket order, so the oldest waiting batch is always first in all
+    /// of its lines: no batch waits forever.
+    async fn first(&self, places: &Places<'_>) {
+        let first = |_: &u64| {
+            let waiting = self.waiting();
+            places.keys.iter().all(|key| {
+                waiting
+                    .get(key)
+                    .and_then(VecDeque::front)
+                    .is_none_or(|t| *t == places.ticket)
+            })
+        };
+        let _ = self.moved.subscribe().wait_for(first).await;
+    }
+}
+
+impl Drop for Places<'_> {
+    fn drop(&mut self) {
+        {
+            let mut waiting = self.lines.waiting();
+            for key in &self.keys {
+                if let Some(line) = waiting.get_mut(key) {
+                    line.retain(|t| *t != self.ticket);
+                    if line.is_empty() {
+                        waiting.remove(key);
+                    }
+                }
+            }
+        }
+        self.lines.moved.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Waits until the batch with `ticket` may take its places in line.
 async fn wait_turn(ctx: &Ctx, ticket: u64) {
     let mut turn = ctx.turn.subscribe();
     let _ = turn.wait_for(|serving| *serving >= ticket).await;
 }
 
-/// Lets the next batch derive.
+/// Lets the next batch take its places.
 fn pass_turn(ctx: &Ctx, ticket: u64) {
     ctx.turn
         .send_modify(|serving| *serving = (*serving).max(ticket + 1));

@@ -91,7 +91,7 @@ pub enum SchemaError {
 pub struct ValidationFailure {
     /// JSON pointer to the offending value (`/ua/is_bot`), `/` for the whole record.
     pub path: String,
-    /// What rule it broke.
+    /// What rule it broke, without the offending value.
     pub message: String,
 }
 
@@ -139,7 +139,9 @@ impl RecordValidator {
                     } else {
                         path
                     },
-                    message: error.to_string(),
+                    // The rule broken, never the offending value: that can
+                    // be megabytes, and it ends up in logs and dead letters.
+                    message: format!("{} ({})", error.masked(), error.kind().keyword()),
                 })
             }
         }

@@ -321,3 +321,62 @@ fn any_batch_order_split_or_replay_gives_the_same_document() {
         assert_eq!(deliver(&batches), expected);
     }
 }
+
+/// An event that counts how many of its kind are alive at once.
+struct Tracked<'a> {
+    event: FoldEvent,
+    live: &'a std::cell::Cell<usize>,
+}
+
+impl Borrow<FoldEvent> for Tracked<'_> {
+    fn borrow(&self) -> &FoldEvent {
+        &self.event
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.live.set(self.live.get() - 1);
+    }
+}
+
+/// A refold streams a learner's history of any length through the fold:
+/// the fold takes events one at a time and keeps none of them.
+#[test]
+fn a_long_history_folds_one_event_at_a_time() {
+    const N: usize = 100_000;
+    let mut s = Script::new();
+    s.view().play(0.0);
+    for i in 0..98 {
+        s.watched(f64::from(i), f64::from(i + 1));
+    }
+    let template = s.events.clone();
+    let live = std::cell::Cell::new(0);
+    let most = std::cell::Cell::new(0);
+    // Made on demand, as a database cursor yields them.
+    let events = (0..N).map(|i| {
+        live.set(live.get() + 1);
+        most.set(most.get().max(live.get()));
+        let mut event = template[i % template.len()].clone();
+        event.id = Uuid::from_u128(i as u128 + 1);
+        Tracked { event, live: &live }
+    });
+    let p = Progress::fold(None, events, &Rules::default()).unwrap();
+    assert_eq!(p.folded, N as u64);
+    assert_eq!(p.through, Uuid::from_u128(N as u128));
+    assert_eq!(live.get(), 0);
+    assert_eq!(most.get(), 1, "one event alive at a time");
+    // The same state as folding a slice.
+    let mut slice = template.clone();
+    for (i, e) in slice.iter_mut().enumerate() {
+        e.id = Uuid::from_u128(i as u128 + 1);
+    }
+    let a = Progress::fold(None, &slice, &Rules::default()).unwrap();
+    let b = slice
+        .iter()
+        .fold(None, |p, e| {
+            Some(Progress::fold_one(p, e, &Rules::default()))
+        })
+        .unwrap();
+    assert_eq!(a, b);
+}
