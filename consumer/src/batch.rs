@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use visitlog_schema::{Collection, EventRecord, RecordValidator, RequestRecord};
 
-use crate::progress::{FoldEvent, Rules, page_view};
+use visitlog_progress::{Rules, page_view};
 
 /// One batch, sorted.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ pub struct PreparedEvent {
     /// carries the payload).
     pub raw: Option<Vec<u8>>,
     /// Its part in the fold.
-    pub fold: FoldEvent,
+    pub fold: EventRecord,
 }
 
 /// A checked payload.
@@ -132,14 +132,11 @@ impl Preparer {
             let documents = self.parse(&payload).and_then(|parsed| match parsed {
                 Parsed::Request(record) => {
                     let view = page_view(&record, &self.rules)
-                        .map(|e| event_document(&e).map(|doc| (doc, FoldEvent::from_record(&e))))
+                        .map(|e| event_document(&e).map(|doc| (doc, e)))
                         .transpose()?;
                     Ok((Some(request_document(&record)?), view))
                 }
-                Parsed::Event(event) => Ok((
-                    None,
-                    Some((event_document(&event)?, FoldEvent::from_record(&event))),
-                )),
+                Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),
             });
             match documents {
                 Ok((Some(request), view)) => {
@@ -213,9 +210,7 @@ pub fn request_document(record: &RequestRecord) -> Result<Document, String> {
 
 /// The BSON document for an event: `ts` becomes a BSON date.
 pub fn event_document(event: &EventRecord) -> Result<Document, String> {
-    let mut doc = bson::to_document(event).map_err(|e| format!("cannot convert to BSON: {e}"))?;
-    doc.insert("ts", Bson::DateTime(bson::DateTime::from_chrono(event.ts)));
-    Ok(doc)
+    visitlog_progress::event_document(event).map_err(|e| e.to_string())
 }
 
 impl DeadLetter {

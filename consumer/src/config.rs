@@ -244,8 +244,8 @@ impl Config {
     }
 
     /// The learning-progress rules in effect.
-    pub fn rules(&self) -> crate::progress::Rules {
-        crate::progress::Rules {
+    pub fn rules(&self) -> visitlog_progress::Rules {
+        visitlog_progress::Rules {
             completion_threshold: self.completion_threshold,
             anonymous_visits: self.anonymous_visits,
         }

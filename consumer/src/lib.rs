@@ -16,7 +16,6 @@ pub mod cli;
 pub mod config;
 pub mod internal_events;
 mod notify;
-pub mod progress;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

@@ -14,11 +14,13 @@ use visitlog_schema::Collection as Coll;
 use std::collections::{BTreeMap, HashMap};
 
 use rand::Rng;
-use serde_json::Value;
 use visitlog_schema::RecordValidator;
 
 use crate::batch::{DeadLetter, Prepared};
-use crate::progress::{FoldEvent, Progress, Rules, needs_refold, video_position};
+use visitlog_progress::{
+    Progress, Rules, VideoPosition, event_from_document, json_for_validation, needs_refold,
+};
+use visitlog_schema::EventRecord;
 
 /// MongoDB's duplicate-key error: the record is already stored.
 const DUPLICATE_KEY: i32 = 11000;
@@ -210,7 +212,7 @@ impl Sink {
         consumer: &str,
         queue: &str,
         dead_letter_max_bytes: usize,
-    ) -> mongodb::error::Result<(Stored, Vec<FoldEvent>)> {
+    ) -> mongodb::error::Result<(Stored, Vec<EventRecord>)> {
         let mut stored = Stored {
             newest: prepared
                 .requests
@@ -239,7 +241,7 @@ impl Sink {
         }
         let refused = insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
         // Only stored events take part: a refold reads them back from `events`.
-        let folds: Vec<FoldEvent> = folds
+        let folds: Vec<EventRecord> = folds
             .into_iter()
             .enumerate()
             .filter(|(i, _)| !refused.contains(i))
@@ -291,14 +293,14 @@ impl Sink {
     /// document per learner and tutorial, never their events.
     pub async fn derive(
         &self,
-        events: &[FoldEvent],
+        events: &[EventRecord],
         rules: &Rules,
     ) -> mongodb::error::Result<(u64, Refolds)> {
         if events.is_empty() {
             return Ok((0, Refolds::default()));
         }
         let mut written = self.derive_positions(events).await?;
-        let mut groups: BTreeMap<String, Vec<FoldEvent>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<EventRecord>> = BTreeMap::new();
         for e in events {
             groups.entry(e.progress_id()).or_default().push(e.clone());
         }
@@ -356,7 +358,7 @@ impl Sink {
     /// (folded on top) or not (it refolds too).
     pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> mongodb::error::Result<u64> {
         let mut written = 0;
-        let mut pending: Vec<&FoldEvent> = refolds.0.iter().collect();
+        let mut pending: Vec<&EventRecord> = refolds.0.iter().collect();
         for attempt in 0..DERIVE_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -431,7 +433,13 @@ impl Sink {
         if Some(&new) == old {
             return None; // A replay: nothing new.
         }
-        let doc = new.to_document();
+        let doc = match new.to_document() {
+            Ok(doc) => doc,
+            Err(e) => {
+                tracing::error!(progress = %key, error = %e, "progress document not written");
+                return None;
+            }
+        };
         if !valid(&self.validators.progress, &doc, key) {
             return None;
         }
@@ -448,10 +456,10 @@ impl Sink {
     }
 
     /// Resume positions: the newest video event per learner and video.
-    async fn derive_positions(&self, events: &[FoldEvent]) -> mongodb::error::Result<u64> {
+    async fn derive_positions(&self, events: &[EventRecord]) -> mongodb::error::Result<u64> {
         let mut latest: BTreeMap<String, (uuid::Uuid, Document)> = BTreeMap::new();
         for e in events {
-            let Some(doc) = video_position(e) else {
+            let Some(doc) = VideoPosition::of(e).and_then(|p| p.to_document().ok()) else {
                 continue;
             };
             let id = doc.get_str("_id").unwrap_or_default().to_owned();
@@ -529,7 +537,7 @@ impl Sink {
     /// batch and one state per key, whatever the histories' lengths.
     async fn fold_histories(
         &self,
-        keys: &[&FoldEvent],
+        keys: &[&EventRecord],
         rules: &Rules,
     ) -> mongodb::error::Result<HashMap<String, Progress>> {
         let mut out: HashMap<String, Progress> = HashMap::new();
@@ -547,7 +555,7 @@ impl Sink {
             // The history being folded: its id and state.
             let mut current: Option<(String, Progress)> = None;
             while let Some(d) = cursor.try_next().await? {
-                let e = match FoldEvent::from_document(&d) {
+                let e = match event_from_document(d) {
                     Ok(e) => e,
                     Err(error) => {
                         tracing::warn!(%error, "unreadable stored event skipped");
@@ -696,11 +704,11 @@ impl std::fmt::Display for Contention {
 /// Progress documents whose whole history must be folded again: one event
 /// of each (its learner and tutorial name the history).
 #[derive(Debug, Default, Clone)]
-pub struct Refolds(Vec<FoldEvent>);
+pub struct Refolds(Vec<EventRecord>);
 
 impl Refolds {
     /// Adds the history of `batch` (events of one progress document).
-    fn add(&mut self, batch: &[FoldEvent]) {
+    fn add(&mut self, batch: &[EventRecord]) {
         if let Some(first) = batch.first() {
             self.0.push(first.clone());
         }
@@ -854,29 +862,6 @@ fn valid(validator: &RecordValidator, doc: &Document, id: &str) -> bool {
             false
         }
     }
-}
-
-/// A document as JSON for the client-side validator: dates become RFC 3339
-/// strings, as they travel in records.
-pub fn json_for_validation(doc: &Document) -> Value {
-    fn convert(b: &Bson) -> Value {
-        match b {
-            Bson::DateTime(t) => Value::from(
-                t.to_chrono()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            ),
-            Bson::Document(d) => json_for_validation(d),
-            Bson::Array(items) => Value::Array(items.iter().map(convert).collect()),
-            Bson::Double(v) => Value::from(*v),
-            Bson::Int32(v) => Value::from(*v),
-            Bson::Int64(v) => Value::from(*v),
-            Bson::String(s) => Value::from(s.as_str()),
-            Bson::Boolean(v) => Value::from(*v),
-            Bson::Null => Value::Null,
-            other => Value::from(other.to_string()),
-        }
-    }
-    Value::Object(doc.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
 }
 
 /// Whether MongoDB (or the driver, before sending) refused a document as

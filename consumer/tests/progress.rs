@@ -12,7 +12,7 @@ use bson::doc;
 use chrono::{SubsecRound, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use visitlog_consumer::progress::{FoldEvent, Progress, Rules};
+use visitlog_progress::{Progress, Rules};
 use visitlog_schema::{EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, progress_id};
 use visitlog_tests::{Namespace, Site, cookies, http, push, shared_mongodb_uri, test_database};
 
@@ -344,7 +344,7 @@ async fn racing_consumers_shuffled_and_replayed_events_give_the_exact_fold() {
     events.push(event(400, t0, EventType::TutorialIncomplete, 1));
     events.extend((401..500).map(|i| event(i, t0, EventType::VideoProgress, 1)));
     events.push(event(500, t0, EventType::TutorialComplete, 2));
-    let mut expected_events: Vec<FoldEvent> = events.iter().map(FoldEvent::from_record).collect();
+    let mut expected_events: Vec<EventRecord> = events.to_vec();
     expected_events.sort_by_key(|e| e.id);
     let expected = Progress::fold(None, &expected_events, &Rules::default()).unwrap();
 

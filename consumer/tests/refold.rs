@@ -16,8 +16,8 @@ use bson::{Document, doc};
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 use visitlog_consumer::batch::event_document;
-use visitlog_consumer::progress::{FoldEvent, Progress, Rules, video_position};
 use visitlog_consumer::sink::{Sink, position_statement};
+use visitlog_progress::{Progress, Rules, VideoPosition};
 use visitlog_schema::{EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, progress_id};
 use visitlog_tests::{Namespace, push, queue_lengths, shared_mongodb_uri, test_database};
 
@@ -54,6 +54,11 @@ fn event(user: &str, ts: DateTime<Utc>, i: usize) -> EventRecord {
     }
 }
 
+/// The `video_positions` document `e` makes.
+fn video_position(e: &EventRecord) -> Option<Document> {
+    VideoPosition::of(e).map(|p| p.to_document().unwrap())
+}
+
 fn progress_of(user: &str) -> String {
     progress_id(
         &Learner::User(user.into()).key(),
@@ -82,10 +87,10 @@ async fn stored_history(
         let docs: Vec<Document> = chunk.iter().map(|e| event_document(e).unwrap()).collect();
         sink.events().insert_many(docs).await.unwrap();
     }
-    let folds: Vec<FoldEvent> = events.iter().map(FoldEvent::from_record).collect();
+    let folds: Vec<EventRecord> = events.to_vec();
     let progress = Progress::fold(None, &folds, &Rules::default()).unwrap();
     sink.tutorial_progress()
-        .insert_one(progress.to_document())
+        .insert_one(progress.to_document().unwrap())
         .await
         .unwrap();
     events
@@ -93,7 +98,7 @@ async fn stored_history(
 
 /// The fold of `events`, as the consumer must store it.
 fn expected(events: &[EventRecord]) -> Progress {
-    let mut folds: Vec<FoldEvent> = events.iter().map(FoldEvent::from_record).collect();
+    let mut folds: Vec<EventRecord> = events.to_vec();
     folds.sort_by_key(|e| e.id);
     Progress::fold(None, &folds, &Rules::default()).unwrap()
 }
@@ -334,9 +339,9 @@ async fn a_resume_position_that_collides_keeps_the_newest_event() {
         .database(&db)
         .collection::<Document>("video_positions");
     let t0 = (Utc::now() - chrono::Duration::hours(1)).trunc_subsecs(3);
-    let older = FoldEvent::from_record(&event("racer", t0, 10));
-    let newer = FoldEvent::from_record(&event("racer", t0 + chrono::Duration::seconds(5), 20));
-    let statement = |e: &FoldEvent| {
+    let older = event("racer", t0, 10);
+    let newer = event("racer", t0 + chrono::Duration::seconds(5), 20);
+    let statement = |e: &EventRecord| {
         let doc = video_position(e).unwrap();
         let id = doc.get_str("_id").unwrap().to_owned();
         position_statement(&id, e.id, doc, true)
@@ -397,12 +402,12 @@ async fn a_resume_position_that_collides_keeps_the_newest_event() {
     // Two consumers racing for many first positions: the newest always wins.
     let rival = Sink::new(&uri, &db).await.unwrap();
     positions.delete_many(doc! {}).await.unwrap();
-    let many: Vec<(FoldEvent, FoldEvent)> = (0..200)
+    let many: Vec<(EventRecord, EventRecord)> = (0..200)
         .map(|i| {
             let user = format!("racer{i}");
             (
-                FoldEvent::from_record(&event(&user, t0, i)),
-                FoldEvent::from_record(&event(&user, t0 + chrono::Duration::seconds(5), i + 1)),
+                event(&user, t0, i),
+                event(&user, t0 + chrono::Duration::seconds(5), i + 1),
             )
         })
         .collect();

@@ -55,8 +55,6 @@ mod events;
 mod future;
 mod identity;
 mod layer;
-#[cfg(feature = "progress")]
-mod progress;
 mod record;
 mod redact;
 mod route;
@@ -74,8 +72,6 @@ pub use events::MAX_EVENTS_PER_REQUEST;
 pub use future::ResponseFuture;
 pub use identity::{Identify, Identity};
 pub use layer::CaptureLayer;
-#[cfg(feature = "progress")]
-pub use progress::{ProgressReader, TutorialProgress};
 pub use service::Capture;
 pub use shipper::{Shipper, ShipperHandle, Stats};
 pub use visitlog_schema::Learner;

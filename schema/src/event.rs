@@ -235,6 +235,11 @@ impl EventRecord {
     pub fn visit_key(&self) -> Option<String> {
         Some(format!("{}:{}", self.visitor_id?, self.visit_number?))
     }
+
+    /// The `_id` of the `tutorial_progress` document this event counts for.
+    pub fn progress_id(&self) -> String {
+        progress_id(&self.learner, &self.foss, &self.tutorial, &self.language)
+    }
 }
 
 /// The `_id` of a `tutorial_progress` document.

@@ -252,13 +252,13 @@ impl Site {
         mongodb_uri: &str,
         database: &str,
     ) -> anyhow::Result<Self> {
-        let reader = visitlog_middleware::ProgressReader::connect(mongodb_uri, database).await?;
+        let reader = visitlog_progress::ProgressReader::connect(mongodb_uri, database).await?;
         Self::serve(config, Some(reader)).await
     }
 
     async fn serve(
         config: Config,
-        progress: Option<visitlog_middleware::ProgressReader>,
+        progress: Option<visitlog_progress::ProgressReader>,
     ) -> anyhow::Result<Self> {
         let (capture, shipper) = CaptureLayer::new(config)?;
         let shipper = shipper.spawn();

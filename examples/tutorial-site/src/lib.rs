@@ -23,10 +23,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use mongodb::error as mongodb_error;
 use rand::RngCore;
 use serde::Deserialize;
-use visitlog_middleware::{CaptureLayer, Identity, Learner, ProgressReader};
+use visitlog_middleware::{CaptureLayer, Identity, Learner};
+use visitlog_progress::{ProgressReader, ReadError};
 
 /// The sample video every tutorial page plays.
 const SAMPLE_VIDEO: &[u8] = include_bytes!("../assets/sample.webm");
@@ -262,7 +262,7 @@ async fn learner_state(
     let both = async {
         let resume = reader.resume_position(&learner, video_id).await?;
         let progress = reader.progress(&learner, foss, tutorial, language).await?;
-        Ok::<_, mongodb_error::Error>((resume, progress))
+        Ok::<_, ReadError>((resume, progress))
     };
     match tokio::time::timeout(PROGRESS_TIMEOUT, both).await {
         Ok(Ok((resume, progress))) => {
@@ -314,7 +314,7 @@ async fn api_progress(
         let progress = reader
             .progress(&learner, &foss, &tutorial, &language)
             .await?;
-        Ok::<_, mongodb_error::Error>((resume, progress))
+        Ok::<_, ReadError>((resume, progress))
     };
     match tokio::time::timeout(PROGRESS_TIMEOUT * 4, both).await {
         Ok(Ok((resume, progress))) => Json(serde_json::json!({

@@ -4,11 +4,11 @@
 //! (configured by the `VISITLOG_*` variables; see the README).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use visitlog_middleware::{CaptureLayer, Config, ProgressReader};
+use visitlog_middleware::{CaptureLayer, Config};
+use visitlog_progress::ProgressReader;
 
 /// A tutorial website that logs every request with visitlog.
 #[derive(Parser)]
@@ -26,14 +26,8 @@ struct Args {
     #[arg(long, env = "VISITLOG_DATABASE", default_value = "visitlog")]
     database: String,
     /// How long to keep sending buffered records to Redis on shutdown.
-    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
-    flush_deadline: Duration,
-}
-
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<humantime::Duration>()
-        .map(Into::into)
-        .map_err(|e| e.to_string())
+    #[arg(long, default_value = "5s")]
+    flush_deadline: humantime::Duration,
 }
 
 #[tokio::main]
@@ -69,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
 
-    let stats = shipper.shutdown(args.flush_deadline).await;
+    let stats = shipper.shutdown(args.flush_deadline.into()).await;
     tracing::info!(
         captured = stats.captured,
         shipped = stats.shipped,

@@ -1,6 +1,9 @@
-use chrono::Duration;
+use std::borrow::Borrow;
+
+use chrono::{DateTime, Duration, Utc};
 use rand::seq::SliceRandom;
-use visitlog_schema::{Collection, RecordValidator};
+use uuid::Uuid;
+use visitlog_schema::{Collection, EventRecord, EventType, Kind, RecordValidator, SCHEMA_VERSION};
 
 use super::*;
 
@@ -8,7 +11,7 @@ const VIDEO: &str = "Python/Getting-started/English";
 
 struct Script {
     t0: DateTime<Utc>,
-    events: Vec<FoldEvent>,
+    events: Vec<EventRecord>,
     visitor: Uuid,
     visit: u32,
 }
@@ -23,28 +26,33 @@ impl Script {
         }
     }
 
-    fn push(&mut self, kind: EventType, f: impl FnOnce(&mut FoldEvent)) -> &mut Self {
+    fn push(&mut self, kind: EventType, f: impl FnOnce(&mut EventRecord)) -> &mut Self {
         let n = self.events.len() as i64;
         let ts = self.t0 + Duration::seconds(10 * n);
-        let mut e = FoldEvent {
+        let mut e = EventRecord {
             // Strictly increasing v7 ids, as the server stamps them.
             id: Uuid::new_v7(uuid::Timestamp::from_unix(
                 uuid::NoContext,
                 ts.timestamp() as u64,
                 0,
             )),
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::Event,
             ts,
-            kind,
+            event_type: kind,
             learner: "user:alice".into(),
+            user: Some("alice".into()),
+            visitor_id: Some(self.visitor),
+            visit_number: Some(self.visit),
+            session_id: None,
             foss: "Python".into(),
             tutorial: "Getting-started".into(),
             language: "English".into(),
-            visitor_id: Some(self.visitor),
-            visit_number: Some(self.visit),
             video_id: kind.is_video().then(|| VIDEO.to_owned()),
             position: None,
             duration: kind.is_video().then_some(100.0),
             from: None,
+            to: None,
             played_from: None,
         };
         f(&mut e);
@@ -214,19 +222,14 @@ fn visits_are_distinct_per_browser_visit() {
 fn a_rewatch_moves_the_resume_position_back_and_ended_resets_it() {
     let mut s = Script::new();
     s.watched(0.0, 60.0).seek(60.0, 5.0).ended(90.0);
-    let at = |i: usize| {
-        video_position(&s.events[i])
-            .unwrap()
-            .get_f64("position")
-            .unwrap()
-    };
+    let at = |i: usize| VideoPosition::of(&s.events[i]).unwrap().position;
     assert_eq!(at(0), 60.0);
     assert_eq!(at(1), 5.0);
     assert_eq!(at(2), 0.0);
     let mut s = Script::new();
     s.view().mark(true);
-    assert!(video_position(&s.events[0]).is_none());
-    assert!(video_position(&s.events[1]).is_none());
+    assert!(VideoPosition::of(&s.events[0]).is_none());
+    assert!(VideoPosition::of(&s.events[1]).is_none());
 }
 
 #[test]
@@ -240,25 +243,26 @@ fn documents_round_trip_and_pass_the_validator() {
         .view()
         .ended(50.0);
     let p = s.fold();
-    let doc = p.to_document();
+    let doc = p.to_document().unwrap();
     assert_eq!(Progress::from_document(&doc).unwrap(), p);
     let validator = RecordValidator::new(Collection::TutorialProgress).unwrap();
-    validator
-        .validate(&crate::sink::json_for_validation(&doc))
+    validator.validate(&json_for_validation(&doc)).unwrap();
+    let position = VideoPosition::of(&s.events[2])
+        .unwrap()
+        .to_document()
         .unwrap();
-    let position = video_position(&s.events[2]).unwrap();
     RecordValidator::new(Collection::VideoPositions)
         .unwrap()
-        .validate(&crate::sink::json_for_validation(&position))
+        .validate(&json_for_validation(&position))
         .unwrap();
 }
 
 /// The consumer's rule, simulated: fold on top when the batch is all newer,
 /// else fold the stored history again. Stored = every event of every batch
 /// handled so far (events are stored before they are derived).
-fn deliver(batches: &[Vec<FoldEvent>]) -> Progress {
+fn deliver(batches: &[Vec<EventRecord>]) -> Progress {
     let rules = Rules::default();
-    let mut stored: Vec<FoldEvent> = Vec::new();
+    let mut stored: Vec<EventRecord> = Vec::new();
     let mut doc: Option<Progress> = None;
     for batch in batches {
         for e in batch {
@@ -304,7 +308,7 @@ fn any_batch_order_split_or_replay_gives_the_same_document() {
     for _ in 0..500 {
         let mut events = s.events.clone();
         events.shuffle(&mut rng);
-        let mut batches: Vec<Vec<FoldEvent>> = Vec::new();
+        let mut batches: Vec<Vec<EventRecord>> = Vec::new();
         let mut rest = events.as_slice();
         while !rest.is_empty() {
             let n = rand::Rng::random_range(&mut rng, 1..=rest.len().min(5));
@@ -324,12 +328,12 @@ fn any_batch_order_split_or_replay_gives_the_same_document() {
 
 /// An event that counts how many of its kind are alive at once.
 struct Tracked<'a> {
-    event: FoldEvent,
+    event: EventRecord,
     live: &'a std::cell::Cell<usize>,
 }
 
-impl Borrow<FoldEvent> for Tracked<'_> {
-    fn borrow(&self) -> &FoldEvent {
+impl Borrow<EventRecord> for Tracked<'_> {
+    fn borrow(&self) -> &EventRecord {
         &self.event
     }
 }
@@ -379,4 +383,134 @@ fn a_long_history_folds_one_event_at_a_time() {
         })
         .unwrap();
     assert_eq!(a, b);
+}
+
+/// The document each type writes, byte for byte the shape written before
+/// the types were serde (documents already stored must read back, and new
+/// ones must look the same to anyone querying them).
+#[test]
+fn documents_keep_their_stored_shape() {
+    use bson::{Bson, doc};
+    let mut s = Script::new();
+    s.view()
+        .play(0.0)
+        .watched(0.0, 30.0)
+        .mark(false)
+        .next_visit()
+        .view()
+        .ended(50.0);
+    let p = s.fold();
+    let date = |t: &Option<DateTime<Utc>>| t.map_or(Bson::Null, |t| Bson::DateTime(t.into()));
+    let m = p.manual.as_ref().unwrap();
+    let expected = doc! {
+        "_id": &p.id,
+        "learner": &p.learner,
+        "foss": &p.foss,
+        "tutorial": &p.tutorial,
+        "language": &p.language,
+        "video_id": p.video_id.as_deref().map_or(Bson::Null, Bson::from),
+        "first_visit": date(&p.first_visit),
+        "last_visit": date(&p.last_visit),
+        "visits": i64::from(p.visits),
+        "completed": p.completed,
+        "completed_at": date(&p.completed_at),
+        "completed_by": p.completed_by.map_or(Bson::Null, |b| Bson::from(b.to_string())),
+        "watched": p.watched.iter().map(|[a, b]| Bson::Array(vec![Bson::Int64(i64::from(*a)), Bson::Int64(i64::from(*b))])).collect::<Vec<_>>(),
+        "duration": p.duration.map_or(Bson::Null, Bson::Double),
+        "coverage": p.coverage,
+        "manual": doc! {
+            "completed": m.completed,
+            "at": bson::DateTime::from_chrono(m.at),
+            "visit": m.visit.as_deref().map_or(Bson::Null, Bson::from),
+        },
+        "recent_visits": p.recent_visits.iter().map(|r| Bson::Document(doc! {
+            "visitor": r.visitor.to_string(), "visit": i64::from(r.visit),
+        })).collect::<Vec<_>>(),
+        "through": p.through.to_string(),
+        "folded": p.folded as i64,
+        "updated_at": bson::DateTime::from_chrono(p.updated_at),
+    };
+    let bytes = |d: &bson::Document| bson::to_vec(d).unwrap();
+    assert_eq!(bytes(&p.to_document().unwrap()), bytes(&expected));
+    // Never completed, never marked: nulls, not missing fields.
+    let mut fresh = Script::new();
+    fresh.play(0.0);
+    let doc = fresh.fold().to_document().unwrap();
+    for key in ["first_visit", "completed_at", "completed_by", "manual"] {
+        assert_eq!(doc.get(key), Some(&Bson::Null), "{key}");
+    }
+
+    let e = &s.events[2];
+    let expected = doc! {
+        "_id": visitlog_schema::video_position_id(&e.learner, VIDEO),
+        "learner": &e.learner,
+        "video_id": VIDEO,
+        "foss": &e.foss,
+        "tutorial": &e.tutorial,
+        "language": &e.language,
+        "position": 30.0,
+        "duration": 100.0,
+        "updated_at": bson::DateTime::from_chrono(e.ts),
+        "last_event": e.id.to_string(),
+    };
+    let position = VideoPosition::of(e).unwrap();
+    assert_eq!(bytes(&position.to_document().unwrap()), bytes(&expected));
+    assert_eq!(VideoPosition::from_document(&expected).unwrap(), position);
+}
+
+/// Documents written by hand or by other tools may hold any BSON number
+/// type where a count or a number of seconds is expected.
+#[test]
+fn documents_read_back_with_any_number_type() {
+    use bson::{Bson, doc};
+    let mut s = Script::new();
+    s.view().play(0.0).watched(0.0, 30.0);
+    let p = s.fold();
+    let mut stored = p.to_document().unwrap();
+    stored.insert("visits", Bson::Double(1.0));
+    stored.insert("folded", Bson::Int32(3));
+    stored.insert("duration", Bson::Int32(100));
+    stored.insert("coverage", Bson::Int64(0));
+    stored.insert(
+        "watched",
+        vec![Bson::Array(vec![Bson::Int32(0), Bson::Double(30.0)])],
+    );
+    let visitor = p.recent_visits[0].visitor.to_string();
+    stored.insert(
+        "recent_visits",
+        vec![Bson::Document(doc! { "visitor": &visitor, "visit": 1_i32 })],
+    );
+    let read = Progress::from_document(&stored).unwrap();
+    assert_eq!((read.visits, read.folded), (1, 3));
+    assert_eq!((read.duration, read.coverage), (Some(100.0), 0.0));
+    assert_eq!(read.watched, vec![[0, 30]]);
+    assert_eq!(read.recent_visits, p.recent_visits);
+    // A document without a coverage reads as none watched.
+    stored.remove("coverage");
+    assert_eq!(Progress::from_document(&stored).unwrap().coverage, 0.0);
+
+    let mut position = VideoPosition::of(&s.events[2])
+        .unwrap()
+        .to_document()
+        .unwrap();
+    position.insert("position", Bson::Int32(30));
+    position.insert("duration", Bson::Int64(100));
+    let read = VideoPosition::from_document(&position).unwrap();
+    assert_eq!((read.position, read.duration), (30.0, 100.0));
+}
+
+#[test]
+fn events_round_trip_through_their_documents() {
+    let mut e = EventRecord::example();
+    e.id = Uuid::now_v7();
+    let doc = event_document(&e).unwrap();
+    assert!(matches!(doc.get("ts"), Some(bson::Bson::DateTime(_))));
+    RecordValidator::new(Collection::Events)
+        .unwrap()
+        .validate(&json_for_validation(&doc))
+        .unwrap();
+    assert_eq!(event_from_document(doc.clone()).unwrap(), e);
+    let mut whole = doc;
+    whole.insert("position", 42_i32);
+    assert_eq!(event_from_document(whole).unwrap().position, Some(42.0));
 }

@@ -1,0 +1,93 @@
+//! Reading learning state back, for a web app: the resume position of a
+//! video and a learner's tutorial progress, as `visitlog-consumer` derives
+//! them into MongoDB (`video_positions`, `tutorial_progress`).
+//!
+//! Needs the `reader` feature. Reads are plain indexed lookups by `_id` or
+//! by learner, and never touch the request path of other pages.
+
+use bson::{Document, doc};
+use futures_util::TryStreamExt;
+use mongodb::{Collection, Database};
+use visitlog_schema::{Collection as Coll, Learner, progress_id, video_position_id};
+
+use crate::{Progress, ReadError, VideoPosition};
+
+/// Reads `video_positions` and `tutorial_progress`; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProgressReader {
+    // Read as documents, then through the document types: one reader for
+    // the consumer and the app (the driver's raw deserializer would read
+    // some fields differently).
+    positions: Collection<Document>,
+    progress: Collection<Document>,
+}
+
+impl ProgressReader {
+    /// Connects (lazily) to `uri` and reads from `database`, the consumer's.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, ReadError> {
+        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
+        options
+            .app_name
+            .get_or_insert_with(|| "visitlog-progress".to_owned());
+        options
+            .server_selection_timeout
+            .get_or_insert(std::time::Duration::from_secs(2));
+        Ok(Self::new(
+            &mongodb::Client::with_options(options)?.database(database),
+        ))
+    }
+
+    /// Reads from `db`, a handle the app already has.
+    pub fn new(db: &Database) -> Self {
+        Self {
+            positions: db.collection(Coll::VideoPositions.name()),
+            progress: db.collection(Coll::TutorialProgress.name()),
+        }
+    }
+
+    /// Where `learner` stopped in `video_id`, in seconds; `None` when they
+    /// never played it. 0 after they watched it to the end.
+    pub async fn resume_position(
+        &self,
+        learner: &Learner,
+        video_id: &str,
+    ) -> Result<Option<f64>, ReadError> {
+        let id = video_position_id(&learner.key(), video_id);
+        match self.positions.find_one(doc! { "_id": id }).await? {
+            Some(d) => Ok(Some(VideoPosition::from_document(&d)?.position)),
+            None => Ok(None),
+        }
+    }
+
+    /// `learner`'s progress in one tutorial and language.
+    pub async fn progress(
+        &self,
+        learner: &Learner,
+        foss: &str,
+        tutorial: &str,
+        language: &str,
+    ) -> Result<Option<Progress>, ReadError> {
+        let id = progress_id(&learner.key(), foss, tutorial, language);
+        match self.progress.find_one(doc! { "_id": id }).await? {
+            Some(d) => Ok(Some(Progress::from_document(&d)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `learner`'s progress in every tutorial and language of `foss`.
+    pub async fn progress_for_foss(
+        &self,
+        learner: &Learner,
+        foss: &str,
+    ) -> Result<Vec<Progress>, ReadError> {
+        let docs: Vec<Document> = self
+            .progress
+            .find(doc! { "learner": learner.key(), "foss": foss })
+            .sort(doc! { "tutorial": 1, "language": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let read: Result<Vec<Progress>, _> = docs.iter().map(Progress::from_document).collect();
+        Ok(read?)
+    }
+}
