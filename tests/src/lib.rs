@@ -4,8 +4,13 @@
 //! Services come from `scripts/services` (`VISITLOG_TEST_REDIS_URL`); when
 //! it has not run, a private `redis-server` is started for the test process.
 //! Tests that stop or stall Redis start their own [`RedisServer`].
+//!
+//! The harness knows no visitlog crate but the schema: the web side (the
+//! example site in process) is a support module of the cross-crate tests in
+//! `tests/tests/`, so the consumer's tests, which use this harness, never
+//! build the site.
 
-use std::net::SocketAddr;
+use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -14,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 pub mod browser;
-use visitlog_middleware::{CaptureLayer, Config, ShipperHandle};
+pub mod consumer;
 
 /// A `redis-server` process owned by one test; killed on drop.
 pub struct RedisServer {
@@ -154,16 +159,6 @@ impl Namespace {
         &self.redis_url
     }
 
-    /// A capture configuration for this namespace.
-    pub fn config(&self) -> Config {
-        Config::default()
-            .redis_url(self.redis_url.clone())
-            .queue(self.queue.clone())
-            .cookie_key("integration-test-key-0123456789abcdef")
-            .flush_interval(Duration::from_millis(20))
-            .redis_timeout(Duration::from_millis(500))
-    }
-
     /// Appends generated request records `range` (see [`request_payload`]).
     pub async fn fill(&self, range: std::ops::Range<usize>) -> anyhow::Result<()> {
         push(
@@ -195,21 +190,19 @@ impl Namespace {
         n: usize,
         within: Duration,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
+        eventually(within, Duration::from_millis(25), async || {
             let records = self.records().await.unwrap_or_default();
             if records.len() >= n {
-                return Ok(records);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "expected {n} records on {}, found {} after {within:?}",
+                Ok(records)
+            } else {
+                Err(format!(
+                    "expected {n} records on {}, found {}",
                     self.queue,
                     records.len()
-                );
+                ))
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -227,77 +220,6 @@ impl Drop for Namespace {
         {
             let _: Result<(), _> = redis::cmd("DEL").arg(&self.queue).query(&mut conn);
         }
-    }
-}
-
-/// The example site, served on a free loopback port for one test.
-pub struct Site {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// The layer, for its counters.
-    pub capture: CaptureLayer,
-    shipper: Option<ShipperHandle>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Site {
-    /// Builds the layer from `config`, spawns its shipper and serves the site.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        Self::serve(config, None).await
-    }
-
-    /// Like [`Site::start`], reading learning progress from `database` at `mongodb_uri`.
-    pub async fn start_with_progress(
-        config: Config,
-        mongodb_uri: &str,
-        database: &str,
-    ) -> anyhow::Result<Self> {
-        let reader = visitlog_progress::ProgressReader::connect(mongodb_uri, database).await?;
-        Self::serve(config, Some(reader)).await
-    }
-
-    async fn serve(
-        config: Config,
-        progress: Option<visitlog_progress::ProgressReader>,
-    ) -> anyhow::Result<Self> {
-        let (capture, shipper) = CaptureLayer::new(config)?;
-        let shipper = shipper.spawn();
-        let app = visitlog_example::app_with_progress(capture.clone(), progress);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
-        Ok(Self {
-            base,
-            capture,
-            shipper: Some(shipper),
-            server,
-        })
-    }
-
-    /// `base` + `path`.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stops serving and flushes the shipper within `deadline`.
-    pub async fn shutdown(mut self, deadline: Duration) -> visitlog_middleware::Stats {
-        self.server.abort();
-        match self.shipper.take() {
-            Some(shipper) => shipper.shutdown(deadline).await,
-            None => self.capture.stats(),
-        }
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -508,15 +430,35 @@ pub async fn wait_count(
     n: u64,
     within: Duration,
 ) -> anyhow::Result<u64> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    eventually(within, Duration::from_millis(100), async || {
         let found = count(uri, database, collection).await.unwrap_or(0);
         if found >= n {
-            return Ok(found);
+            Ok(found)
+        } else {
+            Err(format!(
+                "{database}.{collection} holds {found} documents, expected {n}"
+            ))
         }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{database}.{collection} holds {found} documents after {within:?}, expected {n}");
+    })
+    .await
+}
+
+/// Runs `attempt` every `every` until it gives `Ok`, for at most `within`;
+/// then fails with the last `Err` it gave, which says what it saw instead.
+/// The one "poll until" of the tests.
+pub async fn eventually<T, E: Display>(
+    within: Duration,
+    every: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                bail!("{seen} (after {within:?})")
+            }
+            Err(_) => tokio::time::sleep(every).await,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

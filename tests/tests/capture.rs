@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use visitlog_schema::{Collection, RecordValidator};
-use visitlog_tests::{Namespace, RedisServer, Site, cookies, geo_test_db, http};
+mod support;
+
+use visitlog_tests::{Namespace, RedisServer, cookies, geo_test_db, http};
+
+use support::{CaptureConfig, Site};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const WAIT: Duration = Duration::from_secs(20);

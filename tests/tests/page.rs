@@ -5,8 +5,12 @@
 
 use std::time::Duration;
 
+mod support;
+
 use visitlog_tests::browser::Browser;
-use visitlog_tests::{Namespace, Site};
+use visitlog_tests::{Namespace, eventually};
+
+use support::{CaptureConfig, Site, log_in};
 
 const PAGE: &str = "/watch/Python/Getting-started/English/";
 
@@ -23,15 +27,7 @@ async fn refused_events_are_sent_again_once_and_in_order() {
     let site = Site::start(ns.config().events_rate(1.0).events_burst(2))
         .await
         .unwrap();
-    browser.goto(&site.url("/")).await.unwrap();
-    browser
-        .eval("document.querySelector('input[name=username]').value = 'dave'; document.querySelector('form').submit(); true")
-        .await
-        .unwrap();
-    browser
-        .wait_for("document.getElementById('user') !== null")
-        .await
-        .unwrap();
+    log_in(&mut browser, &site, "dave").await;
     browser.goto(&site.url(PAGE)).await.unwrap();
     browser
         .eval(
@@ -49,18 +45,30 @@ async fn refused_events_are_sent_again_once_and_in_order() {
         .await
         .unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let seeks = loop {
-        let records = ns.records().await.unwrap();
-        let seeks: Vec<f64> = records
+    let seeks = |records: Vec<serde_json::Value>| -> Vec<f64> {
+        records
             .iter()
             .filter(|r| r["kind"] == "event" && r["type"] == "video.seek")
             .map(|r| r["to"].as_f64().unwrap())
-            .collect();
-        if seeks.len() >= 8 || tokio::time::Instant::now() > deadline {
-            break seeks;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .collect()
+    };
+    // Eight seeks, or what there is after the wait: the assertion tells.
+    let waited = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || {
+            let found = seeks(ns.records().await.unwrap());
+            if found.len() >= 8 {
+                Ok(found)
+            } else {
+                Err("fewer than 8 seeks")
+            }
+        },
+    )
+    .await;
+    let seeks = match waited {
+        Ok(found) => found,
+        Err(_) => seeks(ns.records().await.unwrap()),
     };
     let expected: Vec<f64> = (1..=8).map(|t| f64::from(t) * 3.0).collect();
     assert_eq!(seeks, expected, "each seek once, in the order clicked");

@@ -1,0 +1,388 @@
+//! Learning progress end to end: the example site's events endpoint, Redis,
+//! the consumer deriving state into MongoDB, and the site reading it back.
+
+// Test helpers panic on failure; that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
+// The consumer in process, as its own tests run it.
+#[path = "../../consumer/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use bson::doc;
+use serde_json::{Value, json};
+use visitlog_tests::{Namespace, cookies, eventually, http, shared_mongodb_uri, test_database};
+
+use common::{InProcess, config};
+use support::{CaptureConfig, Site, log_in};
+
+const PAGE: &str = "/watch/Python/Getting-started/English/";
+const API: &str = "/api/progress/Python/Getting-started/English";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One browser: its own visitor cookie and session.
+struct Browser {
+    client: reqwest::Client,
+    cookies: Vec<String>,
+    origin: String,
+}
+
+impl Browser {
+    fn new(site: &Site) -> Self {
+        Self {
+            client: http(),
+            cookies: Vec::new(),
+            origin: site.base.clone(),
+        }
+    }
+
+    fn keep(&mut self, response: &reqwest::Response) {
+        for cookie in cookies(response) {
+            let name = cookie.split('=').next().unwrap_or_default().to_owned();
+            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
+            self.cookies.push(cookie);
+        }
+    }
+
+    async fn get(&mut self, url: String) -> reqwest::Response {
+        let response = self
+            .client
+            .get(url)
+            .header("cookie", self.cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+
+    async fn login(&mut self, site: &Site, user: &str) {
+        let response = self
+            .client
+            .post(site.url("/login"))
+            .header("cookie", self.cookies.join("; "))
+            .form(&[("username", user)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        self.keep(&response);
+    }
+
+    async fn post_events(&mut self, site: &Site, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(site.url("/visitlog/events"))
+            .header("cookie", self.cookies.join("; "))
+            .header("origin", &self.origin)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends one event and insists it was accepted.
+    async fn send(&mut self, site: &Site, event: Value) {
+        let (status, answer) = self.post_events(site, &event).await;
+        assert_eq!(status, 202, "{event} -> {answer}");
+    }
+
+    /// Polls `/api/progress` until `check` holds.
+    async fn wait_progress(&mut self, site: &Site, check: impl Fn(&Value) -> bool) -> Value {
+        eventually(WAIT, Duration::from_millis(100), async || {
+            let response = self.get(site.url(API)).await;
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if check(&body) {
+                Ok(body)
+            } else {
+                Err(format!("progress never matched: {body}"))
+            }
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn video(kind: &str, position: f64, played_from: Option<f64>) -> Value {
+    let mut e = json!({
+        "type": kind, "foss": "Python", "tutorial": "Getting-started", "language": "English",
+        "video_id": "Python/Getting-started/English", "position": position, "duration": 120.0,
+    });
+    if let Some(from) = played_from {
+        e["played_from"] = from.into();
+    }
+    e
+}
+
+fn mark(kind: &str) -> Value {
+    json!({"type": kind, "foss": "Python", "tutorial": "Getting-started", "language": "English"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let consumer = InProcess::start(config(&ns, &uri, &db, "progress-1"));
+    let site = Site::start_with_progress(ns.config(), &uri, &db)
+        .await
+        .unwrap();
+
+    // Laptop: log in, open the tutorial, watch to 42 s and pause.
+    let mut laptop = Browser::new(&site);
+    laptop.get(site.url("/")).await;
+    laptop.login(&site, "alice").await;
+    let page = laptop.get(site.url(PAGE)).await.text().await.unwrap();
+    assert!(page.contains(r#"data-resume="0""#), "nothing to resume yet");
+    laptop.send(&site, video("video.play", 0.0, None)).await;
+    laptop
+        .send(&site, video("video.progress", 10.0, Some(0.0)))
+        .await;
+    laptop
+        .send(&site, video("video.progress", 20.0, Some(10.0)))
+        .await;
+    laptop
+        .send(&site, video("video.progress", 30.0, Some(20.0)))
+        .await;
+    laptop
+        .send(&site, video("video.pause", 42.0, Some(30.0)))
+        .await;
+    let p = laptop
+        // Positions and progress are separate documents: wait for both.
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 42.0 && p["coverage"].as_f64().is_some_and(|c| c > 0.0)
+        })
+        .await;
+    assert_eq!(p["completed"], false);
+    assert!(
+        (p["coverage"].as_f64().unwrap() - 42.0 / 120.0).abs() < 1e-9,
+        "{p}"
+    );
+    assert_eq!(p["visits"], 1);
+    // Reload: offered 42 s.
+    let page = laptop.get(site.url(PAGE)).await.text().await.unwrap();
+    assert!(page.contains(r#"data-resume="42""#), "{page}");
+    assert!(page.contains("Resume at <span id=\"resume-at\">0:42</span>"));
+
+    // Phone: another browser, same user, continues from 42.
+    let mut phone = Browser::new(&site);
+    phone.login(&site, "alice").await;
+    let page = phone.get(site.url(PAGE)).await.text().await.unwrap();
+    assert!(page.contains(r#"data-resume="42""#), "any device resumes");
+    phone.send(&site, video("video.play", 42.0, None)).await;
+    phone
+        .send(&site, video("video.pause", 60.0, Some(42.0)))
+        .await;
+    let p = phone
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 60.0
+                && p["visits"] == 2
+                && p["coverage"].as_f64().is_some_and(|c| c > 0.4)
+        })
+        .await;
+    assert!((p["coverage"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{p}");
+    // Rewatching from the start moves the resume position back.
+    phone
+        .send(
+            &site,
+            json!({"type": "video.seek", "foss": "Python", "tutorial": "Getting-started",
+                   "language": "English", "video_id": "Python/Getting-started/English",
+                   "from": 60.0, "to": 5.0, "duration": 120.0}),
+        )
+        .await;
+    phone
+        .wait_progress(&site, |p| p["resume_position"] == 5.0)
+        .await;
+
+    // Marked complete, then incomplete; watching to the end in the same
+    // visit does not complete it again.
+    phone.send(&site, mark("tutorial.complete")).await;
+    phone.wait_progress(&site, |p| p["completed"] == true).await;
+    phone.send(&site, mark("tutorial.incomplete")).await;
+    phone
+        .wait_progress(&site, |p| p["completed"] == false)
+        .await;
+    phone.send(&site, video("video.play", 100.0, None)).await;
+    phone
+        .send(&site, video("video.ended", 120.0, Some(100.0)))
+        .await;
+    // The ended stretch is folded (coverage 80 of 120 s), not just positioned.
+    let p = phone
+        .wait_progress(&site, |p| {
+            p["resume_position"] == 0.0 && p["coverage"].as_f64().is_some_and(|c| c > 0.6)
+        })
+        .await;
+    assert_eq!(p["completed"], false, "blocked for the rest of this visit");
+    let page = phone.get(site.url(PAGE)).await.text().await.unwrap();
+    assert!(page.contains(r#"<b id="status">not completed</b>"#));
+
+    // Anonymous: refused, and nothing about them reaches MongoDB.
+    let mut anonymous = Browser::new(&site);
+    anonymous.get(site.url(PAGE)).await;
+    let (status, answer) = anonymous
+        .post_events(&site, &video("video.play", 1.0, None))
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(anonymous.get(site.url(API)).await.status(), 401);
+
+    // Every bad input, through the site.
+    let too_big = Value::Array(vec![video("video.progress", 1.0, Some(0.0)); 99]);
+    for (body, status, field) in [
+        (json!({"type": "video.rewind"}), 400, "type"),
+        (video("video.pause", -1.0, None), 400, "position"),
+        (video("video.pause", 121.0, None), 400, "position"),
+        (
+            json!({"type": "video.play", "foss": "Python"}),
+            400,
+            "tutorial",
+        ),
+        (
+            video("video.play", 1.0, None).tap_set("duration", json!("long")),
+            400,
+            "duration",
+        ),
+        (too_big, 413, ""),
+    ] {
+        let (got, answer) = phone.post_events(&site, &body).await;
+        assert_eq!(got, status, "{answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], field, "{answer}");
+        }
+    }
+    let response = phone
+        .client
+        .post(site.url("/visitlog/events"))
+        .header("cookie", phone.cookies.join("; "))
+        .header("origin", &phone.origin)
+        .header("content-type", "text/plain")
+        .body(video("video.play", 1.0, None).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let response = phone
+        .client
+        .post(site.url("/visitlog/events"))
+        .header("cookie", phone.cookies.join("; "))
+        .header("origin", "https://evil.example")
+        .json(&video("video.play", 1.0, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "another site cannot post for alice");
+
+    site.shutdown(Duration::from_secs(5)).await;
+    let snapshot = consumer.stop().await;
+    assert!(snapshot.derived > 0);
+    assert_eq!(snapshot.dead_lettered, 0);
+}
+
+trait TapSet {
+    fn tap_set(self, key: &str, value: Value) -> Value;
+}
+
+impl TapSet for Value {
+    fn tap_set(mut self, key: &str, value: Value) -> Value {
+        self[key] = value;
+        self
+    }
+}
+
+/// The real page in headless Chromium: log in, play the video for a few
+/// seconds, pause; the events reach MongoDB and the reloaded page resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_video_and_the_page_resumes_it() {
+    let Some(mut browser) = visitlog_tests::browser::Browser::launch().await.unwrap() else {
+        return;
+    };
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let consumer = InProcess::start(config(&ns, &uri, &db, "chromium"));
+    let site = Site::start_with_progress(ns.config(), &uri, &db)
+        .await
+        .unwrap();
+
+    log_in(&mut browser, &site, "carol").await;
+    browser.goto(&site.url(PAGE)).await.unwrap();
+    let played = browser
+        .eval(
+            "(async () => {
+                const v = document.getElementById('player');
+                v.muted = true;
+                if (v.readyState < 1) await new Promise(r => v.addEventListener('loadedmetadata', r, { once: true }));
+                await v.play();
+                await new Promise(r => setTimeout(r, 3000));
+                v.pause();
+                return v.currentTime;
+            })()",
+        )
+        .await
+        .unwrap();
+    let played = played.as_f64().unwrap();
+    assert!(played > 1.5, "the video played: {played}");
+
+    // The events reached MongoDB, and the site reads the position back.
+    let events = mongodb::Client::with_uri_str(&uri)
+        .await
+        .unwrap()
+        .database(&db)
+        .collection::<bson::Document>("events");
+    let resume = eventually(WAIT, Duration::from_millis(200), async || {
+        let answer = browser
+            .eval(&format!("fetch('{API}').then(r => r.json())"))
+            .await
+            .unwrap();
+        // The pause, not the play just before it.
+        answer["resume_position"]
+            .as_f64()
+            .filter(|p| (p - played).abs() < 0.5)
+            .ok_or(format!("no progress: {answer}"))
+    })
+    .await
+    .unwrap();
+    let kinds: Vec<String> = events
+        .distinct("type", doc! { "learner": "user:carol" })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    for kind in ["page.view", "video.play", "video.pause"] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+
+    // Reload: the page offers the position and the player starts there.
+    browser.goto(&site.url(PAGE)).await.unwrap();
+    browser
+        .wait_for(&format!(
+            "(() => {{ const v = document.getElementById('player'); return v.readyState >= 1 && Math.abs(v.currentTime - {resume}) < 0.6; }})()"
+        ))
+        .await
+        .unwrap();
+    let shown = browser
+        .eval("document.getElementById('resume').hidden ? '' : document.getElementById('resume').textContent")
+        .await
+        .unwrap();
+    assert!(
+        shown.as_str().unwrap().starts_with("Resume at 0:0"),
+        "{shown}"
+    );
+    let path = visitlog_tests::browser::artifacts_dir().join("tutorial-page.png");
+    browser.screenshot(&path).await.unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    assert!(
+        browser.console_errors.is_empty(),
+        "console errors: {:?}",
+        browser.console_errors
+    );
+
+    site.shutdown(Duration::from_secs(5)).await;
+    consumer.stop().await;
+}
