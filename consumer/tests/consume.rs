@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{InProcess, config};
 use visitlog_consumer::config::Config;
 use visitlog_tests::{
-    MongoServer, Namespace, RedisServer, count, push, queue_lengths, request_payload,
+    MongoServer, Namespace, RedisServer, count, eventually, push, queue_lengths, request_payload,
     shared_mongodb_uri, test_database, wait_count,
 };
 
@@ -240,18 +240,15 @@ async fn a_dead_consumers_batches_go_back_to_the_queue() {
 
 /// Polls until neither the queue nor any processing list holds a record.
 async fn wait_drained(ns: &Namespace) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(50), async || {
         let lengths = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
         if lengths == (0, 0) {
-            return;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "(pending, processing) = {lengths:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("(pending, processing) = {lengths:?}"))
+    })
+    .await
+    .unwrap();
 }
 
 /// A run with `max-in-flight 4` crashed holding four batches; the restart
@@ -306,11 +303,15 @@ async fn a_failed_hand_back_leaves_the_lists_to_be_reaped() {
     // MongoDB goes away: the next records wait in processing lists.
     mongo.stop();
     ns.fill(10..310).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap().1 == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "nothing fetched");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, Duration::from_millis(50), async || {
+        if queue_lengths(ns.redis_url(), ns.queue()).await.unwrap().1 == 0 {
+            Err("nothing fetched")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     // Redis at maxmemory: the hand-back's writes are refused.
     redis::cmd("CONFIG")
         .arg("SET")

@@ -19,7 +19,9 @@ use visitlog_consumer::batch::event_document;
 use visitlog_consumer::sink::{Sink, position_statement};
 use visitlog_progress::{Progress, Rules, VideoPosition};
 use visitlog_schema::{EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, progress_id};
-use visitlog_tests::{Namespace, push, queue_lengths, shared_mongodb_uri, test_database};
+use visitlog_tests::{
+    Namespace, eventually, push, queue_lengths, shared_mongodb_uri, test_database,
+};
 
 use common::{InProcess, config};
 
@@ -115,20 +117,19 @@ async fn progress_doc(uri: &str, db: &str, id: &str) -> Option<Document> {
 
 /// Waits until the progress document `id` reads back as `want`.
 async fn wait_progress(uri: &str, db: &str, id: &str, want: &Progress) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(100), async || {
         let doc = progress_doc(uri, db, id).await;
         if let Some(d) = &doc
             && Progress::from_document(d).ok().as_ref() == Some(want)
         {
-            return;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+        Err(format!(
             "progress {id} never became the fold of its events: {doc:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ))
+    })
+    .await
+    .unwrap();
 }
 
 /// The peak resident memory of a process, in bytes.
@@ -280,11 +281,15 @@ async fn an_unrelated_learners_batch_completes_while_a_refold_runs() {
     .unwrap();
     events.push(late);
     // Fetched (in a processing list) before the next batch is queued.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() != (0, 1) {
-        assert!(tokio::time::Instant::now() < deadline, "never fetched");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, Duration::from_millis(20), async || {
+        if queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() != (0, 1) {
+            Err("never fetched")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 
     // An unrelated learner's batch, fetched after it.
     let other: Vec<EventRecord> = (0..20)
@@ -297,29 +302,32 @@ async fn an_unrelated_learners_batch_completes_while_a_refold_runs() {
     push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
     wait_progress(&uri, &db, &progress_of("other"), &expected(&other)).await;
     // Acknowledged too, while the refold's batch is still in its list.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(20), async || {
         let lengths = queue_lengths(ns.redis_url(), ns.queue()).await.unwrap();
         if lengths == (0, 1) {
-            break;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+        Err(format!(
             "the unrelated batch was not acknowledged: {lengths:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        ))
+    })
+    .await
+    .unwrap();
 
     // Let the busy document hold still: the refold finishes, exactly.
     stop.store(true, Ordering::Relaxed);
     let bumps = bumper.await.unwrap();
     assert!(bumps > 0);
     wait_progress(&uri, &db, &busy, &expected(&events)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() != (0, 0) {
-        assert!(tokio::time::Instant::now() < deadline, "never acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, Duration::from_millis(50), async || {
+        if queue_lengths(ns.redis_url(), ns.queue()).await.unwrap() != (0, 0) {
+            Err("never acknowledged")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     let stats = consumer.stop().await;
     assert_eq!(stats.batches, 2);
 }

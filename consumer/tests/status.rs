@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use visitlog_consumer::config::Config;
 use visitlog_tests::{
-    Namespace, RedisServer, free_port, http, push, request_payload, shared_mongodb_uri,
+    Namespace, RedisServer, eventually, free_port, http, push, request_payload, shared_mongodb_uri,
     test_database,
 };
 
@@ -53,18 +53,15 @@ async fn json(url: &str) -> Value {
 
 /// Polls `url` until `check` holds on its JSON.
 async fn wait_json(url: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(100), async || {
         let v = json(url).await;
         if check(&v) {
-            return v;
+            return Ok(v);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never matched: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("{url} never matched: {v}"))
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,11 +193,15 @@ async fn readyz_follows_redis_the_token_is_enforced_and_no_password_leaks() {
     let consumer = start(cfg);
 
     // /healthz is open; everything else wants the token.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(&format!("{base}/healthz"), None).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, Duration::from_millis(100), async || {
+        if get(&format!("{base}/healthz"), None).await.0 != 200 {
+            Err("/healthz never answered 200")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     for path in [
         "/",
         "/api/status",
@@ -235,18 +236,15 @@ async fn readyz_follows_redis_the_token_is_enforced_and_no_password_leaks() {
     let ready = |expect: u16| {
         let base = base.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            loop {
+            eventually(WAIT, Duration::from_millis(200), async || {
                 let (code, body) = get(&format!("{base}/readyz"), Some(token)).await;
                 if code == expect {
-                    return body;
+                    return Ok(body);
                 }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "readyz never {expect}: {code} {body}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+                Err(format!("readyz never {expect}: {code} {body}"))
+            })
+            .await
+            .unwrap()
         }
     };
     ready(200).await;
@@ -313,11 +311,15 @@ async fn chromium_renders_the_dashboard() {
     })
     .await;
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(&format!("{base}/healthz"), None).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, Duration::from_millis(100), async || {
+        if get(&format!("{base}/healthz"), None).await.0 != 200 {
+            Err("/healthz never answered 200")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     browser.goto(&format!("{base}/")).await.unwrap();
     browser
         .wait_for("document.querySelectorAll('#fleet tbody tr').length === 2")
@@ -401,11 +403,15 @@ fn the_alert_rules_use_exported_metrics() {
 
 /// Polls until the status endpoint answers `/healthz`.
 async fn wait_healthz(base: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while get(&format!("{base}/healthz"), None).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WAIT, Duration::from_millis(50), async || {
+        if get(&format!("{base}/healthz"), None).await.0 != 200 {
+            Err("never answered")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// Whether the server closed `socket` (end of file, or reset).
@@ -424,19 +430,18 @@ fn closed_by_server(socket: &tokio::net::TcpStream) -> bool {
 
 /// Polls until at least `n` of `sockets` are closed by the server.
 async fn wait_closed(sockets: &[tokio::net::TcpStream], n: usize, what: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(50), async || {
         let closed = sockets.iter().filter(|s| closed_by_server(s)).count();
         if closed >= n {
-            return;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+        Err(format!(
             "{what}: {closed} of {} closed, expected {n}",
             sockets.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        ))
+    })
+    .await
+    .unwrap();
 }
 
 /// More idle sockets than the cap: the connections idle the longest make

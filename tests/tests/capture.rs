@@ -9,7 +9,7 @@ use serde_json::Value;
 use visitlog_schema::{Collection, RecordValidator};
 mod support;
 
-use visitlog_tests::{Namespace, RedisServer, cookies, geo_test_db, http};
+use visitlog_tests::{Namespace, RedisServer, cookies, eventually, geo_test_db, http};
 
 use support::{CaptureConfig, Site};
 
@@ -375,11 +375,16 @@ async fn a_full_buffer_drops_the_newest_and_counts_them() {
         assert_eq!(r.status(), 200);
     }
     // Let the shipper take everything off the channel before Redis returns.
-    let deadline = Instant::now() + WAIT;
-    while site.capture.stats().buffered > 50 {
-        assert!(Instant::now() < deadline, "{:?}", site.capture.stats());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, Duration::from_millis(20), async || {
+        let stats = site.capture.stats();
+        if stats.buffered > 50 {
+            Err(format!("{stats:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
     let stats = site.capture.stats();
     assert_eq!(
         (stats.captured, stats.dropped, stats.buffered),
