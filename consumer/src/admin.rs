@@ -4,11 +4,12 @@ use bson::{Bson, Document, doc};
 use redis::AsyncCommands;
 
 use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fleet::queue_stats;
 use crate::sink::Sink;
-use crate::source::queue_stats;
 
 /// Prints queue, processing and dead-letter counts as JSON.
-pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
+pub async fn stats(config: &Config) -> Result<serde_json::Value> {
     let queue = queue_stats(&config.redis_url, &config.queue).await?;
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let dead_letters = sink.dead_letter_count().await?;
@@ -28,7 +29,7 @@ pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
 }
 
 /// One line per dead letter, newest first.
-pub async fn list(config: &Config, limit: i64) -> anyhow::Result<Vec<String>> {
+pub async fn list(config: &Config, limit: i64) -> Result<Vec<String>> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     Ok(sink
         .dead_letters(limit)
@@ -67,7 +68,7 @@ pub struct Selection {
 }
 
 impl Selection {
-    fn filter(&self) -> anyhow::Result<Document> {
+    fn filter(&self) -> Result<Document> {
         let mut filter = Document::new();
         if !self.ids.is_empty() {
             filter.insert("_id", doc! { "$in": self.ids.clone() });
@@ -75,10 +76,9 @@ impl Selection {
         if let Some(text) = &self.reason_contains {
             filter.insert("reason", doc! { "$regex": escape_regex(text) });
         }
-        anyhow::ensure!(
-            self.all || !filter.is_empty(),
-            "say which dead letters: --id ID (repeatable), --reason-contains TEXT, or --all"
-        );
+        if !self.all && filter.is_empty() {
+            return Err(Error::NoSelection);
+        }
         Ok(filter)
     }
 }
@@ -87,7 +87,7 @@ impl Selection {
 /// fixed). Each is pushed first and deleted after, and only if it did not
 /// change meanwhile: if the record fails again at once, its renewed dead
 /// letter stays. Truncated ones cannot be requeued and are reported.
-pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(u64, u64)> {
+pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let client = redis::Client::open(config.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -117,9 +117,9 @@ pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(
 }
 
 /// Deletes the selected dead letters.
-pub async fn purge(config: &Config, selection: &Selection) -> anyhow::Result<u64> {
+pub async fn purge(config: &Config, selection: &Selection) -> Result<u64> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-    Ok(sink.purge_dead_letters(selection.filter()?).await?)
+    sink.purge_dead_letters(selection.filter()?).await
 }
 
 /// `size` as stored: a server may hand back a small Int64 as Int32.

@@ -13,12 +13,13 @@ use visitlog_schema::Collection as Coll;
 
 use std::collections::{BTreeMap, HashMap};
 
-use rand::Rng;
 use serde_json::Value;
 use visitlog_schema::RecordValidator;
 
 use crate::batch::{DeadLetter, Prepared};
+use crate::error::{Error, Result};
 use crate::progress::{FoldEvent, Progress, Rules, needs_refold, video_position};
+use crate::retry::Backoff;
 
 /// MongoDB's duplicate-key error: the record is already stored.
 const DUPLICATE_KEY: i32 = 11000;
@@ -80,7 +81,7 @@ pub struct Stored {
 
 impl Sink {
     /// Prepares a client; connects lazily.
-    pub async fn new(uri: &str, database: &str) -> mongodb::error::Result<Self> {
+    pub async fn new(uri: &str, database: &str) -> Result<Self> {
         let mut options = ClientOptions::parse(uri).await?;
         options
             .app_name
@@ -93,30 +94,28 @@ impl Sink {
             .get_or_insert(Duration::from_secs(5));
         let client = Client::with_options(options)?;
         let db = client.database(database);
-        let invalid = |e: visitlog_schema::SchemaError| {
-            mongodb::error::Error::custom(format!("built-in validator: {e}"))
-        };
         Ok(Self {
             requests: db.collection(REQUEST_LOGS),
             events: db.collection(EVENTS),
             progress: db.collection(TUTORIAL_PROGRESS),
             dead: db.collection(DEAD_LETTERS),
             validators: std::sync::Arc::new(DerivedValidators {
-                positions: RecordValidator::new(Coll::VideoPositions).map_err(invalid)?,
-                progress: RecordValidator::new(Coll::TutorialProgress).map_err(invalid)?,
+                positions: RecordValidator::new(Coll::VideoPositions)?,
+                progress: RecordValidator::new(Coll::TutorialProgress)?,
             }),
             db,
         })
     }
 
     /// Answers when MongoDB does.
-    pub async fn ping(&self) -> mongodb::error::Result<()> {
-        self.db.run_command(doc! { "ping": 1 }).await.map(drop)
+    pub async fn ping(&self) -> Result<()> {
+        self.db.run_command(doc! { "ping": 1 }).await?;
+        Ok(())
     }
 
     /// Creates the collections with their validators (or updates the
     /// validators with `collMod`) and the indexes. Idempotent.
-    pub async fn setup(&self, retention: Option<Duration>) -> mongodb::error::Result<()> {
+    pub async fn setup(&self, retention: Option<Duration>) -> Result<()> {
         for collection in Coll::ALL {
             let validator = collection
                 .validator_document()
@@ -145,13 +144,13 @@ impl Sink {
                         })
                         .await?;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         if let Err(e) = self.db.run_command(doc! { "create": DEAD_LETTERS }).await
             && command_code(&e) != Some(NAMESPACE_EXISTS)
         {
-            return Err(e);
+            return Err(e.into());
         }
         let ts = match retention {
             Some(keep) => IndexModel::builder()
@@ -210,7 +209,7 @@ impl Sink {
         consumer: &str,
         queue: &str,
         dead_letter_max_bytes: usize,
-    ) -> mongodb::error::Result<(Stored, Vec<FoldEvent>)> {
+    ) -> Result<(Stored, Vec<FoldEvent>)> {
         let mut stored = Stored {
             newest: prepared
                 .requests
@@ -258,7 +257,7 @@ impl Sink {
                 match self.put_dead_letter(doc).await {
                     Ok(()) => None,
                     Err(e) if refused_document(&e) => Some(e.to_string()),
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             };
             // MongoDB would not take this document: keep what identifies
@@ -289,11 +288,7 @@ impl Sink {
     ///
     /// This part is quick whatever the learners' histories: it reads one
     /// document per learner and tutorial, never their events.
-    pub async fn derive(
-        &self,
-        events: &[FoldEvent],
-        rules: &Rules,
-    ) -> mongodb::error::Result<(u64, Refolds)> {
+    pub async fn derive(&self, events: &[FoldEvent], rules: &Rules) -> Result<(u64, Refolds)> {
         if events.is_empty() {
             return Ok((0, Refolds::default()));
         }
@@ -308,6 +303,7 @@ impl Sink {
         }
         let mut refolds = Refolds::default();
         let mut pending: Vec<String> = groups.keys().cloned().collect();
+        let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
             let (existing, olds) = self.read_progress(&pending).await?;
             let mut statements = Vec::new();
@@ -333,9 +329,9 @@ impl Sink {
                 return Ok((written, refolds));
             }
             pending = outcome.conflicts.iter().map(|&i| keys[i].clone()).collect();
-            contention_pause(attempt, pending.len()).await;
+            contention_pause(&mut pauses, attempt, pending.len()).await;
         }
-        Err(mongodb::error::Error::custom(Contention(pending.len())))
+        Err(Error::Contention(pending.len()))
     }
 
     /// Folds the whole stored history of each of `refolds` again and writes
@@ -354,9 +350,10 @@ impl Sink {
     /// write here misses (11000) and the history is read and folded again;
     /// if it writes afterwards, its events are either newer than `through`
     /// (folded on top) or not (it refolds too).
-    pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> mongodb::error::Result<u64> {
+    pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> Result<u64> {
         let mut written = 0;
         let mut pending: Vec<&FoldEvent> = refolds.0.iter().collect();
+        let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
             if pending.is_empty() {
                 break;
@@ -380,13 +377,13 @@ impl Sink {
             written += outcome.written;
             pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
             if !pending.is_empty() {
-                contention_pause(attempt, pending.len()).await;
+                contention_pause(&mut pauses, attempt, pending.len()).await;
             }
         }
         if pending.is_empty() {
             Ok(written)
         } else {
-            Err(mongodb::error::Error::custom(Contention(pending.len())))
+            Err(Error::Contention(pending.len()))
         }
     }
 
@@ -395,7 +392,7 @@ impl Sink {
     async fn read_progress(
         &self,
         keys: &[String],
-    ) -> mongodb::error::Result<(HashMap<String, Document>, HashMap<String, Progress>)> {
+    ) -> Result<(HashMap<String, Document>, HashMap<String, Progress>)> {
         let existing: HashMap<String, Document> = self
             .progress
             .find(doc! { "_id": { "$in": keys } })
@@ -448,7 +445,7 @@ impl Sink {
     }
 
     /// Resume positions: the newest video event per learner and video.
-    async fn derive_positions(&self, events: &[FoldEvent]) -> mongodb::error::Result<u64> {
+    async fn derive_positions(&self, events: &[FoldEvent]) -> Result<u64> {
         let mut latest: BTreeMap<String, (uuid::Uuid, Document)> = BTreeMap::new();
         for e in events {
             let Some(doc) = video_position(e) else {
@@ -479,7 +476,7 @@ impl Sink {
     /// an older event. Ignoring the collision would keep that older event;
     /// the colliding statements are run again instead (see
     /// [`Sink::write_positions_again`]).
-    pub async fn write_positions(&self, statements: Vec<Document>) -> mongodb::error::Result<u64> {
+    pub async fn write_positions(&self, statements: Vec<Document>) -> Result<u64> {
         let outcome = self.update_all(VIDEO_POSITIONS, statements.clone()).await?;
         if outcome.conflicts.is_empty() {
             return Ok(outcome.written);
@@ -496,10 +493,7 @@ impl Sink {
     /// without the upsert: the document exists now, so the same condition
     /// (`last_event < event`) decides, and the newest event wins whichever
     /// consumer created the document. Returns how many it replaced.
-    pub async fn write_positions_again(
-        &self,
-        statements: Vec<Document>,
-    ) -> mongodb::error::Result<u64> {
+    pub async fn write_positions_again(&self, statements: Vec<Document>) -> Result<u64> {
         if statements.is_empty() {
             return Ok(0);
         }
@@ -531,7 +525,7 @@ impl Sink {
         &self,
         keys: &[&FoldEvent],
         rules: &Rules,
-    ) -> mongodb::error::Result<HashMap<String, Progress>> {
+    ) -> Result<HashMap<String, Progress>> {
         let mut out: HashMap<String, Progress> = HashMap::new();
         for chunk in keys.chunks(100) {
             let any: Vec<Document> = chunk
@@ -558,9 +552,7 @@ impl Sink {
                 let state = match current.take() {
                     Some((k, p)) if k == key => {
                         if e.id <= p.through {
-                            return Err(mongodb::error::Error::custom(format!(
-                                "history of {key} not in `_id` order"
-                            )));
+                            return Err(Error::History(format!("{key} not in `_id` order")));
                         }
                         Some(p)
                     }
@@ -571,9 +563,7 @@ impl Sink {
                     None => None,
                 };
                 if state.is_none() && out.contains_key(&key) {
-                    return Err(mongodb::error::Error::custom(format!(
-                        "history of {key} not read in one piece"
-                    )));
+                    return Err(Error::History(format!("{key} not read in one piece")));
                 }
                 current = Some((key, Progress::fold_one(state, &e, rules)));
             }
@@ -590,7 +580,7 @@ impl Sink {
         &self,
         collection: &str,
         statements: Vec<Document>,
-    ) -> mongodb::error::Result<UpdateOutcome> {
+    ) -> Result<UpdateOutcome> {
         let mut outcome = UpdateOutcome::default();
         if statements.is_empty() {
             return Ok(outcome);
@@ -619,41 +609,40 @@ impl Sink {
     }
 
     /// The number of dead letters.
-    pub async fn dead_letter_count(&self) -> mongodb::error::Result<u64> {
-        self.dead.count_documents(doc! {}).await
+    pub async fn dead_letter_count(&self) -> Result<u64> {
+        Ok(self.dead.count_documents(doc! {}).await?)
     }
 
     /// The number of dead letters, from collection metadata (cheap).
-    pub async fn dead_letter_estimate(&self) -> mongodb::error::Result<u64> {
-        self.dead.estimated_document_count().await
+    pub async fn dead_letter_estimate(&self) -> Result<u64> {
+        Ok(self.dead.estimated_document_count().await?)
     }
 
     /// The newest `limit` dead letters.
-    pub async fn dead_letters(&self, limit: i64) -> mongodb::error::Result<Vec<Document>> {
-        self.dead
+    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<Document>> {
+        Ok(self
+            .dead
             .find(doc! {})
             .sort(doc! { "at": -1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await
+            .await?)
     }
 
     /// Dead letters matching `filter`.
-    pub async fn find_dead_letters(
-        &self,
-        filter: Document,
-    ) -> mongodb::error::Result<Vec<Document>> {
-        self.dead
+    pub async fn find_dead_letters(&self, filter: Document) -> Result<Vec<Document>> {
+        Ok(self
+            .dead
             .find(filter)
             .sort(doc! { "at": 1 })
             .await?
             .try_collect()
-            .await
+            .await?)
     }
 
     /// Deletes one dead letter if it is unchanged since it was read.
-    pub async fn remove_dead_letter(&self, id: &Bson, at: &Bson) -> mongodb::error::Result<bool> {
+    pub async fn remove_dead_letter(&self, id: &Bson, at: &Bson) -> Result<bool> {
         let result = self
             .dead
             .delete_one(doc! { "_id": id.clone(), "at": at.clone() })
@@ -662,7 +651,7 @@ impl Sink {
     }
 
     /// Deletes dead letters matching `filter`; returns how many.
-    pub async fn purge_dead_letters(&self, filter: Document) -> mongodb::error::Result<u64> {
+    pub async fn purge_dead_letters(&self, filter: Document) -> Result<u64> {
         Ok(self.dead.delete_many(filter).await?.deleted_count)
     }
 
@@ -679,17 +668,6 @@ impl Sink {
     /// The request-logs collection, for tests and the benchmark.
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests
-    }
-}
-
-/// Other consumers kept winning the race for the same progress documents;
-/// the batch is retried as a whole (MongoDB itself is fine).
-#[derive(Debug, Clone, Copy)]
-pub struct Contention(pub usize);
-
-impl std::fmt::Display for Contention {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "progress of {} learners kept changing under us", self.0)
     }
 }
 
@@ -717,16 +695,21 @@ impl Refolds {
     }
 }
 
-/// Waits a little, more with each attempt, before folding again after
-/// another consumer won the race for the same documents.
-async fn contention_pause(attempt: usize, conflicts: usize) {
+/// The pauses before folding again after another consumer won the race
+/// for the same documents: short (tens of milliseconds, doubling), since
+/// the rival's write is already done; at most [`DERIVE_ATTEMPTS`] of them.
+fn contention_backoff() -> Backoff {
+    Backoff::starting_at(Duration::from_millis(25), Duration::from_millis(500))
+}
+
+/// Waits a little, more with each attempt, before folding again.
+async fn contention_pause(pauses: &mut Backoff, attempt: usize, conflicts: usize) {
     tracing::debug!(
         attempt,
         conflicts,
         "another consumer updated the same progress; folding again"
     );
-    let pause = rand::rng().random_range(5..50 * (attempt as u64 + 1));
-    tokio::time::sleep(Duration::from_millis(pause)).await;
+    tokio::time::sleep(pauses.pause()).await;
 }
 
 /// The conditional upsert of one resume position (see [`Sink::write_positions`]).
@@ -741,7 +724,7 @@ pub fn position_statement(id: &str, event: uuid::Uuid, doc: Document, upsert: bo
 /// Write errors of an `update` reply: duplicate keys (lost races) by
 /// statement index, and how many statements were refused in all. Other
 /// refusals are logged; a write concern error is an error.
-fn report_write_errors(collection: &str, reply: &Document) -> mongodb::error::Result<WriteErrors> {
+fn report_write_errors(collection: &str, reply: &Document) -> Result<WriteErrors> {
     let mut out = WriteErrors::default();
     let errors = reply
         .get_array("writeErrors")
@@ -761,9 +744,10 @@ fn report_write_errors(collection: &str, reply: &Document) -> mongodb::error::Re
         }
     }
     if let Ok(concern) = reply.get_document("writeConcernError") {
-        return Err(mongodb::error::Error::custom(format!(
-            "write concern error on {collection}: {concern}"
-        )));
+        return Err(Error::WriteConcern {
+            collection: collection.to_owned(),
+            detail: concern.to_string(),
+        });
     }
     out.refused = errors.len() as u64;
     Ok(out)
@@ -801,7 +785,7 @@ async fn insert_all(
     raws: &[Option<Vec<u8>>],
     stored: &mut Stored,
     dead: &mut Vec<DeadLetter>,
-) -> mongodb::error::Result<Vec<usize>> {
+) -> Result<Vec<usize>> {
     let mut refused = Vec::new();
     if docs.is_empty() {
         return Ok(refused);
@@ -811,10 +795,10 @@ async fn insert_all(
         Ok(_) => Vec::new(),
         Err(e) => {
             let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
-                return Err(e);
+                return Err(e.into());
             };
             if failure.write_concern_error.is_some() {
-                return Err(e);
+                return Err(e.into());
             }
             failure.write_errors.clone().unwrap_or_default()
         }

@@ -31,9 +31,12 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::internal_events::{Dependencies, Metrics, MetricsSnapshot, mask_secrets};
+use crate::error::{Error, Result};
+use crate::fleet::{FleetMember, InstanceStatus, Totals};
+use crate::internal_events::{Dependencies, Metrics, MetricsSnapshot};
 use crate::sink::Sink;
-use crate::source::{InstanceStatus, Source};
+use crate::source::Source;
+use visitlog_schema::redact_urls_in as mask_secrets;
 
 mod server;
 
@@ -75,9 +78,9 @@ pub struct Sample {
     /// Documents in `dead_letters`.
     pub dead_letters: Option<u64>,
     /// Live instances, from their heartbeats.
-    pub consumers: Vec<Value>,
+    pub consumers: Vec<FleetMember>,
     /// Fleet-wide totals since the queue was first consumed.
-    pub totals: BTreeMap<String, u64>,
+    pub totals: Totals,
     /// The newest stored record's time, over the fleet.
     pub newest_stored: Option<DateTime<Utc>>,
     /// What went wrong reading it, if anything.
@@ -160,11 +163,11 @@ impl StatusState {
         let mut sample = match observed {
             Ok(o) => Sample {
                 at: Utc::now(),
-                pending: o.pending,
+                pending: o.lengths.pending,
                 oldest_pending_age_seconds: o
                     .oldest_pending
                     .map(|ts| (Utc::now() - ts).num_milliseconds().max(0) as f64 / 1000.0),
-                processing: o.processing,
+                processing: o.lengths.processing,
                 dead_letters: None,
                 consumers: o.consumers,
                 totals: o.totals,
@@ -180,7 +183,7 @@ impl StatusState {
                     processing: BTreeMap::new(),
                     dead_letters: None,
                     consumers: Vec::new(),
-                    totals: BTreeMap::new(),
+                    totals: Totals::default(),
                     newest_stored: None,
                     error: None,
                 });
@@ -206,7 +209,7 @@ impl StatusState {
         let point = Point {
             t: sample.at.timestamp(),
             pending: sample.pending,
-            stored_all: sample.totals.get("stored").copied().unwrap_or(0),
+            stored_all: sample.totals.stored,
             stored: self.metrics.snapshot().stored,
         };
         let mut history = lock(&self.history);
@@ -257,13 +260,11 @@ impl StatusState {
     }
 
     /// The live instances of the last sample.
-    pub fn consumers(&self) -> Value {
-        Value::Array(
-            lock(&self.sample)
-                .as_ref()
-                .map(|s| s.consumers.clone())
-                .unwrap_or_default(),
-        )
+    pub fn consumers(&self) -> Vec<FleetMember> {
+        lock(&self.sample)
+            .as_ref()
+            .map(|s| s.consumers.clone())
+            .unwrap_or_default()
     }
 
     /// The whole status, as `/api/status` answers it.
@@ -503,14 +504,17 @@ pub async fn serve(
     limits: Limits,
     state: Arc<StatusState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("status-addr {addr}: {e}"))?;
+        .map_err(|source| Error::StatusAddr { addr, source })?;
     if !addr.ip().is_loopback() && state.token.is_none() {
         tracing::warn!(%addr, "the status endpoint listens beyond this host without VISITLOG_STATUS_TOKEN; anyone who can reach it can read it");
     }
-    tracing::info!(addr = %listener.local_addr()?, "status endpoint listening");
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::StatusAddr { addr, source })?;
+    tracing::info!(addr = %local, "status endpoint listening");
     let app = router(state);
     Ok(tokio::spawn(server::serve(listener, app, limits, shutdown)))
 }
