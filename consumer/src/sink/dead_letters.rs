@@ -6,6 +6,7 @@ use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 
 use super::Sink;
+use crate::batch::DeadLetterDocument;
 use crate::error::Result;
 
 impl Sink {
@@ -32,26 +33,28 @@ impl Sink {
     }
 
     /// The newest `limit` dead letters.
-    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<Document>> {
-        Ok(self
+    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterDocument>> {
+        let docs: Vec<Document> = self
             .dead
             .find(doc! {})
             .sort(doc! { "at": -1 })
             .limit(limit)
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        Ok(readable(docs))
     }
 
     /// Dead letters matching `filter`.
-    pub async fn find_dead_letters(&self, filter: Document) -> Result<Vec<Document>> {
-        Ok(self
+    pub async fn find_dead_letters(&self, filter: Document) -> Result<Vec<DeadLetterDocument>> {
+        let docs: Vec<Document> = self
             .dead
             .find(filter)
             .sort(doc! { "at": 1 })
             .await?
             .try_collect()
-            .await?)
+            .await?;
+        Ok(readable(docs))
     }
 
     /// Deletes one dead letter if it is unchanged since it was read.
@@ -67,4 +70,18 @@ impl Sink {
     pub async fn purge_dead_letters(&self, filter: Document) -> Result<u64> {
         Ok(self.dead.delete_many(filter).await?.deleted_count)
     }
+}
+
+/// The documents read as dead letters; one that is not (written by hand,
+/// say) is logged and left out rather than hiding all the others.
+fn readable(docs: Vec<Document>) -> Vec<DeadLetterDocument> {
+    docs.into_iter()
+        .filter_map(|d| match bson::from_document(d) {
+            Ok(letter) => Some(letter),
+            Err(error) => {
+                tracing::warn!(%error, "unreadable dead letter skipped");
+                None
+            }
+        })
+        .collect()
 }

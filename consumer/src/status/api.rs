@@ -16,6 +16,7 @@ use visitlog_schema::redact_urls_in;
 
 use super::COMMIT;
 use super::state::{Point, Sample, StatusState, seconds_since};
+use crate::batch::DeadLetterDocument;
 use crate::fleet::{FleetMember, Totals};
 use crate::internal_events::{DependencyState, MetricsSnapshot};
 
@@ -263,35 +264,33 @@ pub(super) struct Limit {
 /// Payload characters shown per dead letter.
 const PAYLOAD_PREVIEW: usize = 512;
 
-/// One dead letter in `/api/dead-letters`.
+/// One dead letter in `/api/dead-letters`: the stored document with the
+/// payload cut for display.
 #[derive(Debug, Serialize)]
 struct DeadLetterView<'a> {
-    id: Option<&'a str>,
-    at: Option<DateTime<Utc>>,
-    reason: Option<&'a str>,
-    consumer: Option<&'a str>,
-    size: Option<i64>,
+    id: &'a str,
+    at: DateTime<Utc>,
+    reason: &'a str,
+    consumer: &'a str,
+    size: i64,
     payload: Option<&'a str>,
     payload_truncated: bool,
     binary: bool,
 }
 
 impl<'a> DeadLetterView<'a> {
-    fn of(d: &'a bson::Document) -> Self {
-        let payload = d.get_str("payload").ok();
+    fn of(d: &'a DeadLetterDocument) -> Self {
+        let payload = d.payload.as_deref();
         Self {
-            id: d.get_str("_id").ok(),
-            at: d.get_datetime("at").ok().map(|t| t.to_chrono()),
-            reason: d.get_str("reason").ok(),
-            consumer: d.get_str("consumer").ok(),
-            size: d
-                .get_i64("size")
-                .ok()
-                .or_else(|| d.get_i32("size").ok().map(i64::from)),
+            id: &d.id,
+            at: d.at,
+            reason: &d.reason,
+            consumer: &d.consumer,
+            size: d.size,
             payload: payload.map(|p| visitlog_schema::truncate_chars(p, PAYLOAD_PREVIEW)),
             payload_truncated: payload.is_some_and(|p| p.chars().count() > PAYLOAD_PREVIEW)
-                || d.get_bool("truncated").unwrap_or(false),
-            binary: d.get("payload_raw").is_some(),
+                || d.truncated,
+            binary: d.payload_raw.is_some(),
         }
     }
 }
