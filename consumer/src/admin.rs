@@ -3,12 +3,14 @@
 use bson::{Bson, Document, doc};
 use redis::AsyncCommands;
 
+use crate::batch::DeadLetterDocument;
 use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fleet::queue_stats;
 use crate::sink::Sink;
-use crate::source::queue_stats;
 
 /// Prints queue, processing and dead-letter counts as JSON.
-pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
+pub async fn stats(config: &Config) -> Result<serde_json::Value> {
     let queue = queue_stats(&config.redis_url, &config.queue).await?;
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let dead_letters = sink.dead_letter_count().await?;
@@ -28,7 +30,7 @@ pub async fn stats(config: &Config) -> anyhow::Result<serde_json::Value> {
 }
 
 /// One line per dead letter, newest first.
-pub async fn list(config: &Config, limit: i64) -> anyhow::Result<Vec<String>> {
+pub async fn list(config: &Config, limit: i64) -> Result<Vec<String>> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     Ok(sink
         .dead_letters(limit)
@@ -38,19 +40,17 @@ pub async fn list(config: &Config, limit: i64) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-fn describe(d: &Document) -> String {
-    let preview: String = match d.get("payload") {
-        Some(Bson::String(s)) => s.chars().take(80).collect(),
-        _ => "<binary>".to_owned(),
+fn describe(d: &DeadLetterDocument) -> String {
+    let preview: String = match &d.payload {
+        Some(s) => s.chars().take(80).collect(),
+        None => "<binary>".to_owned(),
     };
     format!(
         "{} {} size={} reason={:?} payload={:?}",
-        d.get_str("_id").unwrap_or("?"),
-        d.get_datetime("at")
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
-        size(d),
-        d.get_str("reason").unwrap_or(""),
+        d.id,
+        bson::DateTime::from_chrono(d.at),
+        d.size,
+        d.reason,
         preview
     )
 }
@@ -67,7 +67,7 @@ pub struct Selection {
 }
 
 impl Selection {
-    fn filter(&self) -> anyhow::Result<Document> {
+    fn filter(&self) -> Result<Document> {
         let mut filter = Document::new();
         if !self.ids.is_empty() {
             filter.insert("_id", doc! { "$in": self.ids.clone() });
@@ -75,10 +75,9 @@ impl Selection {
         if let Some(text) = &self.reason_contains {
             filter.insert("reason", doc! { "$regex": escape_regex(text) });
         }
-        anyhow::ensure!(
-            self.all || !filter.is_empty(),
-            "say which dead letters: --id ID (repeatable), --reason-contains TEXT, or --all"
-        );
+        if !self.all && filter.is_empty() {
+            return Err(Error::NoSelection);
+        }
         Ok(filter)
     }
 }
@@ -87,48 +86,34 @@ impl Selection {
 /// fixed). Each is pushed first and deleted after, and only if it did not
 /// change meanwhile: if the record fails again at once, its renewed dead
 /// letter stays. Truncated ones cannot be requeued and are reported.
-pub async fn requeue(config: &Config, selection: &Selection) -> anyhow::Result<(u64, u64)> {
+pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let client = redis::Client::open(config.redis_url.as_str())?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let (mut requeued, mut skipped) = (0, 0);
     for letter in sink.find_dead_letters(selection.filter()?).await? {
-        let payload = match (letter.get("payload"), letter.get("payload_raw")) {
-            (Some(Bson::String(s)), _) => s.as_bytes().to_vec(),
-            (_, Some(Bson::Binary(b))) => b.bytes.clone(),
-            _ => Vec::new(),
-        };
-        if letter.get_bool("truncated").unwrap_or(false) || payload.is_empty() && size(&letter) > 0
-        {
+        let payload = letter.payload_bytes();
+        if letter.truncated || payload.is_empty() && letter.size > 0 {
             tracing::warn!(
-                id = letter.get_str("_id").unwrap_or("?"),
+                id = %letter.id,
                 "payload was truncated when dead-lettered; not requeued"
             );
             skipped += 1;
             continue;
         }
         let _: () = conn.rpush(&config.queue, payload).await?;
-        let id = letter.get("_id").cloned().unwrap_or(Bson::Null);
-        let at = letter.get("at").cloned().unwrap_or(Bson::Null);
-        sink.remove_dead_letter(&id, &at).await?;
+        let at = Bson::DateTime(bson::DateTime::from_chrono(letter.at));
+        sink.remove_dead_letter(&Bson::String(letter.id), &at)
+            .await?;
         requeued += 1;
     }
     Ok((requeued, skipped))
 }
 
 /// Deletes the selected dead letters.
-pub async fn purge(config: &Config, selection: &Selection) -> anyhow::Result<u64> {
+pub async fn purge(config: &Config, selection: &Selection) -> Result<u64> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-    Ok(sink.purge_dead_letters(selection.filter()?).await?)
-}
-
-/// `size` as stored: a server may hand back a small Int64 as Int32.
-fn size(d: &Document) -> i64 {
-    match d.get("size") {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
-        _ => 0,
-    }
+    sink.purge_dead_letters(selection.filter()?).await
 }
 
 fn escape_regex(text: &str) -> String {

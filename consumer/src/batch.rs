@@ -213,7 +213,77 @@ pub fn event_document(event: &EventRecord) -> Result<Document, String> {
     visitlog_progress::event_document(event).map_err(|e| e.to_string())
 }
 
+/// A document of `dead_letters`, as written and as read back (by the
+/// status page and the `dead-letters` commands): one type for both.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterDocument {
+    /// [`dead_letter_id`] of the payload.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Why it was refused.
+    #[serde(default)]
+    pub reason: String,
+    /// When.
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub at: DateTime<Utc>,
+    /// The consumer that refused it.
+    #[serde(default)]
+    pub consumer: String,
+    /// The queue it came from.
+    #[serde(default)]
+    pub queue: String,
+    /// The payload's size in bytes (a server may hand a small one back as
+    /// an int32; serde takes either).
+    #[serde(default)]
+    pub size: i64,
+    /// The payload kept is not all of it: never requeued.
+    #[serde(default)]
+    pub truncated: bool,
+    /// The payload kept, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The payload kept, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_raw: Option<bson::Binary>,
+    /// Why no payload was kept at all (MongoDB would not take it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_not_kept: Option<String>,
+}
+
+impl DeadLetterDocument {
+    /// The document as BSON.
+    pub fn to_document(&self) -> Document {
+        bson::to_document(self).unwrap_or_default()
+    }
+
+    /// The payload kept, as bytes (empty when none was kept).
+    pub fn payload_bytes(&self) -> Vec<u8> {
+        match (&self.payload, &self.payload_raw) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, Some(raw)) => raw.bytes.clone(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
 impl DeadLetter {
+    /// What every `dead_letters` document of this letter says, without
+    /// its payload: id, reason, time, consumer, queue, size.
+    fn head(&self, at: DateTime<Utc>, consumer: &str, queue: &str) -> DeadLetterDocument {
+        DeadLetterDocument {
+            id: dead_letter_id(&self.raw),
+            reason: bounded_reason(self.reason.clone()),
+            at,
+            consumer: consumer.to_owned(),
+            queue: queue.to_owned(),
+            size: i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
+            truncated: false,
+            payload: None,
+            payload_raw: None,
+            payload_not_kept: None,
+        }
+    }
+
     /// The `dead_letters` document: the payload (cut at `max_bytes`), reason,
     /// time and consumer. The id is a hash of the payload, so a replayed
     /// batch does not add the same dead letter twice.
@@ -225,30 +295,22 @@ impl DeadLetter {
         max_bytes: usize,
     ) -> Document {
         let kept = &self.raw[..self.raw.len().min(max_bytes)];
-        let mut doc = bson::doc! {
-            "_id": dead_letter_id(&self.raw),
-            "reason": bounded_reason(self.reason.clone()),
-            "at": bson::DateTime::from_chrono(at),
-            "consumer": consumer,
-            "queue": queue,
-            "size": i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
-            "truncated": kept.len() < self.raw.len(),
+        let mut letter = DeadLetterDocument {
+            truncated: kept.len() < self.raw.len(),
+            ..self.head(at, consumer, queue)
         };
         match std::str::from_utf8(kept) {
-            Ok(text) => doc.insert("payload", text),
-            Err(_) => doc.insert(
-                "payload_raw",
-                Bson::Binary(bson::Binary {
+            Ok(text) => letter.payload = Some(text.to_owned()),
+            Err(_) => {
+                letter.payload_raw = Some(bson::Binary {
                     subtype: bson::spec::BinarySubtype::Generic,
                     bytes: kept.to_vec(),
-                }),
-            ),
-        };
-        doc
+                });
+            }
+        }
+        letter.to_document()
     }
-}
 
-impl DeadLetter {
     /// The `dead_letters` document without the payload, for when the whole
     /// one cannot be written (`why`): id, reason, size, time and consumer.
     /// Marked truncated, so it is never requeued.
@@ -259,16 +321,12 @@ impl DeadLetter {
         queue: &str,
         why: &str,
     ) -> Document {
-        bson::doc! {
-            "_id": dead_letter_id(&self.raw),
-            "reason": bounded_reason(self.reason.clone()),
-            "at": bson::DateTime::from_chrono(at),
-            "consumer": consumer,
-            "queue": queue,
-            "size": i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
-            "truncated": true,
-            "payload_not_kept": cut(why.to_owned(), 256),
+        DeadLetterDocument {
+            truncated: true,
+            payload_not_kept: Some(cut(why.to_owned(), 256)),
+            ..self.head(at, consumer, queue)
         }
+        .to_document()
     }
 }
 

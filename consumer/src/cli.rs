@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, Selection};
-use crate::config::{Config, LogFormat, parse_duration};
+use crate::config::{Config, LogFormat};
 use crate::internal_events::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
@@ -24,142 +23,46 @@ pub struct Cli {
     command: Command,
 }
 
-/// Settings shared by every command; each overrides the config file.
-///
-/// Every setting read from the environment has `hide_env_values`: `--help`
-/// must never print a value (the URLs carry passwords).
-#[derive(Args, Debug, Default)]
+/// Settings shared by every command: the configuration file, and every
+/// [`Config`] setting as a flag or variable over it.
+#[derive(Debug, Default)]
 struct Settings {
+    /// `--config`.
+    file: Option<PathBuf>,
+    /// The flags and variables given (none has a clap default).
+    given: clap::ArgMatches,
+}
+
+/// The `--config` argument.
+#[derive(Args, Debug)]
+struct ConfigFile {
     /// TOML configuration file (unknown keys are refused).
     #[arg(long, global = true, env = "VISITLOG_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
-    /// Redis URL.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_REDIS_URL",
-        hide_env_values = true
-    )]
-    redis_url: Option<String>,
-    /// Queue key.
-    #[arg(long, global = true, env = "VISITLOG_QUEUE", hide_env_values = true)]
-    queue: Option<String>,
-    /// MongoDB URI.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_MONGODB_URI",
-        hide_env_values = true
-    )]
-    mongodb_uri: Option<String>,
-    /// Database name.
-    #[arg(long, global = true, env = "VISITLOG_DATABASE", hide_env_values = true)]
-    database: Option<String>,
-    /// This instance's id.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_CONSUMER_ID",
-        hide_env_values = true
-    )]
-    consumer_id: Option<String>,
-    /// Most records per batch.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_BATCH_SIZE",
-        hide_env_values = true
-    )]
-    batch_size: Option<usize>,
-    /// Longest wait for an idle queue (e.g. 200ms).
-    #[arg(long, global = true, env = "VISITLOG_FLUSH_INTERVAL", hide_env_values = true, value_parser = parse_duration)]
-    flush_interval: Option<Duration>,
-    /// Batches stored at once.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_MAX_IN_FLIGHT",
-        hide_env_values = true
-    )]
-    max_in_flight: Option<usize>,
-    /// Heartbeat period.
-    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_INTERVAL", hide_env_values = true, value_parser = parse_duration)]
-    heartbeat_interval: Option<Duration>,
-    /// Heartbeat lifetime; a silent instance is dead after it.
-    #[arg(long, global = true, env = "VISITLOG_HEARTBEAT_TTL", hide_env_values = true, value_parser = parse_duration)]
-    heartbeat_ttl: Option<Duration>,
-    /// Time in-flight batches get on SIGTERM.
-    #[arg(long, global = true, env = "VISITLOG_SHUTDOWN_DEADLINE", hide_env_values = true, value_parser = parse_duration)]
-    shutdown_deadline: Option<Duration>,
-    /// Longest pause between retries.
-    #[arg(long, global = true, env = "VISITLOG_MAX_BACKOFF", hide_env_values = true, value_parser = parse_duration)]
-    max_backoff: Option<Duration>,
-    /// Keep request records this long (TTL index).
-    #[arg(long, global = true, env = "VISITLOG_RETENTION", hide_env_values = true, value_parser = parse_duration)]
-    retention: Option<Duration>,
-    /// Largest payload kept verbatim in a dead letter, in bytes.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_DEAD_LETTER_MAX_BYTES",
-        hide_env_values = true
-    )]
-    dead_letter_max_bytes: Option<usize>,
-    /// Fraction of a video that completes its tutorial automatically.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_COMPLETION_THRESHOLD",
-        hide_env_values = true
-    )]
-    completion_threshold: Option<f64>,
-    /// Count tutorial visits of anonymous visitors too.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_ANONYMOUS_VISITS",
-        hide_env_values = true
-    )]
-    anonymous_visits: Option<bool>,
-    /// Where the status page, JSON API and /metrics listen.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_STATUS_ADDR",
-        hide_env_values = true
-    )]
-    status_addr: Option<std::net::SocketAddr>,
-    /// Token the status endpoints require (all but /healthz).
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_STATUS_TOKEN",
-        hide_env_values = true
-    )]
-    status_token: Option<String>,
-    /// Most connections the status endpoint holds open.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_STATUS_MAX_CONNECTIONS",
-        hide_env_values = true
-    )]
-    status_max_connections: Option<usize>,
-    /// Time a status client has to send a request's headers (e.g. 5s).
-    #[arg(long, global = true, env = "VISITLOG_STATUS_HEADER_TIMEOUT", hide_env_values = true, value_parser = parse_duration)]
-    status_header_timeout: Option<Duration>,
-    /// A status connection idle this long either way is closed (e.g. 30s).
-    #[arg(long, global = true, env = "VISITLOG_STATUS_IDLE_TIMEOUT", hide_env_values = true, value_parser = parse_duration)]
-    status_idle_timeout: Option<Duration>,
-    /// Log format.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_LOG_FORMAT",
-        hide_env_values = true,
-        value_enum
-    )]
-    log_format: Option<LogFormat>,
+}
+
+impl clap::FromArgMatches for Settings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self {
+            file: ConfigFile::from_arg_matches(matches)?.config,
+            given: matches.clone(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Config::augment_args(ConfigFile::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,44 +125,14 @@ impl From<SelectionArgs> for Selection {
 }
 
 impl Settings {
+    /// Defaults, then the file, then the variables and flags given.
     fn resolve(self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
+        use clap::FromArgMatches;
+        let mut c = match &self.file {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        macro_rules! over {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
-        }
-        over!(
-            redis_url,
-            queue,
-            mongodb_uri,
-            database,
-            batch_size,
-            flush_interval,
-            max_in_flight,
-            heartbeat_interval,
-            heartbeat_ttl,
-            shutdown_deadline,
-            max_backoff,
-            dead_letter_max_bytes,
-            completion_threshold,
-            anonymous_visits,
-            status_addr,
-            status_max_connections,
-            status_header_timeout,
-            status_idle_timeout,
-            log_format
-        );
-        if self.status_token.is_some() {
-            c.status_token = self.status_token;
-        }
-        if self.consumer_id.is_some() {
-            c.consumer_id = self.consumer_id;
-        }
-        if self.retention.is_some() {
-            c.retention = self.retention;
-        }
+        c.update_from_arg_matches(&self.given)?;
         c.validate()?;
         Ok(c)
     }
@@ -354,6 +227,8 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn resolve(args: &[&str]) -> anyhow::Result<Config> {

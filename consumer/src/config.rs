@@ -1,85 +1,201 @@
-//! Configuration: defaults, then a TOML file (`--config`), then `VISITLOG_*`
-//! environment variables, then command-line flags; the later wins.
+//! Configuration, written once: [`Config`] is at the same time the TOML
+//! file's schema (serde, kebab-case keys, unknown keys refused), the
+//! command line's flags and `VISITLOG_*` environment variables (clap), and,
+//! through its `Serialize` with secrets masked, what `check-config` prints.
+//! Defaults are [`Config::default`]; then the file (`--config`), then the
+//! environment, then flags: the later wins (see `cli`). Over 400 lines
+//! because each of the 22 settings is one documented field carrying its
+//! serde and clap attributes: writing them once is the point.
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 pub use visitlog_schema::redact_url;
 
-/// Everything `visitlog-consumer` can be told. Keys are kebab-case in TOML.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Everything `visitlog-consumer` can be told. Each setting is a TOML key
+/// (kebab-case), a `--flag` of the same name and a `VISITLOG_*` variable.
+///
+/// No flag has a clap default (`required = false` and no
+/// `default_value`): an absent flag must not hide the file's value, so
+/// only flags and variables actually given override it. Every variable has
+/// `hide_env_values`: `--help` must never print a value (the URLs carry
+/// passwords).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, clap::Args)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
-    /// Redis holding the queue (`VISITLOG_REDIS_URL`).
+    /// Redis URL: Redis holding the queue.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_REDIS_URL",
+        hide_env_values = true
+    )]
+    #[serde(serialize_with = "masked_url")]
     pub redis_url: String,
-    /// The Redis list the middleware fills (`VISITLOG_QUEUE`).
+    /// Queue key: the Redis list the middleware fills.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_QUEUE",
+        hide_env_values = true
+    )]
     pub queue: String,
-    /// MongoDB to store into (`VISITLOG_MONGODB_URI`).
+    /// MongoDB URI: MongoDB to store into.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_MONGODB_URI",
+        hide_env_values = true
+    )]
+    #[serde(serialize_with = "masked_url")]
     pub mongodb_uri: String,
-    /// Database name (`VISITLOG_DATABASE`).
+    /// Database name.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_DATABASE",
+        hide_env_values = true
+    )]
     pub database: String,
     /// This instance's id; keep it stable across restarts so a restarted
-    /// instance finishes its own batches at once (`VISITLOG_CONSUMER_ID`).
-    /// Default: `<hostname>-<pid>`.
+    /// instance finishes its own batches at once. Default: `<hostname>-<pid>`.
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_CONSUMER_ID",
+        hide_env_values = true
+    )]
     pub consumer_id: Option<String>,
-    /// Most records per batch (`VISITLOG_BATCH_SIZE`).
+    /// Most records per batch.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_BATCH_SIZE",
+        hide_env_values = true
+    )]
     pub batch_size: usize,
-    /// Longest an idle consumer waits for the queue before looking again (`VISITLOG_FLUSH_INTERVAL`).
-    #[serde(deserialize_with = "duration")]
+    /// Longest an idle consumer waits for the queue before looking again (e.g. 200ms).
+    #[arg(long, global = true, required = false, env = "VISITLOG_FLUSH_INTERVAL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
-    /// Batches stored concurrently by one instance (`VISITLOG_MAX_IN_FLIGHT`).
+    /// Batches stored concurrently by one instance.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_MAX_IN_FLIGHT",
+        hide_env_values = true
+    )]
     pub max_in_flight: usize,
-    /// How often the heartbeat is written (`VISITLOG_HEARTBEAT_INTERVAL`).
-    #[serde(deserialize_with = "duration")]
+    /// How often the heartbeat is written.
+    #[arg(long, global = true, required = false, env = "VISITLOG_HEARTBEAT_INTERVAL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// After this long without a heartbeat an instance is dead and its
-    /// batches go back to the queue (`VISITLOG_HEARTBEAT_TTL`).
-    #[serde(deserialize_with = "duration")]
+    /// batches go back to the queue.
+    #[arg(long, global = true, required = false, env = "VISITLOG_HEARTBEAT_TTL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub heartbeat_ttl: Duration,
-    /// On SIGTERM, how long in-flight batches may take before they are handed back (`VISITLOG_SHUTDOWN_DEADLINE`).
-    #[serde(deserialize_with = "duration")]
+    /// On SIGTERM, how long in-flight batches may take before they are handed back.
+    #[arg(long, global = true, required = false, env = "VISITLOG_SHUTDOWN_DEADLINE", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
-    /// Longest pause between retries while Redis or MongoDB is down (`VISITLOG_MAX_BACKOFF`).
-    #[serde(deserialize_with = "duration")]
+    /// Longest pause between retries while Redis or MongoDB is down.
+    #[arg(long, global = true, required = false, env = "VISITLOG_MAX_BACKOFF", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
-    /// Delete request records older than this (a TTL index on `ts`); unset keeps them (`VISITLOG_RETENTION`).
-    #[serde(deserialize_with = "optional_duration")]
+    /// Delete request records older than this (a TTL index on `ts`); unset keeps them.
+    #[arg(long, global = true, env = "VISITLOG_RETENTION", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub retention: Option<Duration>,
-    /// Largest payload kept verbatim in `dead_letters`; longer ones are cut (`VISITLOG_DEAD_LETTER_MAX_BYTES`).
+    /// Largest payload kept verbatim in `dead_letters`, in bytes; longer ones are cut.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_DEAD_LETTER_MAX_BYTES",
+        hide_env_values = true
+    )]
     pub dead_letter_max_bytes: usize,
     /// Coverage or watched position, as a fraction of the video, that marks a
-    /// tutorial complete (`VISITLOG_COMPLETION_THRESHOLD`).
+    /// tutorial complete.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_COMPLETION_THRESHOLD",
+        hide_env_values = true
+    )]
     pub completion_threshold: f64,
     /// Count tutorial-page visits of anonymous visitors in `tutorial_progress`
-    /// too; turn on when the site accepts anonymous events (`VISITLOG_ANONYMOUS_VISITS`).
+    /// too; turn on when the site accepts anonymous events.
+    #[arg(long, global = true, required = false, env = "VISITLOG_ANONYMOUS_VISITS", hide_env_values = true, action = clap::ArgAction::Set)]
     pub anonymous_visits: bool,
-    /// Where the status page, JSON API and `/metrics` listen
-    /// (`VISITLOG_STATUS_ADDR`); `run --no-status` turns them off.
+    /// Where the status page, JSON API and /metrics listen; `run --no-status`
+    /// turns them off.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_STATUS_ADDR",
+        hide_env_values = true
+    )]
     pub status_addr: std::net::SocketAddr,
     /// Bearer token (or basic-auth password) required by every status
-    /// endpoint but `/healthz` (`VISITLOG_STATUS_TOKEN`); unset: open.
+    /// endpoint but /healthz; unset: open.
+    #[arg(
+        long,
+        global = true,
+        env = "VISITLOG_STATUS_TOKEN",
+        hide_env_values = true
+    )]
+    #[serde(
+        serialize_with = "masked_token",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_token: Option<String>,
     /// Most connections the status endpoint holds open at once; beyond it,
-    /// the connection idle the longest is closed for the new one
-    /// (`VISITLOG_STATUS_MAX_CONNECTIONS`).
+    /// the connection idle the longest is closed for the new one.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_STATUS_MAX_CONNECTIONS",
+        hide_env_values = true
+    )]
     pub status_max_connections: usize,
     /// A status client must send a request's headers within this time of
     /// connecting or of its previous response (so it also bounds idle
-    /// keep-alive connections) (`VISITLOG_STATUS_HEADER_TIMEOUT`).
-    #[serde(deserialize_with = "duration")]
+    /// keep-alive connections) (e.g. 5s).
+    #[arg(long, global = true, required = false, env = "VISITLOG_STATUS_HEADER_TIMEOUT", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub status_header_timeout: Duration,
     /// A status connection on which no byte moves either way for this long
     /// is closed (a client that stops reading a response, or stalls
-    /// mid-request) (`VISITLOG_STATUS_IDLE_TIMEOUT`).
-    #[serde(deserialize_with = "duration")]
+    /// mid-request) (e.g. 30s).
+    #[arg(long, global = true, required = false, env = "VISITLOG_STATUS_IDLE_TIMEOUT", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     pub status_idle_timeout: Duration,
-    /// `human` or `json` logs (`VISITLOG_LOG_FORMAT`).
+    /// `human` or `json` logs.
+    #[arg(
+        long,
+        global = true,
+        required = false,
+        env = "VISITLOG_LOG_FORMAT",
+        hide_env_values = true,
+        value_enum
+    )]
     pub log_format: LogFormat,
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
     /// Readable lines, for a terminal or journald.
@@ -262,56 +378,15 @@ impl Config {
         })
     }
 
-    /// The configuration as TOML, with passwords in URIs masked.
+    /// The configuration as TOML, with passwords in URIs and the status
+    /// token masked, and the consumer id in effect.
     pub fn to_redacted_toml(&self) -> String {
-        let d = |d: Duration| humantime::format_duration(d).to_string();
-        let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("{k} = {v}\n"));
-        line("redis-url", quote(&redact_url(&self.redis_url)));
-        line("queue", quote(&self.queue));
-        line("mongodb-uri", quote(&redact_url(&self.mongodb_uri)));
-        line("database", quote(&self.database));
-        line("consumer-id", quote(&self.consumer_id()));
-        line("batch-size", self.batch_size.to_string());
-        line("flush-interval", quote(&d(self.flush_interval)));
-        line("max-in-flight", self.max_in_flight.to_string());
-        line("heartbeat-interval", quote(&d(self.heartbeat_interval)));
-        line("heartbeat-ttl", quote(&d(self.heartbeat_ttl)));
-        line("shutdown-deadline", quote(&d(self.shutdown_deadline)));
-        line("max-backoff", quote(&d(self.max_backoff)));
-        if let Some(r) = self.retention {
-            line("retention", quote(&d(r)));
-        }
-        line(
-            "dead-letter-max-bytes",
-            self.dead_letter_max_bytes.to_string(),
-        );
-        line(
-            "completion-threshold",
-            self.completion_threshold.to_string(),
-        );
-        line("anonymous-visits", self.anonymous_visits.to_string());
-        line("status-addr", quote(&self.status_addr.to_string()));
-        if self.status_token.is_some() {
-            line("status-token", quote("****"));
-        }
-        line(
-            "status-max-connections",
-            self.status_max_connections.to_string(),
-        );
-        line(
-            "status-header-timeout",
-            quote(&d(self.status_header_timeout)),
-        );
-        line("status-idle-timeout", quote(&d(self.status_idle_timeout)));
-        line(
-            "log-format",
-            quote(match self.log_format {
-                LogFormat::Human => "human",
-                LogFormat::Json => "json",
-            }),
-        );
-        out
+        let shown = Self {
+            consumer_id: Some(self.consumer_id()),
+            ..self.clone()
+        };
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
     }
 }
 
@@ -324,23 +399,17 @@ pub fn is_valid_consumer_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn quote(s: &str) -> String {
-    format!("{s:?}")
+/// A URL with its password masked.
+fn masked_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
 }
 
-/// Parses `200ms`, `30s`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration like 200ms, 30s or 7d ({e})"))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
+/// A secret shown only as set.
+fn masked_token<S: Serializer>(token: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match token {
+        Some(_) => s.serialize_str("****"),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -425,7 +494,7 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("TimeoutStopSec="))
             .unwrap();
-        assert!(parse_duration(stop).unwrap() > Config::default().shutdown_deadline);
+        assert!(humantime::parse_duration(stop).unwrap() > Config::default().shutdown_deadline);
     }
 
     #[test]

@@ -41,6 +41,20 @@ pub struct MetricsSnapshot {
     pub reaped: u64,
 }
 
+impl MetricsSnapshot {
+    /// The counters the fleet adds up (see [`crate::fleet::Totals`]).
+    pub fn totals(&self) -> crate::fleet::Totals {
+        crate::fleet::Totals {
+            stored: self.stored,
+            duplicates: self.duplicates,
+            dead_lettered: self.dead_lettered,
+            derived: self.derived,
+            retries: self.retries,
+            batches: self.batches,
+        }
+    }
+}
+
 impl Metrics {
     /// Reads every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -114,7 +128,7 @@ impl StateLog {
     }
 
     pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
-        let message = mask_secrets(&error.to_string());
+        let message = visitlog_schema::redact_urls_in(&error.to_string());
         let changed = !self.failing.swap(true, Ordering::Relaxed);
         if changed {
             tracing::warn!(error = %message, "{} unavailable; retrying with backoff", self.what);
@@ -161,36 +175,5 @@ impl StateLog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-}
-
-/// Masks the passwords of the URLs inside a message (user information and
-/// `pass`/`password` query parameters): the same masking as
-/// [`visitlog_schema::redact_url`], which the middleware uses too.
-pub fn mask_secrets(message: &str) -> String {
-    visitlog_schema::redact_urls_in(message)
-}
-
-/// Capped exponential backoff with jitter; reset on success.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    next: std::time::Duration,
-    max: std::time::Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(max: std::time::Duration) -> Self {
-        Self {
-            next: std::time::Duration::from_millis(100),
-            max,
-        }
-    }
-
-    /// The pause before the next attempt (±20 %), doubling up to the cap.
-    pub(crate) fn pause(&mut self) -> std::time::Duration {
-        use rand::Rng;
-        let pause = self.next.mul_f64(rand::rng().random_range(0.8..1.2));
-        self.next = (self.next * 2).min(self.max);
-        pause
     }
 }

@@ -2,20 +2,26 @@
 //! `visitlog-middleware` fills into MongoDB, losing nothing.
 //!
 //! - [`source`]: atomic moves from the queue into per-instance processing
-//!   lists, heartbeats, and recovery of dead instances' batches.
+//!   lists, and recovery of dead instances' batches; [`fleet`]: ids,
+//!   heartbeats, typed instance reports and fleet-wide totals.
 //! - [`batch`]: payloads checked against the collections' validators; bad
 //!   ones become dead letters, the rest documents.
 //! - [`sink`]: collections, validators and indexes; unordered bulk inserts in
 //!   which a replayed record is a duplicate-key no-op.
 //! - [`worker`]: the loop, with bounded batches in flight and graceful
-//!   shutdown. [`cli`] is the command line.
+//!   shutdown; every retry goes through one backoff that listens for
+//!   shutdown. [`error`] is the library's error type; [`cli`] is the
+//!   command line.
 
 pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod fleet;
 pub mod internal_events;
 mod notify;
+mod retry;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

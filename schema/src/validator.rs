@@ -36,7 +36,7 @@ impl Collection {
     ];
 
     /// The collection's name in MongoDB.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Collection::RequestLogs => "request_logs",
             Collection::Events => "events",

@@ -32,7 +32,7 @@ pub fn config(ns: &Namespace, mongodb_uri: &str, database: &str, id: &str) -> Co
 /// A consumer running in this process until `stop` is called.
 pub struct InProcess {
     pub stop: tokio::sync::watch::Sender<bool>,
-    pub task: tokio::task::JoinHandle<anyhow::Result<MetricsSnapshot>>,
+    pub task: tokio::task::JoinHandle<visitlog_consumer::error::Result<MetricsSnapshot>>,
     pub metrics: Arc<Metrics>,
 }
 

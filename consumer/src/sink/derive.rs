@@ -1,0 +1,453 @@
+//! Documents derived from stored events: resume positions
+//! (`video_positions`) and learning progress (`tutorial_progress`), written
+//! with conditional upserts so that consumers racing for the same learner
+//! never lose an update, and histories folded again when events arrive late.
+//! Over 400 lines because the race handling (conditions, retries after a
+//! lost race, refolds) only reads right in one place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bson::{Bson, Document, doc};
+use futures_util::TryStreamExt;
+
+use super::{DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, VIDEO_POSITIONS, number_of, valid};
+use crate::error::{Error, Result};
+use crate::retry::Backoff;
+use visitlog_progress::{Progress, Rules, VideoPosition, event_from_document, needs_refold};
+use visitlog_schema::EventRecord;
+
+/// Attempts at writing derived documents when other consumers keep winning
+/// the race for the same learner; then the whole batch is retried.
+const DERIVE_ATTEMPTS: usize = 10;
+
+/// Events per reply when a history is read back for a refold: what memory
+/// holds of it at a time.
+const HISTORY_BATCH: u32 = 1000;
+
+impl Sink {
+    /// Updates `video_positions` and `tutorial_progress` from stored events;
+    /// returns how many documents it wrote, and the progress documents that
+    /// need their whole history folded again (late events, replays,
+    /// unreadable documents), for [`Sink::refold`].
+    ///
+    /// Two consumers may derive for the same learner at once, so every write
+    /// is conditional, and a lost race is a duplicate-key error (11000) of an
+    /// upsert whose filter no longer matches, never a lost update:
+    /// - a resume position is replaced only by a newer event
+    ///   (`last_event < _id`; UUID v7 ids order events by server time);
+    /// - a progress document is replaced only if it is still the one the
+    ///   new state was folded from (`through` and `folded` unchanged), or
+    ///   created only if there was none. The loser reads again and refolds.
+    ///
+    /// This part is quick whatever the learners' histories: it reads one
+    /// document per learner and tutorial, never their events.
+    pub async fn derive(&self, events: &[EventRecord], rules: &Rules) -> Result<(u64, Refolds)> {
+        if events.is_empty() {
+            return Ok((0, Refolds::default()));
+        }
+        let mut written = self.derive_positions(events).await?;
+        let mut groups: BTreeMap<String, Vec<EventRecord>> = BTreeMap::new();
+        for e in events {
+            groups.entry(e.progress_id()).or_default().push(e.clone());
+        }
+        for batch in groups.values_mut() {
+            batch.sort_by_key(|e| e.id);
+            batch.dedup_by_key(|e| e.id);
+        }
+        let mut refolds = Refolds::default();
+        let mut pending: Vec<String> = groups.keys().cloned().collect();
+        let mut pauses = contention_backoff();
+        for attempt in 0..DERIVE_ATTEMPTS {
+            let (existing, olds) = self.read_progress(&pending).await?;
+            let mut statements = Vec::new();
+            let mut keys = Vec::new();
+            for key in &pending {
+                let batch = &groups[key];
+                let old = olds.get(key);
+                // Late events, replays, and documents that cannot be read:
+                // the whole stored history is folded again, later.
+                if needs_refold(old, batch) || (existing.contains_key(key) && old.is_none()) {
+                    refolds.add(batch);
+                    continue;
+                }
+                let new = Progress::fold(old.cloned(), batch, rules);
+                if let Some(statement) = self.progress_statement(key, new, old, None) {
+                    statements.push(statement);
+                    keys.push(key.clone());
+                }
+            }
+            let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
+            written += outcome.written;
+            if outcome.conflicts.is_empty() {
+                return Ok((written, refolds));
+            }
+            pending = outcome.conflicts.iter().map(|&i| keys[i].clone()).collect();
+            contention_pause(&mut pauses, attempt, pending.len()).await;
+        }
+        Err(Error::Contention(pending.len()))
+    }
+
+    /// Folds the whole stored history of each of `refolds` again and writes
+    /// the results; returns how many documents it wrote.
+    ///
+    /// Histories are streamed from MongoDB in `_id` order and folded event
+    /// by event, so memory stays bounded whatever their length. The worker
+    /// orders derivations per progress document, not across all of them, so
+    /// a long history holds up only later batches of the same learner and
+    /// tutorial. Exactly-once holds whatever the order, because a progress
+    /// document is written only if it is still
+    /// the one read before the history was: the history read afterwards
+    /// holds every event that document was folded from (events are stored
+    /// before they are derived), so nothing folded by another batch (of this
+    /// process or another) is lost. If that batch wrote in between, the
+    /// write here misses (11000) and the history is read and folded again;
+    /// if it writes afterwards, its events are either newer than `through`
+    /// (folded on top) or not (it refolds too).
+    pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> Result<u64> {
+        let mut written = 0;
+        let mut pending: Vec<&EventRecord> = refolds.0.iter().collect();
+        let mut pauses = contention_backoff();
+        for attempt in 0..DERIVE_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = pending.iter().map(|e| e.progress_id()).collect();
+            // The documents first, then the histories: see above.
+            let (existing, olds) = self.read_progress(&keys).await?;
+            let mut folded = self.fold_histories(&pending, rules).await?;
+            let mut statements = Vec::new();
+            let mut written_keys = Vec::new();
+            for (key, representative) in keys.iter().zip(&pending) {
+                let new = folded.remove(key);
+                let old = olds.get(key);
+                let unreadable = existing.get(key).filter(|_| old.is_none());
+                if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
+                    statements.push(statement);
+                    written_keys.push(*representative);
+                }
+            }
+            let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
+            written += outcome.written;
+            pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
+            if !pending.is_empty() {
+                contention_pause(&mut pauses, attempt, pending.len()).await;
+            }
+        }
+        if pending.is_empty() {
+            Ok(written)
+        } else {
+            Err(Error::Contention(pending.len()))
+        }
+    }
+
+    /// The `tutorial_progress` documents with these ids, as stored and as
+    /// read (unreadable ones are logged and left out of the second map).
+    async fn read_progress(
+        &self,
+        keys: &[String],
+    ) -> Result<(HashMap<String, Document>, HashMap<String, Progress>)> {
+        let existing: HashMap<String, Document> = self
+            .progress
+            .find(doc! { "_id": { "$in": keys } })
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?
+            .into_iter()
+            .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+            .collect();
+        let olds = existing
+            .iter()
+            .filter_map(|(key, d)| match Progress::from_document(d) {
+                Ok(p) => Some((key.clone(), p)),
+                Err(e) => {
+                    tracing::warn!(progress = %key, error = %e, "unreadable progress document; folding its history again");
+                    None
+                }
+            })
+            .collect();
+        Ok((existing, olds))
+    }
+
+    /// The conditional upsert that replaces `old` (or the `unreadable`
+    /// document, or nothing) by `new`; `None` when there is nothing to write.
+    fn progress_statement(
+        &self,
+        key: &str,
+        new: Option<Progress>,
+        old: Option<&Progress>,
+        unreadable: Option<&Document>,
+    ) -> Option<Document> {
+        let new = new?;
+        if Some(&new) == old {
+            return None; // A replay: nothing new.
+        }
+        let doc = match new.to_document() {
+            Ok(doc) => doc,
+            Err(e) => {
+                tracing::error!(progress = %key, error = %e, "progress document not written");
+                return None;
+            }
+        };
+        if !valid(&self.validators.progress, &doc, key) {
+            return None;
+        }
+        let filter = match (old, unreadable) {
+            (Some(o), _) => {
+                doc! { "_id": key, "through": o.through.to_string(), "folded": i64::try_from(o.folded).unwrap_or(i64::MAX) }
+            }
+            // An unreadable document: replace only what we read.
+            (None, Some(unreadable)) => unreadable.clone(),
+            // No document yet: create one only if there still is none.
+            (None, None) => doc! { "_id": key, "folded": { "$lt": 0 } },
+        };
+        Some(doc! { "q": filter, "u": doc, "upsert": true })
+    }
+
+    /// Resume positions: the newest video event per learner and video.
+    async fn derive_positions(&self, events: &[EventRecord]) -> Result<u64> {
+        let mut latest: BTreeMap<String, (uuid::Uuid, Document)> = BTreeMap::new();
+        for e in events {
+            let Some(doc) = VideoPosition::of(e).and_then(|p| p.to_document().ok()) else {
+                continue;
+            };
+            let id = doc.get_str("_id").unwrap_or_default().to_owned();
+            if latest.get(&id).is_none_or(|(seen, _)| *seen < e.id) {
+                latest.insert(id, (e.id, doc));
+            }
+        }
+        let mut statements = Vec::with_capacity(latest.len());
+        for (id, (event, doc)) in latest {
+            if !valid(&self.validators.positions, &doc, &id) {
+                continue;
+            }
+            // Upsert unless a newer event is already there.
+            statements.push(position_statement(&id, event, doc, true));
+        }
+        self.write_positions(statements).await
+    }
+
+    /// Writes resume positions; returns how many documents it wrote.
+    ///
+    /// An upsert whose filter (`last_event < event`) misses inserts, and the
+    /// insert collides on `_id` (11000) when a document exists: either a
+    /// newer event is already there (it stays), or another consumer created
+    /// the document between our filter's miss and our insert, possibly with
+    /// an older event. Ignoring the collision would keep that older event;
+    /// the colliding statements are run again instead (see
+    /// [`Sink::write_positions_again`]).
+    pub async fn write_positions(&self, statements: Vec<Document>) -> Result<u64> {
+        let outcome = self.update_all(VIDEO_POSITIONS, statements.clone()).await?;
+        if outcome.conflicts.is_empty() {
+            return Ok(outcome.written);
+        }
+        let again: Vec<Document> = outcome
+            .conflicts
+            .iter()
+            .filter_map(|&i| statements.get(i).cloned())
+            .collect();
+        Ok(outcome.written + self.write_positions_again(again).await?)
+    }
+
+    /// Runs resume-position statements that collided on `_id` again,
+    /// without the upsert: the document exists now, so the same condition
+    /// (`last_event < event`) decides, and the newest event wins whichever
+    /// consumer created the document. Returns how many it replaced.
+    pub async fn write_positions_again(&self, statements: Vec<Document>) -> Result<u64> {
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        tracing::debug!(
+            positions = statements.len(),
+            "resume positions already there; comparing again"
+        );
+        let again: Vec<Document> = statements
+            .into_iter()
+            .map(|mut statement| {
+                statement.insert("upsert", false);
+                statement
+            })
+            .collect();
+        let reply = self
+            .db
+            .run_command(doc! { "update": VIDEO_POSITIONS, "updates": again, "ordered": false })
+            .await?;
+        report_write_errors(VIDEO_POSITIONS, &reply)?;
+        Ok(number_of(reply.get("nModified")))
+    }
+
+    /// Streams the stored events of each `keys` event's learner and tutorial
+    /// through the fold, oldest first; returns the folded state by progress
+    /// id. One query per hundred keys, sorted so that each history comes
+    /// whole and in `_id` order; read in small batches, so memory holds one
+    /// batch and one state per key, whatever the histories' lengths.
+    async fn fold_histories(
+        &self,
+        keys: &[&EventRecord],
+        rules: &Rules,
+    ) -> Result<HashMap<String, Progress>> {
+        let mut out: HashMap<String, Progress> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let any: Vec<Document> = chunk
+                .iter()
+                .map(|e| doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
+                .collect();
+            let mut cursor = self
+                .events
+                .find(doc! { "$or": any })
+                .sort(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
+                .batch_size(HISTORY_BATCH)
+                .await?;
+            // The history being folded: its id and state.
+            let mut current: Option<(String, Progress)> = None;
+            while let Some(d) = cursor.try_next().await? {
+                let e = match event_from_document(d) {
+                    Ok(e) => e,
+                    Err(error) => {
+                        tracing::warn!(%error, "unreadable stored event skipped");
+                        continue;
+                    }
+                };
+                let key = e.progress_id();
+                let state = match current.take() {
+                    Some((k, p)) if k == key => {
+                        if e.id <= p.through {
+                            return Err(Error::History(format!("{key} not in `_id` order")));
+                        }
+                        Some(p)
+                    }
+                    Some((k, p)) => {
+                        out.insert(k, p);
+                        None
+                    }
+                    None => None,
+                };
+                if state.is_none() && out.contains_key(&key) {
+                    return Err(Error::History(format!("{key} not read in one piece")));
+                }
+                current = Some((key, Progress::fold_one(state, &e, rules)));
+            }
+            if let Some((k, p)) = current {
+                out.insert(k, p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `update` command with many statements, unordered; which lost a
+    /// race (11000) is reported by index, any other refusal is logged.
+    async fn update_all(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> Result<UpdateOutcome> {
+        let mut outcome = UpdateOutcome::default();
+        if statements.is_empty() {
+            return Ok(outcome);
+        }
+        let total = statements.len() as u64;
+        let reply = self
+            .db
+            .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+            .await?;
+        let conflicts = report_write_errors(collection, &reply)?;
+        outcome.written = total - conflicts.refused;
+        outcome.conflicts = conflicts.duplicates;
+        Ok(outcome)
+    }
+}
+
+/// Progress documents whose whole history must be folded again: one event
+/// of each (its learner and tutorial name the history).
+#[derive(Debug, Default, Clone)]
+pub struct Refolds(Vec<EventRecord>);
+
+impl Refolds {
+    /// Adds the history of `batch` (events of one progress document).
+    fn add(&mut self, batch: &[EventRecord]) {
+        if let Some(first) = batch.first() {
+            self.0.push(first.clone());
+        }
+    }
+
+    /// No history to fold again.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many histories.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The pauses before folding again after another consumer won the race
+/// for the same documents: short (tens of milliseconds, doubling), since
+/// the rival's write is already done; at most [`DERIVE_ATTEMPTS`] of them.
+fn contention_backoff() -> Backoff {
+    Backoff::starting_at(Duration::from_millis(25), Duration::from_millis(500))
+}
+
+/// Waits a little, more with each attempt, before folding again.
+async fn contention_pause(pauses: &mut Backoff, attempt: usize, conflicts: usize) {
+    tracing::debug!(
+        attempt,
+        conflicts,
+        "another consumer updated the same progress; folding again"
+    );
+    tokio::time::sleep(pauses.pause()).await;
+}
+
+/// The conditional upsert of one resume position (see [`Sink::write_positions`]).
+pub fn position_statement(id: &str, event: uuid::Uuid, doc: Document, upsert: bool) -> Document {
+    doc! {
+        "q": { "_id": id, "last_event": { "$lt": event.to_string() } },
+        "u": doc,
+        "upsert": upsert,
+    }
+}
+
+/// Write errors of an `update` reply: duplicate keys (lost races) by
+/// statement index, and how many statements were refused in all. Other
+/// refusals are logged; a write concern error is an error.
+fn report_write_errors(collection: &str, reply: &Document) -> Result<WriteErrors> {
+    let mut out = WriteErrors::default();
+    let errors = reply
+        .get_array("writeErrors")
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for error in errors.iter().filter_map(Bson::as_document) {
+        let code = error.get_i32("code").unwrap_or_default();
+        let index = error
+            .get_i32("index")
+            .ok()
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or_default();
+        if code == DUPLICATE_KEY {
+            out.duplicates.push(index);
+        } else {
+            tracing::error!(collection, code, error = %error.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
+        }
+    }
+    if let Ok(concern) = reply.get_document("writeConcernError") {
+        return Err(Error::WriteConcern {
+            collection: collection.to_owned(),
+            detail: concern.to_string(),
+        });
+    }
+    out.refused = errors.len() as u64;
+    Ok(out)
+}
+
+#[derive(Debug, Default)]
+struct WriteErrors {
+    duplicates: Vec<usize>,
+    refused: u64,
+}
+
+#[derive(Debug, Default)]
+struct UpdateOutcome {
+    written: u64,
+    /// Indexes of statements that lost a race.
+    conflicts: Vec<usize>,
+}

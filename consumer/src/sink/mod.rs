@@ -1,0 +1,138 @@
+//! The MongoDB side: collections with validators and indexes ([`setup`]),
+//! bulk inserts that make replays harmless ([`store`]), the documents
+//! derived from events ([`derive`]), and dead letters ([`dead_letters`]).
+//! This file holds the handles they share and the collection names, which
+//! come from `visitlog_schema::Collection` (the validators' owner) but for
+//! `dead_letters`, which has no validator.
+
+use std::time::Duration;
+
+use bson::{Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
+use visitlog_progress::json_for_validation;
+use visitlog_schema::Collection as Coll;
+use visitlog_schema::RecordValidator;
+
+use crate::error::Result;
+
+mod dead_letters;
+mod derive;
+mod setup;
+mod store;
+
+pub use derive::{Refolds, position_statement};
+pub use store::Stored;
+
+/// MongoDB's duplicate-key error: the record is already stored.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Request records.
+pub const REQUEST_LOGS: &str = Coll::RequestLogs.name();
+/// Where records that cannot be stored go.
+pub const DEAD_LETTERS: &str = "dead_letters";
+/// Learning events, and page views of tutorial pages.
+pub const EVENTS: &str = Coll::Events.name();
+/// Resume positions.
+pub const VIDEO_POSITIONS: &str = Coll::VideoPositions.name();
+/// Tutorial progress.
+pub const TUTORIAL_PROGRESS: &str = Coll::TutorialProgress.name();
+
+/// Handles to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    db: Database,
+    requests: Collection<Document>,
+    events: Collection<Document>,
+    progress: Collection<Document>,
+    dead: Collection<Document>,
+    validators: std::sync::Arc<DerivedValidators>,
+}
+
+/// Client-side checks of derived documents (a bug guard: they are built by code).
+#[derive(Debug)]
+struct DerivedValidators {
+    positions: RecordValidator,
+    progress: RecordValidator,
+}
+
+impl Sink {
+    /// Prepares a client; connects lazily.
+    pub async fn new(uri: &str, database: &str) -> Result<Self> {
+        let mut options = ClientOptions::parse(uri).await?;
+        options
+            .app_name
+            .get_or_insert_with(|| "visitlog-consumer".to_owned());
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let db = client.database(database);
+        Ok(Self {
+            requests: db.collection(REQUEST_LOGS),
+            events: db.collection(EVENTS),
+            progress: db.collection(TUTORIAL_PROGRESS),
+            dead: db.collection(DEAD_LETTERS),
+            validators: std::sync::Arc::new(DerivedValidators {
+                positions: RecordValidator::new(Coll::VideoPositions)?,
+                progress: RecordValidator::new(Coll::TutorialProgress)?,
+            }),
+            db,
+        })
+    }
+
+    /// Answers when MongoDB does.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.run_command(doc! { "ping": 1 }).await?;
+        Ok(())
+    }
+
+    /// The events collection.
+    pub fn events(&self) -> &Collection<Document> {
+        &self.events
+    }
+
+    /// The tutorial-progress collection.
+    pub fn tutorial_progress(&self) -> &Collection<Document> {
+        &self.progress
+    }
+
+    /// The request-logs collection, for tests and the benchmark.
+    pub fn request_logs(&self) -> &Collection<Document> {
+        &self.requests
+    }
+}
+
+/// Checks a derived document client-side (a guard against our own bugs: it
+/// was built by code); logs and refuses one that fails.
+pub(crate) fn valid(validator: &RecordValidator, doc: &Document, id: &str) -> bool {
+    match validator.validate(&json_for_validation(doc)) {
+        Ok(()) => true,
+        Err(f) => {
+            tracing::error!(collection = validator.collection().name(), %id, field = %f.path, error = %f.message, "derived document fails its validator; not written");
+            false
+        }
+    }
+}
+
+/// The server's error code of a failed command, if it is one.
+pub fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+/// A count in a server reply (int32 or int64).
+fn number_of(b: Option<&Bson>) -> u64 {
+    match b {
+        Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}

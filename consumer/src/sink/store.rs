@@ -1,0 +1,173 @@
+//! Storing a prepared batch: unordered bulk inserts in which a replayed
+//! record is a duplicate-key no-op, per-document refusals become dead
+//! letters, and only trouble worth retrying the whole batch is an error.
+
+use bson::Document;
+use chrono::Utc;
+use mongodb::Collection;
+use mongodb::error::{ErrorKind, WriteFailure};
+
+use super::{DUPLICATE_KEY, Sink};
+use crate::batch::{DeadLetter, Prepared};
+use crate::error::Result;
+use visitlog_schema::EventRecord;
+
+/// The largest document MongoDB stores (`maxBsonObjectSize`).
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// What storing one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// New documents.
+    pub inserted: u64,
+    /// Documents that were already there (a replayed batch).
+    pub duplicates: u64,
+    /// Records sent to `dead_letters`, including ones MongoDB refused.
+    pub dead_lettered: u64,
+    /// The newest `ts` among the batch's stored records.
+    pub newest: Option<chrono::DateTime<Utc>>,
+}
+
+impl Sink {
+    /// Stores a prepared batch; returns what it did and the stored events,
+    /// for [`Sink::derive`]. `Err` only for trouble worth retrying the whole
+    /// batch (network, server down, write concern): per-document refusals
+    /// become dead letters, and duplicates are counted, not errors.
+    pub async fn store(
+        &self,
+        prepared: Prepared,
+        consumer: &str,
+        queue: &str,
+        dead_letter_max_bytes: usize,
+    ) -> Result<(Stored, Vec<EventRecord>)> {
+        let mut stored = Stored {
+            newest: prepared
+                .requests
+                .iter()
+                .map(|(d, _)| d)
+                .chain(prepared.events.iter().map(|e| &e.doc))
+                .filter_map(|d| d.get_datetime("ts").ok())
+                .max()
+                .map(|t| t.to_chrono()),
+            ..Stored::default()
+        };
+        let mut dead = prepared.dead;
+        let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
+            .requests
+            .into_iter()
+            .map(|(doc, raw)| (doc, Some(raw)))
+            .unzip();
+        insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
+        let mut folds = Vec::with_capacity(prepared.events.len());
+        let mut docs = Vec::with_capacity(prepared.events.len());
+        let mut raws = Vec::with_capacity(prepared.events.len());
+        for event in prepared.events {
+            docs.push(event.doc);
+            raws.push(event.raw);
+            folds.push(event.fold);
+        }
+        let refused = insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        // Only stored events take part: a refold reads them back from `events`.
+        let folds: Vec<EventRecord> = folds
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !refused.contains(i))
+            .map(|(_, f)| f)
+            .collect();
+        let now = Utc::now();
+        for letter in &dead {
+            tracing::debug!(reason = %letter.reason, "dead letter");
+            let doc = letter.document(now, consumer, queue, dead_letter_max_bytes);
+            let size = bson::to_vec(&doc).map_or(usize::MAX, |b| b.len());
+            let refusal = if size > MAX_DOCUMENT_BYTES {
+                Some(format!(
+                    "a document of {size} bytes is more than MongoDB takes"
+                ))
+            } else {
+                match self.put_dead_letter(doc).await {
+                    Ok(()) => None,
+                    Err(e) if refused_document(&e) => Some(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            // MongoDB would not take this document: keep what identifies
+            // the record rather than retry the batch forever.
+            if let Some(why) = refusal {
+                tracing::warn!(%why, size = letter.raw.len(), "dead letter written without its payload");
+                let minimal = letter.minimal_document(now, consumer, queue, &why);
+                self.put_dead_letter(minimal).await?;
+            }
+        }
+        stored.dead_lettered = dead.len() as u64;
+        Ok((stored, folds))
+    }
+}
+
+/// Inserts unordered; counts new and duplicate records (documents without a
+/// payload of their own, the derived page views, are not records), turns
+/// other refusals into dead letters (or a log line, for derived documents)
+/// and returns the indexes of refused documents.
+async fn insert_all(
+    collection: &Collection<Document>,
+    docs: Vec<Document>,
+    raws: &[Option<Vec<u8>>],
+    stored: &mut Stored,
+    dead: &mut Vec<DeadLetter>,
+) -> Result<Vec<usize>> {
+    let mut refused = Vec::new();
+    if docs.is_empty() {
+        return Ok(refused);
+    }
+    let records = raws.iter().filter(|r| r.is_some()).count() as u64;
+    let errors = match collection.insert_many(docs).ordered(false).await {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
+                return Err(e.into());
+            };
+            if failure.write_concern_error.is_some() {
+                return Err(e.into());
+            }
+            failure.write_errors.clone().unwrap_or_default()
+        }
+    };
+    let mut failed_records = 0;
+    for error in &errors {
+        let raw = raws.get(error.index).and_then(Option::as_ref);
+        failed_records += u64::from(raw.is_some());
+        if error.code == DUPLICATE_KEY {
+            stored.duplicates += u64::from(raw.is_some());
+            continue;
+        }
+        refused.push(error.index);
+        // Refused by the server (121: validation failed).
+        let reason = format!(
+            "rejected by MongoDB (code {}): {}",
+            error.code, error.message
+        );
+        match raw {
+            Some(raw) => dead.push(DeadLetter::new(raw.clone(), reason)),
+            None => {
+                tracing::error!(collection = collection.name(), %reason, "derived document not stored")
+            }
+        }
+    }
+    stored.inserted += records - failed_records;
+    Ok(refused)
+}
+
+/// Whether MongoDB (or the driver, before sending) refused a document as
+/// such: writing it again would fail again. Network trouble, a server going
+/// away and write concern errors are not; they are worth retrying.
+fn refused_document(e: &mongodb::error::Error) -> bool {
+    /// BadValue, DocumentValidationFailure, BSONObjectTooLarge, and the
+    /// "document too large" codes of inserts and upserts.
+    const REFUSALS: [i32; 5] = [2, 121, 10334, 17419, 17420];
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(_))
+        | ErrorKind::InvalidArgument { .. }
+        | ErrorKind::BsonSerialization(_) => true,
+        ErrorKind::Command(c) => REFUSALS.contains(&c.code),
+        _ => false,
+    }
+}

@@ -1,0 +1,249 @@
+//! What the status endpoint shows, kept between requests: this instance's
+//! batch latencies and newest record, and a sample of the queue and the
+//! fleet taken every few seconds (requests are answered from it and never
+//! wait on Redis or MongoDB), with an hour of history for the charts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::histogram::Histogram;
+use serde::Serialize;
+use visitlog_schema::redact_urls_in;
+
+use crate::fleet::{FleetMember, InstanceStatus, Totals};
+use crate::internal_events::{Dependencies, Metrics};
+use crate::sink::Sink;
+use crate::source::Source;
+
+/// Samples kept for the charts and rates: one hour.
+const HISTORY: usize = 720;
+/// Batch latencies kept for percentiles.
+const LATENCIES: usize = 1024;
+
+/// What the status endpoint shows; shared with the worker.
+pub struct StatusState {
+    pub(crate) instance: InstanceStatus,
+    pub(crate) queue: String,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) token: Option<String>,
+    pub(crate) source: Source,
+    pub(crate) sink: Sink,
+    pub(crate) dependencies: Arc<Dependencies>,
+    pub(super) started_at: tokio::time::Instant,
+    latencies: Mutex<VecDeque<f64>>,
+    pub(super) histogram: Histogram,
+    newest_stored: Mutex<Option<DateTime<Utc>>>,
+    sample: Mutex<Option<Sample>>,
+    history: Mutex<VecDeque<Point>>,
+}
+
+/// One reading of the queue and the fleet.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    /// Records waiting.
+    pub pending: u64,
+    /// Age of the record at the head of the queue, in seconds.
+    pub oldest_pending_age_seconds: Option<f64>,
+    /// Processing lists and their lengths.
+    pub processing: BTreeMap<String, u64>,
+    /// Documents in `dead_letters`.
+    pub dead_letters: Option<u64>,
+    /// Live instances, from their heartbeats.
+    pub consumers: Vec<FleetMember>,
+    /// Fleet-wide totals since the queue was first consumed.
+    pub totals: Totals,
+    /// The newest stored record's time, over the fleet.
+    pub newest_stored: Option<DateTime<Utc>>,
+    /// What went wrong reading it, if anything.
+    pub error: Option<String>,
+}
+
+impl Sample {
+    fn empty() -> Self {
+        Self {
+            at: Utc::now(),
+            pending: 0,
+            oldest_pending_age_seconds: None,
+            processing: BTreeMap::new(),
+            dead_letters: None,
+            consumers: Vec::new(),
+            totals: Totals::default(),
+            newest_stored: None,
+            error: None,
+        }
+    }
+}
+
+/// One point of the charts.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Point {
+    /// Unix seconds.
+    pub t: i64,
+    /// Records waiting.
+    pub pending: u64,
+    /// Fleet-wide records stored so far.
+    pub stored_all: u64,
+    /// This instance's records stored so far.
+    pub stored: u64,
+}
+
+impl StatusState {
+    /// Builds the state for one instance.
+    pub fn new(
+        instance: InstanceStatus,
+        queue: String,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+        source: Source,
+        sink: Sink,
+        dependencies: Arc<Dependencies>,
+    ) -> Self {
+        // Batch latency buckets: 5 ms to 30 s.
+        let buckets = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        Self {
+            instance,
+            queue,
+            metrics,
+            token,
+            source,
+            sink,
+            dependencies,
+            started_at: tokio::time::Instant::now(),
+            latencies: Mutex::new(VecDeque::with_capacity(LATENCIES)),
+            histogram: Histogram::new(buckets),
+            newest_stored: Mutex::new(None),
+            sample: Mutex::new(None),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+        }
+    }
+
+    /// Notes one stored batch: how long MongoDB took, and its newest record.
+    pub fn batch_stored(&self, took: Duration, newest: Option<DateTime<Utc>>) {
+        let seconds = took.as_secs_f64();
+        self.histogram.observe(seconds);
+        let mut l = lock(&self.latencies);
+        if l.len() == LATENCIES {
+            l.pop_front();
+        }
+        l.push_back(seconds * 1000.0);
+        drop(l);
+        if let Some(ts) = newest {
+            let mut n = lock(&self.newest_stored);
+            *n = Some(n.map_or(ts, |old| old.max(ts)));
+        }
+    }
+
+    /// The newest record this instance stored.
+    pub fn newest_stored(&self) -> Option<DateTime<Utc>> {
+        *lock(&self.newest_stored)
+    }
+
+    /// The last sample; `None` before the first.
+    pub(super) fn last_sample(&self) -> Option<Sample> {
+        lock(&self.sample).clone()
+    }
+
+    /// The charts' points.
+    pub(super) fn history(&self) -> Vec<Point> {
+        lock(&self.history).iter().copied().collect()
+    }
+
+    /// Batch latencies in milliseconds, sorted.
+    pub(super) fn latencies(&self) -> Vec<f64> {
+        let mut l: Vec<f64> = lock(&self.latencies).iter().copied().collect();
+        l.sort_by(f64::total_cmp);
+        l
+    }
+
+    /// Reads the queue and the fleet once, and keeps the reading.
+    pub async fn sample(&self) {
+        let observed = self.source.observe().await;
+        match &observed {
+            Ok(_) => self.dependencies.redis.ok(),
+            Err(e) => self.dependencies.redis.failed(e),
+        }
+        let mut sample = match observed {
+            Ok(o) => Sample {
+                at: Utc::now(),
+                pending: o.lengths.pending,
+                oldest_pending_age_seconds: o.oldest_pending.map(seconds_since),
+                processing: o.lengths.processing,
+                dead_letters: None,
+                consumers: o.consumers,
+                totals: o.totals,
+                newest_stored: o.newest_stored,
+                error: None,
+            },
+            Err(e) => {
+                // Keep the last good figures; say why they are old.
+                let mut old = self.last_sample().unwrap_or_else(Sample::empty);
+                old.error = Some(format!("Redis: {}", redact_urls_in(&e.to_string())));
+                old
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(2), self.sink.dead_letter_estimate()).await {
+            Ok(Ok(n)) => sample.dead_letters = Some(n),
+            Ok(Err(e)) => {
+                sample.dead_letters = self.last_sample().and_then(|s| s.dead_letters);
+                sample
+                    .error
+                    .get_or_insert_with(|| format!("MongoDB: {}", redact_urls_in(&e.to_string())));
+            }
+            Err(_) => {
+                sample.dead_letters = self.last_sample().and_then(|s| s.dead_letters);
+                sample
+                    .error
+                    .get_or_insert_with(|| "MongoDB: no answer within 2 s".to_owned());
+            }
+        }
+        let point = Point {
+            t: sample.at.timestamp(),
+            pending: sample.pending,
+            stored_all: sample.totals.stored,
+            stored: self.metrics.snapshot().stored,
+        };
+        let mut history = lock(&self.history);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(point);
+        drop(history);
+        *lock(&self.sample) = Some(sample);
+    }
+
+    /// Records stored per second over the last `seconds`, for this instance
+    /// and for the fleet, from the sampled history.
+    pub(super) fn rates(&self, seconds: i64) -> (Option<f64>, Option<f64>) {
+        let history = lock(&self.history);
+        let (Some(last), Some(first)) = (history.back(), history.front()) else {
+            return (None, None);
+        };
+        let from = history
+            .iter()
+            .find(|p| p.t >= last.t - seconds)
+            .unwrap_or(first);
+        let dt = (last.t - from.t) as f64;
+        if dt <= 0.0 {
+            return (None, None);
+        }
+        (
+            Some(last.stored.saturating_sub(from.stored) as f64 / dt),
+            Some(last.stored_all.saturating_sub(from.stored_all) as f64 / dt),
+        )
+    }
+}
+
+/// Seconds from `t` to now (0 for a time ahead of this clock).
+pub(super) fn seconds_since(t: DateTime<Utc>) -> f64 {
+    (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
