@@ -3,9 +3,7 @@
 //! command line's flags and `VISITLOG_*` environment variables (clap), and,
 //! through its `Serialize` with secrets masked, what `check-config` prints.
 //! Defaults are [`Config::default`]; then the file (`--config`), then the
-//! environment, then flags: the later wins (see `cli`). Over 400 lines
-//! because each of the 22 settings is one documented field carrying its
-//! serde and clap attributes: writing them once is the point.
+//! environment, then flags: the later wins (see `cli`).
 
 use std::path::Path;
 use std::time::Duration;
