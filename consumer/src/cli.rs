@@ -56,8 +56,12 @@ impl clap::FromArgMatches for Settings {
 }
 
 impl Args for Settings {
+    /// Every setting: global (before or after the command), optional
+    /// (the file or the default fills it), and with `hide_env_values`, so
+    /// that `--help` never prints a value (the URLs carry passwords).
     fn augment_args(cmd: clap::Command) -> clap::Command {
         Config::augment_args(ConfigFile::augment_args(cmd))
+            .mut_args(|arg| arg.global(true).required(false).hide_env_values(true))
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {

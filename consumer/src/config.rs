@@ -3,9 +3,7 @@
 //! command line's flags and `VISITLOG_*` environment variables (clap), and,
 //! through its `Serialize` with secrets masked, what `check-config` prints.
 //! Defaults are [`Config::default`]; then the file (`--config`), then the
-//! environment, then flags: the later wins (see `cli`). Over 400 lines
-//! because each of the 22 settings is one documented field carrying its
-//! serde and clap attributes: writing them once is the point.
+//! environment, then flags: the later wins (see `cli`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,145 +14,80 @@ pub use visitlog_schema::redact_url;
 /// Everything `visitlog-consumer` can be told. Each setting is a TOML key
 /// (kebab-case), a `--flag` of the same name and a `VISITLOG_*` variable.
 ///
-/// No flag has a clap default (`required = false` and no
-/// `default_value`): an absent flag must not hide the file's value, so
-/// only flags and variables actually given override it. Every variable has
-/// `hide_env_values`: `--help` must never print a value (the URLs carry
-/// passwords).
+/// No flag has a clap default: an absent flag must not hide the file's
+/// value, so only flags and variables actually given override it. What
+/// every flag shares (global, optional, environment values hidden from
+/// `--help`, since the URLs carry passwords) is set once, in `cli`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, clap::Args)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
     /// Redis URL: Redis holding the queue.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_REDIS_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_REDIS_URL")]
     #[serde(serialize_with = "masked_url")]
     pub redis_url: String,
     /// Queue key: the Redis list the middleware fills.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_QUEUE",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_QUEUE")]
     pub queue: String,
     /// MongoDB URI: MongoDB to store into.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_MONGODB_URI",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_MONGODB_URI")]
     #[serde(serialize_with = "masked_url")]
     pub mongodb_uri: String,
     /// Database name.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_DATABASE",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_DATABASE")]
     pub database: String,
     /// This instance's id; keep it stable across restarts so a restarted
     /// instance finishes its own batches at once. Default: `<hostname>-<pid>`.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_CONSUMER_ID",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_CONSUMER_ID")]
     pub consumer_id: Option<String>,
     /// Most records per batch.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_BATCH_SIZE",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_BATCH_SIZE")]
     pub batch_size: usize,
     /// Longest an idle consumer waits for the queue before looking again (e.g. 200ms).
-    #[arg(long, global = true, required = false, env = "VISITLOG_FLUSH_INTERVAL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Batches stored concurrently by one instance.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_MAX_IN_FLIGHT",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_MAX_IN_FLIGHT")]
     pub max_in_flight: usize,
     /// How often the heartbeat is written.
-    #[arg(long, global = true, required = false, env = "VISITLOG_HEARTBEAT_INTERVAL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// After this long without a heartbeat an instance is dead and its
     /// batches go back to the queue.
-    #[arg(long, global = true, required = false, env = "VISITLOG_HEARTBEAT_TTL", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_HEARTBEAT_TTL", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub heartbeat_ttl: Duration,
     /// On SIGTERM, how long in-flight batches may take before they are handed back.
-    #[arg(long, global = true, required = false, env = "VISITLOG_SHUTDOWN_DEADLINE", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_SHUTDOWN_DEADLINE", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
     /// Longest pause between retries while Redis or MongoDB is down.
-    #[arg(long, global = true, required = false, env = "VISITLOG_MAX_BACKOFF", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_MAX_BACKOFF", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
     /// Delete request records older than this (a TTL index on `ts`); unset keeps them.
-    #[arg(long, global = true, env = "VISITLOG_RETENTION", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_RETENTION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub retention: Option<Duration>,
     /// Largest payload kept verbatim in `dead_letters`, in bytes; longer ones are cut.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_DEAD_LETTER_MAX_BYTES",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_DEAD_LETTER_MAX_BYTES")]
     pub dead_letter_max_bytes: usize,
     /// Coverage or watched position, as a fraction of the video, that marks a
     /// tutorial complete.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_COMPLETION_THRESHOLD",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_COMPLETION_THRESHOLD")]
     pub completion_threshold: f64,
     /// Count tutorial-page visits of anonymous visitors in `tutorial_progress`
     /// too; turn on when the site accepts anonymous events.
-    #[arg(long, global = true, required = false, env = "VISITLOG_ANONYMOUS_VISITS", hide_env_values = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "VISITLOG_ANONYMOUS_VISITS", action = clap::ArgAction::Set)]
     pub anonymous_visits: bool,
     /// Where the status page, JSON API and /metrics listen; `run --no-status`
     /// turns them off.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_STATUS_ADDR",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_STATUS_ADDR")]
     pub status_addr: std::net::SocketAddr,
     /// Bearer token (or basic-auth password) required by every status
     /// endpoint but /healthz; unset: open.
-    #[arg(
-        long,
-        global = true,
-        env = "VISITLOG_STATUS_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_STATUS_TOKEN")]
     #[serde(
         serialize_with = "masked_token",
         skip_serializing_if = "Option::is_none"
@@ -162,35 +95,22 @@ pub struct Config {
     pub status_token: Option<String>,
     /// Most connections the status endpoint holds open at once; beyond it,
     /// the connection idle the longest is closed for the new one.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_STATUS_MAX_CONNECTIONS",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VISITLOG_STATUS_MAX_CONNECTIONS")]
     pub status_max_connections: usize,
     /// A status client must send a request's headers within this time of
     /// connecting or of its previous response (so it also bounds idle
     /// keep-alive connections) (e.g. 5s).
-    #[arg(long, global = true, required = false, env = "VISITLOG_STATUS_HEADER_TIMEOUT", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_STATUS_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub status_header_timeout: Duration,
     /// A status connection on which no byte moves either way for this long
     /// is closed (a client that stops reading a response, or stalls
     /// mid-request) (e.g. 30s).
-    #[arg(long, global = true, required = false, env = "VISITLOG_STATUS_IDLE_TIMEOUT", hide_env_values = true, value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VISITLOG_STATUS_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     pub status_idle_timeout: Duration,
     /// `human` or `json` logs.
-    #[arg(
-        long,
-        global = true,
-        required = false,
-        env = "VISITLOG_LOG_FORMAT",
-        hide_env_values = true,
-        value_enum
-    )]
+    #[arg(long, env = "VISITLOG_LOG_FORMAT", value_enum)]
     pub log_format: LogFormat,
 }
 

@@ -1,5 +1,7 @@
-//! What the consumer counts: each event is logged where it happens and
-//! counted here; the status page and `stats` read the counters.
+//! What the consumer counts, in Vector's instrumentation style: one struct
+//! per internal event whose `emit` both logs and counts it, so a count and
+//! its log line never drift apart; the status page and `stats` read the
+//! counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -175,5 +177,72 @@ impl StateLog {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// A batch was stored in MongoDB (derivation and acknowledgement follow).
+pub(crate) struct BatchStored<'a>(pub(crate) &'a crate::sink::Stored);
+
+impl BatchStored<'_> {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        let stored = self.0;
+        Metrics::add(&metrics.stored, stored.inserted);
+        Metrics::add(&metrics.duplicates, stored.duplicates);
+        Metrics::add(&metrics.dead_lettered, stored.dead_lettered);
+        if stored.dead_lettered > 0 {
+            tracing::warn!(
+                records = stored.dead_lettered,
+                "records sent to dead_letters"
+            );
+        }
+    }
+}
+
+/// A batch attempt (storing or deriving) failed and will be retried.
+pub(crate) struct BatchRetried<'a> {
+    pub(crate) error: &'a crate::error::Error,
+    /// MongoDB's state, failed unless the error says MongoDB is fine.
+    pub(crate) mongodb: &'a StateLog,
+}
+
+impl BatchRetried<'_> {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        match self.error {
+            crate::error::Error::Contention(_) => {
+                tracing::debug!(error = %self.error, "deriving again");
+            }
+            _ => self.mongodb.failed(self.error),
+        }
+        Metrics::add(&metrics.retries, 1);
+    }
+}
+
+/// Derived documents were written.
+pub(crate) struct DocumentsDerived(pub(crate) u64);
+
+impl DocumentsDerived {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        tracing::trace!(documents = self.0, "derived documents written");
+        Metrics::add(&metrics.derived, self.0);
+    }
+}
+
+/// A batch was stored, derived and acknowledged.
+pub(crate) struct BatchCompleted;
+
+impl BatchCompleted {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        tracing::trace!("batch completed");
+        Metrics::add(&metrics.batches, 1);
+    }
+}
+
+/// Records of dead instances went back to the queue (each reap is logged
+/// per instance where it happens, in `source::reap`).
+pub(crate) struct RecordsReaped(pub(crate) u64);
+
+impl RecordsReaped {
+    pub(crate) fn emit(&self, metrics: &Metrics) {
+        Metrics::add(&metrics.reaped, self.0);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::Ctx;
 use crate::fleet::InstanceReport;
-use crate::internal_events::Metrics;
+use crate::internal_events::RecordsReaped;
 
 /// One heartbeat.
 pub(super) async fn beat(ctx: &Ctx, token: &str) {
@@ -14,7 +14,7 @@ pub(super) async fn beat(ctx: &Ctx, token: &str) {
     }
     ctx.publish_report().await;
     match ctx.source.reap_dead().await {
-        Ok(n) => Metrics::add(&ctx.metrics.reaped, n),
+        Ok(n) => RecordsReaped(n).emit(&ctx.metrics),
         Err(e) => ctx.deps.redis.failed(&e),
     }
 }

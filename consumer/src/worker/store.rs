@@ -12,7 +12,7 @@ use futures_util::TryFutureExt;
 use super::Ctx;
 use crate::error::Error;
 use crate::fleet::Totals;
-use crate::internal_events::Metrics;
+use crate::internal_events::{BatchCompleted, BatchRetried, BatchStored, DocumentsDerived};
 use crate::retry::{Backoff, Retry};
 
 /// Stores one batch, retrying until MongoDB takes it, then acknowledges it.
@@ -54,20 +54,15 @@ pub(super) async fn store_batch(
             Ok((stored, events)) => {
                 ctx.deps.mongodb.ok();
                 ctx.status.batch_stored(started.elapsed(), stored.newest);
-                Metrics::add(&ctx.metrics.stored, stored.inserted);
-                Metrics::add(&ctx.metrics.duplicates, stored.duplicates);
-                Metrics::add(&ctx.metrics.dead_lettered, stored.dead_lettered);
-                if stored.dead_lettered > 0 {
-                    tracing::warn!(
-                        records = stored.dead_lettered,
-                        "records sent to dead_letters"
-                    );
-                }
+                BatchStored(&stored).emit(&ctx.metrics);
                 break (events, stored);
             }
-            Err(e) => {
-                ctx.deps.mongodb.failed(&e);
-                Metrics::add(&ctx.metrics.retries, 1);
+            Err(error) => {
+                BatchRetried {
+                    error: &error,
+                    mongodb: &ctx.deps.mongodb,
+                }
+                .emit(&ctx.metrics);
                 batch_retries += 1;
                 if !retry.pause().await {
                     return slot;
@@ -126,7 +121,7 @@ pub(super) async fn store_batch(
     if !matches!(acked, Ok(Some(()))) {
         return slot;
     }
-    Metrics::add(&ctx.metrics.batches, 1);
+    BatchCompleted.emit(&ctx.metrics);
     // Fleet-wide totals, for every instance's status page; best effort.
     let totals = Totals {
         stored: batch_counts.inserted,
@@ -152,18 +147,18 @@ where
 {
     let mut retry = ctx.retry(ctx.config.max_backoff);
     let outcome = retry
-        .until_ok(&mut step, |e| {
-            match &e {
-                Error::Contention(_) => tracing::debug!(error = %e, "deriving again"),
-                _ => ctx.deps.mongodb.failed(&e),
+        .until_ok(&mut step, |error| {
+            BatchRetried {
+                error: &error,
+                mongodb: &ctx.deps.mongodb,
             }
-            Metrics::add(&ctx.metrics.retries, 1);
+            .emit(&ctx.metrics);
             *retries += 1;
             Ok::<(), Error>(())
         })
         .await;
     let (written, rest) = outcome.ok().flatten()?;
-    Metrics::add(&ctx.metrics.derived, written);
+    DocumentsDerived(written).emit(&ctx.metrics);
     Some((written, rest))
 }
 
