@@ -46,37 +46,29 @@
 //! that the peer address is. Other tower/hyper stacks can insert the peer
 //! `SocketAddr` and a [`MatchedRoute`] into the request extensions.
 
-mod body;
-mod client_ip;
+mod capture;
 mod config;
+mod enrich;
 mod error;
 #[cfg(feature = "axum")]
 mod events;
-mod future;
 mod identity;
-mod layer;
 #[cfg(feature = "progress")]
 mod progress;
 mod record;
-mod redact;
-mod route;
-mod service;
+mod shared;
 mod shipper;
-mod ua;
 mod visitor;
 
-pub use body::ResponseBody;
-pub use client_ip::ForwardedHeader;
+pub use capture::{Capture, CaptureLayer, ResponseBody, ResponseFuture};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
+pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
 #[cfg(feature = "axum")]
 pub use events::MAX_EVENTS_PER_REQUEST;
-pub use future::ResponseFuture;
 pub use identity::{Identify, Identity};
-pub use layer::CaptureLayer;
 #[cfg(feature = "progress")]
 pub use progress::{ProgressReader, TutorialProgress};
-pub use service::Capture;
 pub use shipper::{Shipper, ShipperHandle, Stats};
 pub use visitlog_schema::Learner;
 

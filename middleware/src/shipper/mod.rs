@@ -1,8 +1,8 @@
 //! The background task that moves captured requests to Redis.
 //!
 //! The request path only does a `try_send` into a bounded channel. This task
-//! turns each capture into a record (see [`crate::record`]), keeps records in
-//! a bounded buffer, and sends them in batches with one `RPUSH` each, flushing
+//! turns each capture into a record (see [`crate::enrich`]), keeps records in
+//! a bounded buffer ([`buffer`]), and sends them in batches with one `RPUSH` each, flushing
 //! on count, bytes or time, whichever comes first.
 //!
 //! While Redis is down or stalled, records wait in the buffer and the task
@@ -12,11 +12,10 @@
 //! may have reached Redis anyway; it is sent again, and the consumer drops the
 //! duplicate by its `_id`.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::Rng;
@@ -26,71 +25,21 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, redact_url};
-use crate::record::{Enricher, Item};
+use crate::enrich::Enricher;
+use crate::record::Item;
+
+mod buffer;
+mod stats;
+
+use self::buffer::{Buffer, Limits};
+pub(crate) use self::stats::Counters;
+pub use self::stats::Stats;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Captures taken off the channel per wake-up.
 const RECV_CHUNK: usize = 256;
-
-/// Counters shared by the layer, the shipper and the app.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) captured: AtomicU64,
-    pub(crate) shipped: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) send_errors: AtomicU64,
-    pub(crate) rejected_cookies: AtomicU64,
-    pub(crate) events: AtomicU64,
-    pub(crate) events_refused: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> Stats {
-        let captured = self.captured.load(Ordering::Relaxed);
-        let shipped = self.shipped.load(Ordering::Relaxed);
-        let dropped = self.dropped.load(Ordering::Relaxed);
-        Stats {
-            captured,
-            shipped,
-            dropped,
-            buffered: captured.saturating_sub(shipped).saturating_sub(dropped),
-            send_errors: self.send_errors.load(Ordering::Relaxed),
-            rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
-            events: self.events.load(Ordering::Relaxed),
-            events_refused: self.events_refused.load(Ordering::Relaxed),
-        }
-    }
-
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-/// What the layer has done since it was built; see [`crate::CaptureLayer::stats`].
-///
-/// `captured == shipped + dropped + buffered` at all times.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records handed to the shipper: requests, and learning events.
-    pub captured: u64,
-    /// Records Redis acknowledged.
-    pub shipped: u64,
-    /// Records given up: buffer full, or still buffered at the shutdown deadline.
-    pub dropped: u64,
-    /// Records waiting in memory (channel, buffer, or a batch in flight).
-    pub buffered: u64,
-    /// Failed connection attempts and `RPUSH`es (each retried).
-    pub send_errors: u64,
-    /// Visitor cookies that failed verification (forged or tampered).
-    pub rejected_cookies: u64,
-    /// Learning events accepted by the events endpoint (counted in `captured` too).
-    pub events: u64,
-    /// Learning-event requests refused whole with 429 (rate limit) or 503
-    /// (shipper busy); their events were never captured, the client keeps them.
-    pub events_refused: u64,
-}
 
 /// The background half of [`crate::CaptureLayer`]: spawn it with
 /// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
@@ -146,68 +95,6 @@ struct SendOutcome {
     result: Result<(), String>,
 }
 
-/// Records waiting to be sent, bounded in count and bytes.
-struct Buffer {
-    records: VecDeque<Vec<u8>>,
-    bytes: usize,
-    /// Records and bytes of the batch being sent; they count against the bound.
-    in_flight: (usize, usize),
-    /// When the oldest record of the current run started waiting.
-    since: Option<Instant>,
-}
-
-impl Buffer {
-    fn take_batch(&mut self, limits: &Config) -> Vec<Vec<u8>> {
-        let mut batch = Vec::with_capacity(limits.batch_records.min(self.records.len()));
-        let mut bytes = 0;
-        while let Some(front) = self.records.front() {
-            if !batch.is_empty()
-                && (batch.len() >= limits.batch_records || bytes + front.len() > limits.batch_bytes)
-            {
-                break;
-            }
-            bytes += front.len();
-            batch.extend(self.records.pop_front());
-        }
-        self.bytes -= bytes;
-        self.in_flight = (batch.len(), bytes);
-        self.since = (!self.records.is_empty()).then(Instant::now);
-        batch
-    }
-
-    /// Puts a failed batch back at the front, in order.
-    fn restore(&mut self, batch: Vec<Vec<u8>>) {
-        self.in_flight = (0, 0);
-        self.bytes += batch.iter().map(Vec::len).sum::<usize>();
-        for record in batch.into_iter().rev() {
-            self.records.push_front(record);
-        }
-        self.since.get_or_insert_with(Instant::now);
-    }
-
-    fn is_full(&self, limits: &Config) -> bool {
-        self.records.len() + self.in_flight.0 >= limits.buffer_records
-            || self.bytes + self.in_flight.1 >= limits.buffer_bytes
-    }
-
-    fn is_full_batch(&self, limits: &Config) -> bool {
-        self.records.len() >= limits.batch_records || self.bytes >= limits.batch_bytes
-    }
-
-    /// When the next batch should go: now if a full one is waiting, else when
-    /// the oldest record has waited the flush interval; never before a retry
-    /// is allowed. `None` when the buffer is empty.
-    fn due_at(&self, limits: &Config, retry_at: Option<Instant>) -> Option<Instant> {
-        let since = self.since?;
-        let at = if self.is_full_batch(limits) {
-            since
-        } else {
-            since + limits.flush_interval
-        };
-        Some(retry_at.map_or(at, |r| r.max(at)))
-    }
-}
-
 impl Shipper {
     /// Spawns the shipper on the current Tokio runtime.
     pub fn spawn(self) -> ShipperHandle {
@@ -229,19 +116,15 @@ impl Shipper {
             .geo
             .as_ref()
             .map(|db| db.watch(self.config.geodb_reload));
-        let mut buffer = Buffer {
-            records: VecDeque::new(),
-            bytes: 0,
-            in_flight: (0, 0),
-            since: None,
-        };
+        let limits = Limits::of(&self.config);
+        let mut buffer = Buffer::new(limits);
         let mut conn: Option<MultiplexedConnection> = None;
         let mut in_flight: Option<SendFuture> = None;
         let mut backoff = BACKOFF_MIN;
         let mut retry_at: Option<Instant> = None;
         let mut healthy = true;
         let mut overflowing = false;
-        let limits = self.config.clone();
+        let redis_timeout = self.config.redis_timeout;
 
         let mut items = Vec::with_capacity(RECV_CHUNK);
 
@@ -250,11 +133,11 @@ impl Shipper {
             // checked here, before waiting on anything: a channel that never
             // empties (sustained load) must not keep the sender waiting.
             let send_at = (in_flight.is_none())
-                .then(|| buffer.due_at(&limits, retry_at))
+                .then(|| buffer.due_at(retry_at))
                 .flatten();
             if send_at.is_some_and(|at| at <= Instant::now()) {
-                let batch = buffer.take_batch(&limits);
-                in_flight = Some(self.send(conn.take(), batch, limits.redis_timeout));
+                let batch = buffer.take_batch();
+                in_flight = Some(self.send(conn.take(), batch, redis_timeout));
                 continue;
             }
 
@@ -269,13 +152,13 @@ impl Shipper {
                     conn = outcome.conn;
                     match outcome.result {
                         Ok(()) => {
-                            buffer.in_flight = (0, 0);
+                            buffer.sent();
                             Counters::add(&self.counters.shipped, outcome.batch.len());
                             backoff = BACKOFF_MIN;
                             retry_at = None;
                             if !healthy {
                                 healthy = true;
-                                tracing::info!(queue = %self.config.queue, buffered = buffer.records.len(), "visitlog: Redis reachable again, sending buffered records");
+                                tracing::info!(queue = %self.config.queue, buffered = buffer.len(), "visitlog: Redis reachable again, sending buffered records");
                             }
                         }
                         Err(error) => {
@@ -293,7 +176,7 @@ impl Shipper {
                 received = self.rx.recv_many(&mut items, RECV_CHUNK) => {
                     if received == 0 {
                         // Every layer is gone: flush what is left, promptly.
-                        break Instant::now() + limits.redis_timeout;
+                        break Instant::now() + redis_timeout;
                     }
                     for item in items.drain(..) {
                         let accepted = self.push(&mut buffer, item);
@@ -321,7 +204,7 @@ impl Shipper {
 
     /// Enriches and serialises one item into the buffer; `false` if dropped.
     fn push(&self, buffer: &mut Buffer, item: Item) -> bool {
-        if buffer.is_full(&self.config) {
+        if buffer.is_full() {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
@@ -333,9 +216,7 @@ impl Shipper {
         };
         match json {
             Ok(json) => {
-                buffer.bytes += json.len();
-                buffer.records.push_back(json);
-                buffer.since.get_or_insert_with(Instant::now);
+                buffer.push(json);
                 true
             }
             Err(e) => {
@@ -363,13 +244,13 @@ impl Shipper {
         loop {
             let outcome = match in_flight.take() {
                 Some(f) => tokio::time::timeout_at(deadline, f).await.ok(),
-                None if buffer.records.is_empty() => break,
+                None if buffer.is_empty() => break,
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    let batch = buffer.take_batch(&self.config);
+                    let batch = buffer.take_batch();
                     in_flight =
                         Some(self.send(conn.take(), batch, left.min(self.config.redis_timeout)));
                     continue;
@@ -379,7 +260,7 @@ impl Shipper {
             conn = outcome.conn;
             match outcome.result {
                 Ok(()) => {
-                    buffer.in_flight = (0, 0);
+                    buffer.sent();
                     Counters::add(&self.counters.shipped, outcome.batch.len());
                 }
                 Err(_) => {

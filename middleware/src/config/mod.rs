@@ -7,8 +7,10 @@ use std::time::Duration;
 use http::HeaderName;
 use ipnet::IpNet;
 
-use crate::client_ip::ForwardedHeader;
+use crate::enrich::client_ip::ForwardedHeader;
 use crate::error::ConfigError;
+
+mod env;
 pub(crate) use visitlog_schema::redact_url;
 
 /// Minimum length of the cookie signing key, in bytes.
@@ -257,132 +259,8 @@ impl Config {
 
     /// A client for the configured Redis (no connection is made yet).
     pub(crate) fn redis_client(&self) -> Result<redis::Client, ConfigError> {
-        // The URL may hold a password: the error never repeats it.
-        redis::Client::open(self.redis_url.as_str()).map_err(|e| {
-            ConfigError::secret(
-                "VISITLOG_REDIS_URL",
-                format!("not a Redis URL ({:?})", e.kind()),
-            )
-        })
-    }
-
-    /// Reads `VISITLOG_*` variables from the process environment over the defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`from_env`](Self::from_env), with variables from `lookup` (for tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
-        let mut c = Self::default();
-        if let Some(v) = env.get("VISITLOG_REDIS_URL") {
-            c.redis_url = v;
-            c.redis_client()?;
-        }
-        if let Some(v) = env.get("VISITLOG_QUEUE") {
-            c.queue = v;
-        }
-        c.geodb = env.get("VISITLOG_GEODB").map(PathBuf::from);
-        env.parse("VISITLOG_GEODB_RELOAD", &mut c.geodb_reload, parse_duration)?;
-        env.parse(
-            "VISITLOG_TRUSTED_PROXIES",
-            &mut c.trusted_proxies,
-            parse_cidrs,
-        )?;
-        env.parse("VISITLOG_FORWARDED_HEADER", &mut c.forwarded_header, |s| {
-            s.parse()
-        })?;
-        if let Some(v) = env.get("VISITLOG_COOKIE_KEY") {
-            c.cookie_key = Some(v.into_bytes());
-        }
-        if let Some(v) = env.get("VISITLOG_COOKIE_NAME") {
-            c.cookie_name = v;
-        }
-        env.parse("VISITLOG_COOKIE_SECURE", &mut c.cookie_secure, parse_bool)?;
-        env.parse(
-            "VISITLOG_VISIT_TIMEOUT",
-            &mut c.visit_timeout,
-            parse_duration,
-        )?;
-        env.parse(
-            "VISITLOG_RETURNING_WINDOW",
-            &mut c.returning_window,
-            parse_duration,
-        )?;
-        env.parse("VISITLOG_ANONYMIZE_IP", &mut c.anonymize_ip, parse_bool)?;
-        env.parse("VISITLOG_RESPECT_DNT", &mut c.respect_dnt, parse_bool)?;
-        if let Some(v) = env.get("VISITLOG_TUTORIAL_ROUTE") {
-            c.tutorial_route = v;
-        }
-        env.parse("VISITLOG_CAPTURE_HEADERS", &mut c.capture_headers, |s| {
-            list(s)
-                .map(|h| HeaderName::try_from(h).map_err(|_| format!("`{h}` is not a header name")))
-                .collect()
-        })?;
-        env.parse("VISITLOG_DENY_PARAMS", &mut c.deny_params, |s| {
-            Ok(list(s).map(str::to_ascii_lowercase).collect())
-        })?;
-        env.parse("VISITLOG_DENY_HEADERS", &mut c.deny_headers, |s| {
-            Ok(list(s).map(str::to_ascii_lowercase).collect())
-        })?;
-        env.parse(
-            "VISITLOG_BUFFER_RECORDS",
-            &mut c.buffer_records,
-            parse_count,
-        )?;
-        env.parse("VISITLOG_BUFFER_BYTES", &mut c.buffer_bytes, parse_count)?;
-        env.parse("VISITLOG_BATCH_RECORDS", &mut c.batch_records, parse_count)?;
-        env.parse("VISITLOG_BATCH_BYTES", &mut c.batch_bytes, parse_count)?;
-        env.parse(
-            "VISITLOG_FLUSH_INTERVAL",
-            &mut c.flush_interval,
-            parse_duration,
-        )?;
-        env.parse(
-            "VISITLOG_REDIS_TIMEOUT",
-            &mut c.redis_timeout,
-            parse_duration,
-        )?;
-        env.parse(
-            "VISITLOG_EVENTS_ANONYMOUS",
-            &mut c.events_anonymous,
-            parse_bool,
-        )?;
-        env.parse(
-            "VISITLOG_EVENTS_MAX_BYTES",
-            &mut c.events_max_bytes,
-            parse_count,
-        )?;
-        env.parse("VISITLOG_EVENTS_ORIGINS", &mut c.events_origins, |s| {
-            list(s)
-                .map(|o| {
-                    let origin = o.trim_end_matches('/').to_ascii_lowercase();
-                    match origin.split_once("://") {
-                        Some(("http" | "https", host))
-                            if !host.is_empty() && !host.contains('/') =>
-                        {
-                            Ok(origin)
-                        }
-                        _ => Err(format!(
-                            "`{o}` is not an origin like `https://www.example.org`"
-                        )),
-                    }
-                })
-                .collect()
-        })?;
-        env.parse("VISITLOG_EVENTS_RATE", &mut c.events_rate, |s| {
-            match s.trim_end_matches("/s").trim().parse::<f64>() {
-                Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
-                _ => Err(
-                    "expected requests per second, like `20` (0 turns the limit off)".to_owned(),
-                ),
-            }
-        })?;
-        env.parse("VISITLOG_EVENTS_BURST", &mut c.events_burst, |s| {
-            parse_count(s).and_then(|n| u32::try_from(n).map_err(|_| "too large".to_owned()))
-        })?;
-        c.validate()?;
-        Ok(c)
+        check_redis_url(&self.redis_url)
+            .map_err(|reason| ConfigError::secret("VISITLOG_REDIS_URL", reason))
     }
 
     /// Checks the values that cannot be checked one at a time.
@@ -440,7 +318,7 @@ impl Config {
                 "names a header on the deny list; secrets are never captured",
             ));
         }
-        crate::route::RoutePattern::parse(&self.tutorial_route)
+        crate::enrich::route::RoutePattern::parse(&self.tutorial_route)
             .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &self.tutorial_route, e))?;
         if let Some(missing) = ["{foss}", "{tutorial}", "{language}"]
             .into_iter()
@@ -468,221 +346,10 @@ impl Config {
     }
 }
 
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse<T>(
-        &self,
-        name: &'static str,
-        slot: &mut T,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = self.get(name) {
-            *slot = parse(&v).map_err(|reason| ConfigError::new(name, &v, reason))?;
-        }
-        Ok(())
-    }
-}
-
-fn list(s: &str) -> impl Iterator<Item = &str> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// Parses `30m`, `183d`, `1h 30m`, `250ms`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("not a duration like `30m` or `183d` ({e})"))
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false".to_owned()),
-    }
-}
-
-fn parse_count(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("expected a whole number".to_owned()),
-    }
-}
-
-/// Comma-separated CIDRs; a bare address means just that address.
-fn parse_cidrs(s: &str) -> Result<Vec<IpNet>, String> {
-    list(s)
-        .map(|item| {
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("`{item}` is not an IP address or CIDR block"))
-        })
-        .collect()
+/// A client for `url`; the error never repeats the URL (it may hold a password).
+fn check_redis_url(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|e| format!("not a Redis URL ({:?})", e.kind()))
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| vars.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_apply_without_variables() {
-        let c = from(&[]).unwrap();
-        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
-        assert_eq!(c.queue, "visitlog:queue");
-        assert_eq!(c.visit_timeout, Duration::from_secs(1800));
-        assert_eq!(c.returning_window, Duration::from_secs(183 * 86400));
-        assert!(!c.anonymize_ip);
-        assert!(c.geodb.is_none());
-        assert_eq!(c.forwarded_header, ForwardedHeader::XForwardedFor);
-        assert_eq!((c.events_rate, c.events_burst), (20.0, 40));
-    }
-
-    #[test]
-    fn variables_override_defaults() {
-        let c = from(&[
-            ("VISITLOG_REDIS_URL", "redis://10.0.0.5:6380/2"),
-            ("VISITLOG_QUEUE", "site:queue"),
-            ("VISITLOG_GEODB", "/var/lib/GeoIP/GeoLite2-City.mmdb"),
-            ("VISITLOG_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ,::1"),
-            ("VISITLOG_COOKIE_KEY", "0123456789abcdef0123456789abcdef"),
-            ("VISITLOG_VISIT_TIMEOUT", "10m"),
-            ("VISITLOG_RETURNING_WINDOW", "30d"),
-            ("VISITLOG_ANONYMIZE_IP", "yes"),
-        ])
-        .unwrap();
-        assert_eq!(c.queue, "site:queue");
-        assert_eq!(c.trusted_proxies.len(), 3);
-        assert_eq!(c.trusted_proxies[1].to_string(), "127.0.0.1/32");
-        assert_eq!(c.visit_timeout, Duration::from_secs(600));
-        assert_eq!(c.returning_window, Duration::from_secs(30 * 86400));
-        assert!(c.anonymize_ip);
-        assert_eq!(c.cookie_key.as_deref().map(<[u8]>::len), Some(32));
-    }
-
-    #[test]
-    fn every_variable_is_read() {
-        let c = from(&[
-            ("VISITLOG_GEODB_RELOAD", "5m"),
-            ("VISITLOG_COOKIE_NAME", "vid"),
-            ("VISITLOG_COOKIE_SECURE", "true"),
-            ("VISITLOG_RESPECT_DNT", "1"),
-            ("VISITLOG_TUTORIAL_ROUTE", "/t/{foss}/{tutorial}/{language}"),
-            ("VISITLOG_CAPTURE_HEADERS", "accept-language, x-client"),
-            ("VISITLOG_DENY_PARAMS", "Secret,PIN"),
-            ("VISITLOG_DENY_HEADERS", "X-Private"),
-            ("VISITLOG_BUFFER_RECORDS", "10"),
-            ("VISITLOG_EVENTS_ANONYMOUS", "yes"),
-            ("VISITLOG_EVENTS_MAX_BYTES", "4096"),
-            (
-                "VISITLOG_EVENTS_ORIGINS",
-                "https://www.Example.org/, http://localhost:3000",
-            ),
-            ("VISITLOG_BUFFER_BYTES", "2048"),
-            ("VISITLOG_BATCH_RECORDS", "5"),
-            ("VISITLOG_BATCH_BYTES", "1024"),
-            ("VISITLOG_FLUSH_INTERVAL", "10ms"),
-            ("VISITLOG_REDIS_TIMEOUT", "750ms"),
-            ("VISITLOG_FORWARDED_HEADER", "Forwarded"),
-            ("VISITLOG_EVENTS_RATE", "5/s"),
-            ("VISITLOG_EVENTS_BURST", "7"),
-        ])
-        .unwrap();
-        assert_eq!(c.geodb_reload, Duration::from_secs(300));
-        assert_eq!(
-            (c.cookie_name.as_str(), c.cookie_secure, c.respect_dnt),
-            ("vid", true, true)
-        );
-        assert_eq!(c.tutorial_route, "/t/{foss}/{tutorial}/{language}");
-        assert_eq!(
-            c.capture_headers,
-            vec![
-                http::header::ACCEPT_LANGUAGE,
-                HeaderName::from_static("x-client")
-            ]
-        );
-        assert_eq!(c.deny_params, vec!["secret", "pin"]);
-        assert_eq!(c.deny_headers, vec!["x-private"]);
-        assert_eq!(
-            (
-                c.buffer_records,
-                c.buffer_bytes,
-                c.batch_records,
-                c.batch_bytes
-            ),
-            (10, 2048, 5, 1024)
-        );
-        assert_eq!(c.flush_interval, Duration::from_millis(10));
-        assert_eq!(c.redis_timeout, Duration::from_millis(750));
-        assert!(c.events_anonymous);
-        assert_eq!(c.events_max_bytes, 4096);
-        assert_eq!(
-            c.events_origins,
-            vec!["https://www.example.org", "http://localhost:3000"]
-        );
-        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
-        assert_eq!((c.events_rate, c.events_burst), (5.0, 7));
-        let err = from(&[("VISITLOG_EVENTS_ORIGINS", "example.org")]).unwrap_err();
-        assert!(err.to_string().contains("VISITLOG_EVENTS_ORIGINS"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_name_the_variable() {
-        for (var, value, expect) in [
-            ("VISITLOG_VISIT_TIMEOUT", "soon", "duration"),
-            ("VISITLOG_RETURNING_WINDOW", "1m", "shorter"),
-            (
-                "VISITLOG_TRUSTED_PROXIES",
-                "10.0.0.0/8,proxy.local",
-                "proxy.local",
-            ),
-            ("VISITLOG_ANONYMIZE_IP", "maybe", "true or false"),
-            ("VISITLOG_BUFFER_RECORDS", "0", "at least 1"),
-            ("VISITLOG_REDIS_URL", "http://nope", "Redis URL"),
-            ("VISITLOG_CAPTURE_HEADERS", "authorization", "deny list"),
-            ("VISITLOG_TUTORIAL_ROUTE", "watch/{foss", "route"),
-            ("VISITLOG_COOKIE_NAME", "a b", "letters"),
-            (
-                "VISITLOG_FORWARDED_HEADER",
-                "x-client-ip",
-                "x-forwarded-for",
-            ),
-            ("VISITLOG_EVENTS_RATE", "-1", "per second"),
-            ("VISITLOG_EVENTS_RATE", "fast", "per second"),
-            ("VISITLOG_EVENTS_BURST", "0", "at least 1"),
-        ] {
-            let err = from(&[(var, value)]).unwrap_err();
-            let message = err.to_string();
-            assert!(message.starts_with(var), "{message}");
-            assert!(message.contains(expect), "{message}");
-        }
-    }
-
-    #[test]
-    fn secrets_are_not_echoed_in_errors() {
-        let err = from(&[("VISITLOG_COOKIE_KEY", "short-secret")]).unwrap_err();
-        assert!(!err.to_string().contains("short-secret"), "{err}");
-        let err = from(&[("VISITLOG_REDIS_URL", "rediss//:hunter2@host")]).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        let debug = format!(
-            "{:?}",
-            Config::default().redis_url("redis://u:hunter2@h/".into())
-        );
-        assert!(!debug.contains("hunter2"), "{debug}");
-    }
-}
+mod tests;

@@ -1,23 +1,24 @@
-//! [`CaptureLayer`]: built from a [`Config`], paired with its [`Shipper`].
+//! [`CaptureLayer`]: built from a [`Config`], paired with its [`Shipper`]
+//! (as tower-http's `InFlightRequestsLayer::pair` pairs a layer with the
+//! loop the app spawns).
 
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use http::HeaderName;
-use ipnet::IpNet;
 use rand::RngCore;
 use tokio::sync::{mpsc, watch};
 use tower::Layer;
 use visitlog_geodb::GeoDb;
 
+use super::service::Capture;
 use crate::config::{Config, redact_url};
+use crate::enrich::Enricher;
+use crate::enrich::route::RoutePattern;
+use crate::enrich::ua::UaParser;
 use crate::error::ConfigError;
 use crate::identity::Identify;
-use crate::record::{Enricher, Item};
-use crate::route::RoutePattern;
-use crate::service::Capture;
+use crate::shared::{EventSettings, Shared};
 use crate::shipper::{Counters, Shipper, Stats};
-use crate::ua::UaParser;
 use crate::visitor::VisitorTracker;
 
 /// Most captures waiting between the request path and the shipper task.
@@ -45,67 +46,6 @@ impl std::fmt::Debug for CaptureLayer {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
-}
-
-/// What every request needs, shared by all services the layer made.
-pub(crate) struct Shared {
-    pub(crate) tx: mpsc::Sender<Item>,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) visitor: VisitorTracker,
-    pub(crate) trusted_proxies: Vec<IpNet>,
-    pub(crate) forwarded_header: crate::client_ip::ForwardedHeader,
-    pub(crate) capture_headers: Vec<HeaderName>,
-    pub(crate) events: EventSettings,
-}
-
-impl Shared {
-    /// Hands an item to the shipper without waiting; counts it as captured,
-    /// and as dropped when the channel cannot take it. `true` if taken.
-    pub(crate) fn hand_over(&self, item: Item) -> bool {
-        use std::sync::atomic::Ordering;
-        self.counters.captured.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(e) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                    tracing::debug!("visitlog: shipper channel full; record dropped");
-                }
-                false
-            }
-        }
-    }
-
-    /// Hands over all `n` items or none: reserves channel room for every one
-    /// first, and leaves a quarter of the channel free for request records,
-    /// so a burst of learning events never crowds page views out.
-    #[cfg(feature = "axum")]
-    pub(crate) fn hand_over_all(&self, n: usize, items: impl Iterator<Item = Item>) -> bool {
-        use std::sync::atomic::Ordering;
-        let headroom = self.tx.max_capacity() / 4;
-        if self.tx.capacity() < n.saturating_add(headroom) {
-            return false;
-        }
-        let Ok(permits) = self.tx.try_reserve_many(n) else {
-            return false;
-        };
-        self.counters
-            .captured
-            .fetch_add(n as u64, Ordering::Relaxed);
-        for (permit, item) in permits.zip(items) {
-            permit.send(item);
-        }
-        true
-    }
-}
-
-/// How the learning-events endpoint decides who may post.
-pub(crate) struct EventSettings {
-    pub(crate) anonymous: bool,
-    pub(crate) max_bytes: usize,
-    pub(crate) origins: Vec<String>,
-    #[cfg(feature = "axum")]
-    pub(crate) limit: crate::events::rate::LearnerLimit,
 }
 
 impl CaptureLayer {
@@ -211,6 +151,6 @@ impl<S> Layer<S> for CaptureLayer {
     type Service = Capture<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Capture::new(inner, self.clone())
+        Capture::new(inner, self.shared.clone(), self.identify.clone())
     }
 }

@@ -1,0 +1,78 @@
+//! [`Shared`]: what every request needs, built once by
+//! [`crate::CaptureLayer::new`] and shared by the capturing service and the
+//! learning-events endpoint. It owns the hand-over to the shipper, so both
+//! count captured and dropped records the same way.
+//!
+//! It lives apart from the layer so that dependencies point one way:
+//! layer → service → future → body → pending guard → `Shared`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+
+use crate::enrich::client_ip::ForwardedHeader;
+use crate::record::Item;
+use crate::shipper::Counters;
+use crate::visitor::VisitorTracker;
+
+/// What every request needs, shared by all services the layer made.
+pub(crate) struct Shared {
+    pub(crate) tx: mpsc::Sender<Item>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) visitor: VisitorTracker,
+    pub(crate) trusted_proxies: Vec<IpNet>,
+    pub(crate) forwarded_header: ForwardedHeader,
+    pub(crate) capture_headers: Vec<HeaderName>,
+    pub(crate) events: EventSettings,
+}
+
+/// How the learning-events endpoint decides who may post.
+pub(crate) struct EventSettings {
+    pub(crate) anonymous: bool,
+    pub(crate) max_bytes: usize,
+    pub(crate) origins: Vec<String>,
+    #[cfg(feature = "axum")]
+    pub(crate) limit: crate::events::rate::LearnerLimit,
+}
+
+impl Shared {
+    /// Hands an item to the shipper without waiting; counts it as captured,
+    /// and as dropped when the channel cannot take it. `true` if taken.
+    pub(crate) fn hand_over(&self, item: Item) -> bool {
+        self.counters.captured.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(e) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    tracing::debug!("visitlog: shipper channel full; record dropped");
+                }
+                false
+            }
+        }
+    }
+
+    /// Hands over all `n` items or none: reserves channel room for every one
+    /// first, and leaves a quarter of the channel free for request records,
+    /// so a burst of learning events never crowds page views out.
+    #[cfg(feature = "axum")]
+    pub(crate) fn hand_over_all(&self, n: usize, items: impl Iterator<Item = Item>) -> bool {
+        let headroom = self.tx.max_capacity() / 4;
+        if self.tx.capacity() < n.saturating_add(headroom) {
+            return false;
+        }
+        let Ok(permits) = self.tx.try_reserve_many(n) else {
+            return false;
+        };
+        self.counters
+            .captured
+            .fetch_add(n as u64, Ordering::Relaxed);
+        for (permit, item) in permits.zip(items) {
+            permit.send(item);
+        }
+        true
+    }
+}

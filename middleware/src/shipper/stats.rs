@@ -1,0 +1,62 @@
+//! The shipper's counters: [`Counters`], bumped by the request path and the
+//! shipper task, and [`Stats`], the snapshot the app reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by the layer, the shipper and the app.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) captured: AtomicU64,
+    pub(crate) shipped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) rejected_cookies: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) events_refused: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        let captured = self.captured.load(Ordering::Relaxed);
+        let shipped = self.shipped.load(Ordering::Relaxed);
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        Stats {
+            captured,
+            shipped,
+            dropped,
+            buffered: captured.saturating_sub(shipped).saturating_sub(dropped),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            events_refused: self.events_refused.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(super) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the layer has done since it was built; see [`crate::CaptureLayer::stats`].
+///
+/// `captured == shipped + dropped + buffered` at all times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records handed to the shipper: requests, and learning events.
+    pub captured: u64,
+    /// Records Redis acknowledged.
+    pub shipped: u64,
+    /// Records given up: buffer full, or still buffered at the shutdown deadline.
+    pub dropped: u64,
+    /// Records waiting in memory (channel, buffer, or a batch in flight).
+    pub buffered: u64,
+    /// Failed connection attempts and `RPUSH`es (each retried).
+    pub send_errors: u64,
+    /// Visitor cookies that failed verification (forged or tampered).
+    pub rejected_cookies: u64,
+    /// Learning events accepted by the events endpoint (counted in `captured` too).
+    pub events: u64,
+    /// Learning-event requests refused whole with 429 (rate limit) or 503
+    /// (shipper busy); their events were never captured, the client keeps them.
+    pub events_refused: u64,
+}
