@@ -157,3 +157,16 @@ fn secrets_are_not_echoed_in_errors() {
     );
     assert!(!debug.contains("hunter2"), "{debug}");
 }
+
+#[test]
+fn the_readme_documents_every_variable() {
+    let readme = include_str!("../../../README.md");
+    for var in super::env::VARS {
+        let row = format!("| `{}` |", var.name);
+        assert!(
+            readme.contains(&row),
+            "README.md has no row for {}",
+            var.name
+        );
+    }
+}

@@ -40,7 +40,11 @@ impl Counters {
 /// What the layer has done since it was built; see [`crate::CaptureLayer::stats`].
 ///
 /// `captured == shipped + dropped + buffered` at all times.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Serialises to a flat JSON object of counters, for an app's status page.
+/// New counters may be added in a minor release, hence `#[non_exhaustive]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Records handed to the shipper: requests, and learning events.
     pub captured: u64,
@@ -59,4 +63,21 @@ pub struct Stats {
     /// Learning-event requests refused whole with 429 (rate limit) or 503
     /// (shipper busy); their events were never captured, the client keeps them.
     pub events_refused: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_serialise_as_flat_counters() {
+        let counters = Counters::default();
+        Counters::add(&counters.captured, 3);
+        Counters::add(&counters.shipped, 2);
+        let json = serde_json::to_value(counters.snapshot()).expect("plain counters");
+        assert_eq!(json["captured"], 3);
+        assert_eq!(json["shipped"], 2);
+        assert_eq!(json["buffered"], 1);
+        assert_eq!(json["events_refused"], 0);
+    }
 }
