@@ -1,5 +1,13 @@
-//! [`Config`]: everything the layer and the shipper need, from code or from
-//! `VISITLOG_*` environment variables.
+//! [`Config`]: everything the layer and the shipper need, from code (the
+//! builder setters here) or from `VISITLOG_*` environment variables (the one
+//! table in [`env`]), checked as a whole by [`Config::validate`].
+//!
+//! The fields, the setters and the variable table follow the same sections:
+//! Redis and the queue, GeoIP, the client's address, the visitor cookie and
+//! visits, what a record keeps, the shipper's buffer and batches, and the
+//! learning-events endpoint. The struct stays flat because its setters are
+//! the public API (`Config::default().queue(..).batch_records(..)`); each
+//! part takes its own slice of it in [`crate::CaptureLayer::new`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,29 +81,36 @@ pub const DEFAULT_DENY_HEADERS: &[&str] = &[
 /// builder methods, which consume and return the config.
 #[derive(Clone)]
 pub struct Config {
+    // Redis and the queue.
     pub(crate) redis_url: String,
     pub(crate) queue: String,
+    // GeoIP.
     pub(crate) geodb: Option<PathBuf>,
     pub(crate) geodb_reload: Duration,
+    // The client's address.
     pub(crate) trusted_proxies: Vec<IpNet>,
     pub(crate) forwarded_header: ForwardedHeader,
+    // The visitor cookie and visits.
     pub(crate) cookie_key: Option<Vec<u8>>,
     pub(crate) cookie_name: String,
     pub(crate) cookie_secure: bool,
     pub(crate) visit_timeout: Duration,
     pub(crate) returning_window: Duration,
+    // What a record keeps.
     pub(crate) anonymize_ip: bool,
     pub(crate) respect_dnt: bool,
     pub(crate) tutorial_route: String,
     pub(crate) capture_headers: Vec<HeaderName>,
     pub(crate) deny_params: Vec<String>,
     pub(crate) deny_headers: Vec<String>,
+    // The shipper: buffering and batches.
     pub(crate) buffer_records: usize,
     pub(crate) buffer_bytes: usize,
     pub(crate) batch_records: usize,
     pub(crate) batch_bytes: usize,
     pub(crate) flush_interval: Duration,
     pub(crate) redis_timeout: Duration,
+    // The learning-events endpoint.
     pub(crate) events_anonymous: bool,
     pub(crate) events_max_bytes: usize,
     pub(crate) events_origins: Vec<String>,
