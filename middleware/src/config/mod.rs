@@ -1,6 +1,6 @@
 //! [`Config`]: everything the layer and the shipper need, from code (the
 //! builder setters here) or from `VISITLOG_*` environment variables (the one
-//! table in [`env`]), checked as a whole by [`Config::validate`].
+//! table in [`env`](mod@env)), checked as a whole by [`Config::validate`].
 //!
 //! The fields, the setters and the variable table follow the same sections:
 //! Redis and the queue, GeoIP, the client's address, the visitor cookie and

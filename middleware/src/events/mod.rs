@@ -5,8 +5,9 @@
 //! stamped by the server (UUID v7 `_id`, `ts`, learner, visitor and visit)
 //! and shipped like a request record, with `kind: "event"`.
 //!
-//! Mount it with [`CaptureLayer::events`]; the handler never waits on Redis.
-
+//! Mount it with [`crate::CaptureLayer::events`]; the handler never waits
+//! on Redis.
+//!
 //! Its jobs, one file each: [`endpoint`] (the handler: who may post, rate
 //! limit, body limit, hand-over to the shipper, all or nothing), [`parse`]
 //! (checking each event and stamping it into an `EventRecord`), [`origin`]

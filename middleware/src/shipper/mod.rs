@@ -120,7 +120,7 @@ impl Shipper {
         let mut buffer = Buffer::new(limits);
         let mut conn: Option<MultiplexedConnection> = None;
         let mut in_flight: Option<SendFuture> = None;
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         let mut retry_at: Option<Instant> = None;
         let mut healthy = true;
         let mut overflowing = false;
@@ -149,12 +149,9 @@ impl Shipper {
                 }
                 outcome = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
                     in_flight = None;
-                    conn = outcome.conn;
-                    match outcome.result {
+                    match self.settle(&mut buffer, &mut conn, outcome) {
                         Ok(()) => {
-                            buffer.sent();
-                            Counters::add(&self.counters.shipped, outcome.batch.len());
-                            backoff = BACKOFF_MIN;
+                            backoff = Backoff::default();
                             retry_at = None;
                             if !healthy {
                                 healthy = true;
@@ -162,14 +159,11 @@ impl Shipper {
                             }
                         }
                         Err(error) => {
-                            Counters::add(&self.counters.send_errors, 1);
                             if healthy {
                                 healthy = false;
                                 tracing::warn!(redis = %redact_url(&self.config.redis_url), %error, "visitlog: cannot send to Redis; buffering records and retrying");
                             }
-                            buffer.restore(outcome.batch);
-                            retry_at = Some(Instant::now() + jitter(backoff));
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            retry_at = Some(Instant::now() + jitter(backoff.next()));
                         }
                     }
                 }
@@ -240,7 +234,7 @@ impl Shipper {
         while let Some(item) = self.rx.recv().await {
             self.push(&mut buffer, item);
         }
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         loop {
             let outcome = match in_flight.take() {
                 Some(f) => tokio::time::timeout_at(deadline, f).await.ok(),
@@ -257,18 +251,8 @@ impl Shipper {
                 }
             };
             let Some(outcome) = outcome else { break };
-            conn = outcome.conn;
-            match outcome.result {
-                Ok(()) => {
-                    buffer.sent();
-                    Counters::add(&self.counters.shipped, outcome.batch.len());
-                }
-                Err(_) => {
-                    Counters::add(&self.counters.send_errors, 1);
-                    buffer.restore(outcome.batch);
-                    tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
+            if self.settle(&mut buffer, &mut conn, outcome).is_err() {
+                tokio::time::sleep_until((Instant::now() + backoff.next()).min(deadline)).await;
             }
         }
         // A batch still in flight at the deadline is abandoned with its future.
@@ -281,6 +265,30 @@ impl Shipper {
                 lost,
                 "visitlog: shutdown deadline passed with records unsent"
             );
+        }
+    }
+
+    /// Books a finished send: the batch is shipped, or on failure goes back
+    /// to the front of the buffer and the error is counted. Keeps the
+    /// connection if it is still good.
+    fn settle(
+        &self,
+        buffer: &mut Buffer,
+        conn: &mut Option<MultiplexedConnection>,
+        outcome: SendOutcome,
+    ) -> Result<(), String> {
+        *conn = outcome.conn;
+        match outcome.result {
+            Ok(()) => {
+                buffer.sent();
+                Counters::add(&self.counters.shipped, outcome.batch.len());
+                Ok(())
+            }
+            Err(error) => {
+                Counters::add(&self.counters.send_errors, 1);
+                buffer.restore(outcome.batch);
+                Err(error)
+            }
         }
     }
 
@@ -331,6 +339,24 @@ impl Shipper {
                 },
             }
         })
+    }
+}
+
+/// Capped exponential backoff between failed sends; a success starts over.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(BACKOFF_MIN)
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt; the one after is twice as long.
+    fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (wait * 2).min(BACKOFF_MAX);
+        wait
     }
 }
 
