@@ -60,7 +60,7 @@ mod shared;
 mod shipper;
 mod visitor;
 
-pub use capture::{Capture, CaptureLayer, ResponseBody, ResponseFuture};
+pub use capture::{Capture, CaptureLayer, MatchedRoute, ResponseBody, ResponseFuture};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
@@ -71,11 +71,6 @@ pub use identity::{Identify, Identity};
 pub use progress::{ProgressReader, TutorialProgress};
 pub use shipper::{Shipper, ShipperHandle, Stats};
 pub use visitlog_schema::Learner;
-
-/// The route template a non-axum router matched, put in the request
-/// extensions so the layer records it (axum's `MatchedPath` is read directly).
-#[derive(Debug, Clone)]
-pub struct MatchedRoute(pub std::sync::Arc<str>);
 
 #[cfg(test)]
 mod tests;

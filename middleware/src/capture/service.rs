@@ -19,6 +19,11 @@ use crate::identity::Identify;
 use crate::record::Captured;
 use crate::shared::Shared;
 
+/// The route template a non-axum router matched, put in the request
+/// extensions so the layer records it (axum's `MatchedPath` is read directly).
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub Arc<str>);
+
 /// Captures every request passing through `S`. Built by [`crate::CaptureLayer`].
 ///
 /// `call` never waits on anything but the inner service: the record is
@@ -129,7 +134,5 @@ fn matched_route(extensions: &http::Extensions) -> Option<String> {
     if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
         return Some(path.as_str().to_owned());
     }
-    extensions
-        .get::<crate::MatchedRoute>()
-        .map(|r| r.0.to_string())
+    extensions.get::<MatchedRoute>().map(|r| r.0.to_string())
 }
