@@ -55,9 +55,9 @@ mod events;
 mod identity;
 #[cfg(feature = "progress")]
 mod progress;
-mod record;
 mod shared;
 mod shipper;
+mod stats;
 mod visitor;
 
 pub use capture::{Capture, CaptureLayer, MatchedRoute, ResponseBody, ResponseFuture};
@@ -69,7 +69,8 @@ pub use events::MAX_EVENTS_PER_REQUEST;
 pub use identity::{Identify, Identity};
 #[cfg(feature = "progress")]
 pub use progress::{ProgressReader, TutorialProgress};
-pub use shipper::{Shipper, ShipperHandle, Stats};
+pub use shipper::{Shipper, ShipperHandle};
+pub use stats::Stats;
 pub use visitlog_schema::Learner;
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
-//! [`Shared`]: what every request needs, built once by
-//! [`crate::CaptureLayer::new`] and shared by the capturing service and the
-//! learning-events endpoint. It owns the hand-over to the shipper, so both
-//! count captured and dropped records the same way.
+//! The request path's side of the hand-over to the shipper: [`Item`], what
+//! travels through the channel, and [`Shared`], what every request needs,
+//! built once by [`crate::CaptureLayer::new`] and shared by the capturing
+//! service and the learning-events endpoint. `Shared` owns the hand-over, so
+//! both count captured and dropped records the same way.
 //!
 //! It lives apart from the layer so that dependencies point one way:
-//! layer → service → future → body → pending guard → `Shared`.
+//! layer → service → future → body → pending guard → `Shared`, and the
+//! shipper reads `Item`s without knowing the layer.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,11 +14,28 @@ use std::sync::atomic::Ordering;
 use http::HeaderName;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
+use visitlog_schema::EventRecord;
 
+use crate::enrich::Captured;
 use crate::enrich::client_ip::ForwardedHeader;
-use crate::record::Item;
-use crate::shipper::Counters;
+use crate::stats::Counters;
 use crate::visitor::VisitorTracker;
+
+/// What travels from the request path to the shipper.
+///
+/// Requests travel unboxed: they are the hot path, and the channel's slots
+/// were sized for them before events shared it.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Item {
+    /// A finished request.
+    Request(Captured),
+    /// A learning event, stamped; the raw session id is hashed by the shipper.
+    Event {
+        record: Box<EventRecord>,
+        session: Option<String>,
+    },
+}
 
 /// What every request needs, shared by all services the layer made.
 pub(crate) struct Shared {

@@ -65,8 +65,8 @@ async fn drive(
 /// The next request record the layer handed to the shipper.
 fn next_request(shipper: &mut Shipper) -> Option<RequestRecord> {
     match shipper.rx.try_recv().ok()? {
-        crate::record::Item::Request(captured) => Some(shipper.enricher.record(captured)),
-        crate::record::Item::Event { .. } => panic!("expected a request, got an event"),
+        crate::shared::Item::Request(captured) => Some(shipper.enricher.record(captured)),
+        crate::shared::Item::Event { .. } => panic!("expected a request, got an event"),
     }
 }
 

@@ -18,7 +18,8 @@ use crate::enrich::ua::UaParser;
 use crate::error::ConfigError;
 use crate::identity::Identify;
 use crate::shared::{EventSettings, Shared};
-use crate::shipper::{Counters, Shipper, Stats};
+use crate::shipper::Shipper;
+use crate::stats::{Counters, Stats};
 use crate::visitor::VisitorTracker;
 
 /// Most captures waiting between the request path and the shipper task.

@@ -9,7 +9,7 @@
 //! finished. Dependencies point one way: layer → service → future → body →
 //! pending → [`crate::shared`].
 //!
-//! [`Captured`]: crate::record::Captured
+//! [`Captured`]: crate::enrich::Captured
 
 mod body;
 mod future;

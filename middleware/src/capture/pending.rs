@@ -13,9 +13,9 @@ use std::sync::Arc;
 use http::{HeaderValue, Response, StatusCode};
 use tokio::time::Instant;
 
+use crate::enrich::Captured;
 use crate::identity::Identity;
-use crate::record::{Captured, Item};
-use crate::shared::Shared;
+use crate::shared::{Item, Shared};
 
 /// Status recorded when the client went away before the response was ready
 /// (nginx's convention).

@@ -13,10 +13,9 @@ use uuid::Uuid;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::pending::Pending;
-use crate::enrich::client_ip;
 use crate::enrich::ua::UaInput;
+use crate::enrich::{Captured, client_ip};
 use crate::identity::Identify;
-use crate::record::Captured;
 use crate::shared::Shared;
 
 /// The route template a non-axum router matched, put in the request

@@ -1,11 +1,18 @@
-//! Enrichment: from what the request path captured to the stored
-//! [`RequestRecord`], in the shipper task, off the request path.
+//! Enrichment: from what the request path captured ([`Captured`]) to the
+//! stored [`RequestRecord`](visitlog_schema::RequestRecord), in the shipper
+//! task, off the request path.
 //!
 //! [`Enricher`] does the per-record work (route and tutorial matching, GeoIP,
 //! IP anonymisation, redaction, user-agent parsing, session hashing); each
-//! kind of enrichment has its own file. Client-address resolution
-//! ([`client_ip`]) is the one piece that runs on the request path, because it
-//! needs the request's peer and headers, which are not kept.
+//! kind has its own file. Two small pieces run on the request path because
+//! they need the request's headers, which are not kept: resolving the client
+//! address ([`client_ip`]) and copying the user-agent headers
+//! ([`ua::UaInput`]).
+//!
+//! [`redact`] strips deny-listed query values and user information from the
+//! request's query and referer (the record's privacy rule); it is not the
+//! credential masking for logs and errors, which is
+//! `visitlog_schema::redact_url` and is used as it is.
 //!
 //! The visitor cookie ([`crate::visitor`]) is not here: it is request-path
 //! state that writes a response header, not a derivation of the record.
@@ -15,136 +22,6 @@ pub(crate) mod redact;
 pub(crate) mod route;
 pub(crate) mod ua;
 
-use std::sync::Arc;
+mod record;
 
-use hmac::{Hmac, Mac};
-use http::HeaderValue;
-use sha2::Sha256;
-use visitlog_geodb::GeoDb;
-use visitlog_schema::{
-    EventRecord, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars,
-};
-
-use self::client_ip::anonymize;
-use self::route::RoutePattern;
-use self::ua::UaParser;
-use crate::record::Captured;
-
-/// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
-pub(crate) struct Enricher {
-    pub(crate) geo: Option<GeoDb>,
-    pub(crate) ua: UaParser,
-    pub(crate) tutorial: RoutePattern,
-    pub(crate) deny_params: Vec<String>,
-    pub(crate) anonymize_ip: bool,
-    pub(crate) session_mac: Hmac<Sha256>,
-    /// Parsed route templates: a site has a handful, seen over and over.
-    pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
-}
-
-impl Enricher {
-    pub(crate) fn record(&self, c: Captured) -> RequestRecord {
-        let path = match c.uri.path() {
-            "" => "/",
-            p => truncate_chars(p, limits::URL),
-        };
-        let tutorial_args = self.tutorial.matches(path);
-        // Usually the matched route is the tutorial pattern itself: match once
-        // (`view_args` below falls back to the tutorial match).
-        let route_args = match c.route.as_deref().and_then(|r| self.route_pattern(r)) {
-            Some(route) if *route == self.tutorial => None,
-            Some(route) => route.matches(path),
-            None => None,
-        };
-        let tutorial = tutorial_args.as_ref().and_then(|args| {
-            Some(Tutorial {
-                foss: args.get("foss")?.clone(),
-                tutorial: args.get("tutorial")?.clone(),
-                language: args.get("language")?.clone(),
-            })
-        });
-        // Geo is looked up on the real address, before it is anonymised.
-        let geo = c
-            .client_ip
-            .and_then(|ip| self.geo.as_ref()?.lookup(ip))
-            .map(|g| (*g).clone());
-        let ip = c
-            .client_ip
-            .map(|ip| if self.anonymize_ip { anonymize(ip) } else { ip });
-        let headers = c
-            .headers
-            .iter()
-            .take(limits::MAX_ENTRIES)
-            .map(|(name, value)| (name.as_str().to_owned(), lossy(value, limits::VALUE)))
-            .collect();
-        RequestRecord {
-            id: c.id,
-            schema_version: SCHEMA_VERSION,
-            kind: Kind::Request,
-            ts: c.ts,
-            method: truncate_chars(c.method.as_str(), limits::METHOD).to_owned(),
-            path: path.to_owned(),
-            query: c.uri.query().map(|q| redact::query(q, &self.deny_params)),
-            route: c
-                .route
-                .as_deref()
-                .map(|r| truncate_chars(r, limits::ROUTE).to_owned()),
-            status: c.status,
-            latency_ms: c.latency.as_secs_f64() * 1000.0,
-            bytes_sent: c.bytes_sent,
-            referer: c
-                .referer
-                .as_ref()
-                .map(|r| redact::url(&String::from_utf8_lossy(r.as_bytes()), &self.deny_params)),
-            ip,
-            geo,
-            ua: (*self.ua.parse(&c.ua)).clone(),
-            visitor_id: c.visit.map(|v| v.visitor_id),
-            visit_number: c.visit.map(|v| v.visit_number),
-            new_visit: c.visit.map(|v| v.new_visit),
-            returning: c.visit.map(|v| v.returning),
-            user: c
-                .identity
-                .user
-                .as_deref()
-                .filter(|u| !u.is_empty())
-                .map(|u| truncate_chars(u, limits::SHORT).to_owned()),
-            session_id: c
-                .identity
-                .session_id
-                .as_deref()
-                .map(|s| self.hash_session(s)),
-            view_args: route_args.or(tutorial_args).unwrap_or_default(),
-            tutorial,
-            headers,
-        }
-    }
-
-    /// Finishes a learning event: only its session id is left to hash.
-    pub(crate) fn event(&self, mut record: EventRecord, session: Option<String>) -> EventRecord {
-        record.session_id = session.as_deref().map(|s| self.hash_session(s));
-        record
-    }
-
-    fn route_pattern(&self, template: &str) -> Option<Arc<RoutePattern>> {
-        if let Some(hit) = self.routes.get(template) {
-            return hit;
-        }
-        let parsed = RoutePattern::parse(template).ok().map(Arc::new);
-        self.routes.insert(template.to_owned(), parsed.clone());
-        parsed
-    }
-
-    /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
-    fn hash_session(&self, session_id: &str) -> String {
-        let mut mac = self.session_mac.clone();
-        mac.update(b"visitlog session\0");
-        mac.update(session_id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-fn lossy(value: &HeaderValue, max: usize) -> String {
-    truncate_chars(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
-}
+pub(crate) use record::{Captured, Enricher};

@@ -18,8 +18,7 @@ use super::parse::parse_events;
 use super::{Refusal, rate};
 use crate::capture::CaptureLayer;
 use crate::identity::Identify;
-use crate::record::Item;
-use crate::shared::Shared;
+use crate::shared::{Item, Shared};
 use crate::visitor::Visit;
 
 struct Endpoint {

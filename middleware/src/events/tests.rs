@@ -12,7 +12,7 @@ use visitlog_schema::{Collection, EventType, RecordValidator};
 use super::origin::same_origin;
 use super::parse::{ClientEvent, FIELDS, MAX_SECONDS, parse_event, parse_events};
 use super::*;
-use crate::record::Item;
+use crate::shared::Item;
 use crate::{CaptureLayer, Config, Identity, Shipper};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -26,14 +26,12 @@ use tokio::time::Instant;
 
 use crate::config::{Config, redact_url};
 use crate::enrich::Enricher;
-use crate::record::Item;
+use crate::shared::Item;
 
 mod buffer;
-mod stats;
 
 use self::buffer::{Buffer, Limits};
-pub(crate) use self::stats::Counters;
-pub use self::stats::Stats;
+use crate::stats::{Counters, Stats};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::capture::CaptureLayer;
+use crate::enrich::Captured;
 use crate::enrich::ua::UaInput;
 use crate::identity::Identity;
-use crate::record::Captured;
 
 struct OwnRedis(Child, String);
 

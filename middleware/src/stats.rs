@@ -1,5 +1,6 @@
-//! The shipper's counters: [`Counters`], bumped by the request path and the
-//! shipper task, and [`Stats`], the snapshot the app reads.
+//! What the layer has done: [`Counters`], bumped by the request path, the
+//! events endpoint and the shipper task, and [`Stats`], the snapshot the app
+//! reads from the layer or the shipper's handle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,7 +33,7 @@ impl Counters {
         }
     }
 
-    pub(super) fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,163 @@
+//! From what the request path captured ([`Captured`]: owned, cheap handles)
+//! to the stored [`RequestRecord`], in the shipper task: the [`Enricher`]
+//! matches routes, looks up geo, anonymises, redacts, parses the user agent
+//! and hashes the session.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use http::{HeaderName, HeaderValue, Method, Uri};
+use sha2::Sha256;
+use uuid::Uuid;
+use visitlog_geodb::GeoDb;
+use visitlog_schema::{
+    EventRecord, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars,
+};
+
+use super::client_ip::anonymize;
+use super::redact;
+use super::route::RoutePattern;
+use super::ua::{UaInput, UaParser};
+use crate::identity::Identity;
+use crate::visitor::Visit;
+
+/// What the request path hands to the shipper: owned, cheap to clone handles.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub(crate) id: Uuid,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) route: Option<String>,
+    pub(crate) status: u16,
+    pub(crate) latency: Duration,
+    pub(crate) bytes_sent: u64,
+    pub(crate) referer: Option<HeaderValue>,
+    pub(crate) ua: UaInput,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) visit: Option<Visit>,
+    pub(crate) identity: Identity,
+}
+
+/// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
+pub(crate) struct Enricher {
+    pub(crate) geo: Option<GeoDb>,
+    pub(crate) ua: UaParser,
+    pub(crate) tutorial: RoutePattern,
+    pub(crate) deny_params: Vec<String>,
+    pub(crate) anonymize_ip: bool,
+    pub(crate) session_mac: Hmac<Sha256>,
+    /// Parsed route templates: a site has a handful, seen over and over.
+    pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
+}
+
+impl Enricher {
+    pub(crate) fn record(&self, c: Captured) -> RequestRecord {
+        let path = match c.uri.path() {
+            "" => "/",
+            p => truncate_chars(p, limits::URL),
+        };
+        let tutorial_args = self.tutorial.matches(path);
+        // Usually the matched route is the tutorial pattern itself: match once
+        // (`view_args` below falls back to the tutorial match).
+        let route_args = match c.route.as_deref().and_then(|r| self.route_pattern(r)) {
+            Some(route) if *route == self.tutorial => None,
+            Some(route) => route.matches(path),
+            None => None,
+        };
+        let tutorial = tutorial_args.as_ref().and_then(|args| {
+            Some(Tutorial {
+                foss: args.get("foss")?.clone(),
+                tutorial: args.get("tutorial")?.clone(),
+                language: args.get("language")?.clone(),
+            })
+        });
+        // Geo is looked up on the real address, before it is anonymised.
+        let geo = c
+            .client_ip
+            .and_then(|ip| self.geo.as_ref()?.lookup(ip))
+            .map(|g| (*g).clone());
+        let ip = c
+            .client_ip
+            .map(|ip| if self.anonymize_ip { anonymize(ip) } else { ip });
+        let headers = c
+            .headers
+            .iter()
+            .take(limits::MAX_ENTRIES)
+            .map(|(name, value)| (name.as_str().to_owned(), lossy(value, limits::VALUE)))
+            .collect();
+        RequestRecord {
+            id: c.id,
+            schema_version: SCHEMA_VERSION,
+            kind: Kind::Request,
+            ts: c.ts,
+            method: truncate_chars(c.method.as_str(), limits::METHOD).to_owned(),
+            path: path.to_owned(),
+            query: c.uri.query().map(|q| redact::query(q, &self.deny_params)),
+            route: c
+                .route
+                .as_deref()
+                .map(|r| truncate_chars(r, limits::ROUTE).to_owned()),
+            status: c.status,
+            latency_ms: c.latency.as_secs_f64() * 1000.0,
+            bytes_sent: c.bytes_sent,
+            referer: c
+                .referer
+                .as_ref()
+                .map(|r| redact::url(&String::from_utf8_lossy(r.as_bytes()), &self.deny_params)),
+            ip,
+            geo,
+            ua: (*self.ua.parse(&c.ua)).clone(),
+            visitor_id: c.visit.map(|v| v.visitor_id),
+            visit_number: c.visit.map(|v| v.visit_number),
+            new_visit: c.visit.map(|v| v.new_visit),
+            returning: c.visit.map(|v| v.returning),
+            user: c
+                .identity
+                .user
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(|u| truncate_chars(u, limits::SHORT).to_owned()),
+            session_id: c
+                .identity
+                .session_id
+                .as_deref()
+                .map(|s| self.hash_session(s)),
+            view_args: route_args.or(tutorial_args).unwrap_or_default(),
+            tutorial,
+            headers,
+        }
+    }
+
+    /// Finishes a learning event: only its session id is left to hash.
+    pub(crate) fn event(&self, mut record: EventRecord, session: Option<String>) -> EventRecord {
+        record.session_id = session.as_deref().map(|s| self.hash_session(s));
+        record
+    }
+
+    fn route_pattern(&self, template: &str) -> Option<Arc<RoutePattern>> {
+        if let Some(hit) = self.routes.get(template) {
+            return hit;
+        }
+        let parsed = RoutePattern::parse(template).ok().map(Arc::new);
+        self.routes.insert(template.to_owned(), parsed.clone());
+        parsed
+    }
+
+    /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
+    fn hash_session(&self, session_id: &str) -> String {
+        let mut mac = self.session_mac.clone();
+        mac.update(b"visitlog session\0");
+        mac.update(session_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn lossy(value: &HeaderValue, max: usize) -> String {
+    truncate_chars(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
+}
