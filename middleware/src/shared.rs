@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use tokio::sync::mpsc;
 use visitlog_schema::EventRecord;
 
+use crate::config::Config;
 use crate::enrich::Captured;
 use crate::enrich::client_ip::ForwardedHeader;
 use crate::stats::Counters;
@@ -58,6 +59,40 @@ pub(crate) struct EventSettings {
 }
 
 impl Shared {
+    /// The request path's part of `config`; `key` signs visitor cookies.
+    pub(crate) fn new(
+        config: &Config,
+        key: &[u8],
+        tx: mpsc::Sender<Item>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            tx,
+            counters,
+            visitor: VisitorTracker::new(
+                key,
+                config.cookie_name.clone(),
+                config.cookie_secure,
+                config.visit_timeout,
+                config.returning_window,
+                config.respect_dnt,
+            ),
+            trusted_proxies: config.trusted_proxies.clone(),
+            forwarded_header: config.forwarded_header,
+            capture_headers: config.capture_headers.clone(),
+            events: EventSettings {
+                anonymous: config.events_anonymous,
+                max_bytes: config.events_max_bytes,
+                origins: config.events_origins.clone(),
+                #[cfg(feature = "axum")]
+                limit: crate::events::rate::LearnerLimit::new(
+                    config.events_rate,
+                    config.events_burst,
+                ),
+            },
+        }
+    }
+
     /// Hands an item to the shipper without waiting; counts it as captured,
     /// and as dropped when the channel cannot take it. `true` if taken.
     pub(crate) fn hand_over(&self, item: Item) -> bool {

@@ -21,8 +21,16 @@ use super::client_ip::anonymize;
 use super::redact;
 use super::route::RoutePattern;
 use super::ua::{UaInput, UaParser};
+use crate::config::Config;
+use crate::error::ConfigError;
 use crate::identity::Identity;
 use crate::visitor::Visit;
+
+/// Parsed user agents kept in memory.
+const UA_CACHE_CAPACITY: usize = 4096;
+
+/// Parsed route templates kept in memory.
+const ROUTE_CACHE_CAPACITY: usize = 1024;
 
 /// What the request path hands to the shipper: owned, cheap to clone handles.
 #[derive(Debug)]
@@ -56,6 +64,38 @@ pub(crate) struct Enricher {
 }
 
 impl Enricher {
+    /// The enrichment part of `config`; `key` also keys the session hash.
+    /// A GeoIP database that cannot be opened is not an error: one warning,
+    /// and records carry no geo.
+    pub(crate) fn new(config: &Config, key: &[u8]) -> Result<Self, ConfigError> {
+        let tutorial = RoutePattern::parse(&config.tutorial_route)
+            .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &config.tutorial_route, e))?;
+        let geo = config
+            .geodb
+            .as_ref()
+            .and_then(|path| match GeoDb::open(path) {
+                Ok(db) => Some(db),
+                Err(e) => {
+                    tracing::warn!(error = %e, "visitlog: running without GeoIP");
+                    None
+                }
+            });
+        Ok(Self {
+            geo,
+            ua: UaParser::new(UA_CACHE_CAPACITY),
+            tutorial,
+            deny_params: config
+                .deny_params
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            anonymize_ip: config.anonymize_ip,
+            routes: quick_cache::sync::Cache::new(ROUTE_CACHE_CAPACITY),
+            session_mac: Hmac::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+        })
+    }
+
     pub(crate) fn record(&self, c: Captured) -> RequestRecord {
         let path = match c.uri.path() {
             "" => "/",

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, redact_url};
 use crate::enrich::Enricher;
+use crate::error::ConfigError;
 use crate::shared::Item;
 
 mod buffer;
@@ -45,11 +46,11 @@ const RECV_CHUNK: usize = 256;
 pub struct Shipper {
     pub(crate) rx: mpsc::Receiver<Item>,
     pub(crate) enricher: Enricher,
-    pub(crate) client: redis::Client,
-    pub(crate) config: Config,
+    client: redis::Client,
+    config: Config,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) shutdown: watch::Receiver<Option<Instant>>,
-    pub(crate) shutdown_tx: watch::Sender<Option<Instant>>,
+    shutdown: watch::Receiver<Option<Instant>>,
+    shutdown_tx: watch::Sender<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Shipper {
 #[derive(Debug)]
 pub struct ShipperHandle {
     shutdown: watch::Sender<Option<Instant>>,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -94,6 +95,28 @@ struct SendOutcome {
 }
 
 impl Shipper {
+    /// The shipper for the records that arrive on `rx`; no connection is
+    /// made yet.
+    pub(crate) fn new(
+        config: Config,
+        enricher: Enricher,
+        rx: mpsc::Receiver<Item>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ConfigError> {
+        let client = config.redis_client()?;
+        let (shutdown_tx, shutdown) = watch::channel(None);
+        tracing::debug!(redis = %redact_url(&config.redis_url), queue = %config.queue, "visitlog: capture layer ready");
+        Ok(Self {
+            rx,
+            enricher,
+            client,
+            config,
+            counters,
+            shutdown,
+            shutdown_tx,
+        })
+    }
+
     /// Spawns the shipper on the current Tokio runtime.
     pub fn spawn(self) -> ShipperHandle {
         let shutdown = self.shutdown_tx.clone();
