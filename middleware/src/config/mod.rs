@@ -16,6 +16,7 @@ use http::HeaderName;
 use ipnet::IpNet;
 
 use crate::enrich::client_ip::ForwardedHeader;
+use crate::enrich::route::RoutePattern;
 use crate::error::ConfigError;
 
 mod env;
@@ -272,6 +273,12 @@ impl Config {
         &self.queue
     }
 
+    /// The parsed tutorial route.
+    pub(crate) fn tutorial_pattern(&self) -> Result<RoutePattern, ConfigError> {
+        RoutePattern::parse(&self.tutorial_route)
+            .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &self.tutorial_route, e))
+    }
+
     /// A client for the configured Redis (no connection is made yet).
     pub(crate) fn redis_client(&self) -> Result<redis::Client, ConfigError> {
         check_redis_url(&self.redis_url)
@@ -333,8 +340,7 @@ impl Config {
                 "names a header on the deny list; secrets are never captured",
             ));
         }
-        crate::enrich::route::RoutePattern::parse(&self.tutorial_route)
-            .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &self.tutorial_route, e))?;
+        self.tutorial_pattern()?;
         if let Some(missing) = ["{foss}", "{tutorial}", "{language}"]
             .into_iter()
             .find(|p| !self.tutorial_route.contains(p))

@@ -68,8 +68,7 @@ impl Enricher {
     /// A GeoIP database that cannot be opened is not an error: one warning,
     /// and records carry no geo.
     pub(crate) fn new(config: &Config, key: &[u8]) -> Result<Self, ConfigError> {
-        let tutorial = RoutePattern::parse(&config.tutorial_route)
-            .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &config.tutorial_route, e))?;
+        let tutorial = config.tutorial_pattern()?;
         let geo = config
             .geodb
             .as_ref()
