@@ -96,7 +96,7 @@ where
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             route: matched_route(&parts.extensions),
-            // Stamped by the guard when the response head arrives.
+            // Set by the guard: 499 until the response head arrives.
             status: 0,
             latency: std::time::Duration::ZERO,
             bytes_sent: 0,
