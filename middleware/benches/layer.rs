@@ -16,13 +16,12 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use http_body_util::BodyExt;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{ServiceBuilder, service_fn};
 use visitlog_middleware::{CaptureLayer, Config, Identity};
 
 mod support;
 
-use support::{geodb, handler, redis, request, runtime};
+use support::{geodb, handler, redis, request, runtime, serve, visitor_cookie};
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
@@ -48,33 +47,12 @@ fn bench(c: &mut Criterion) {
         .layer(layer.clone())
         .service(service_fn(handler));
     // A returning browser's cookie, so the request path verifies and re-signs it.
-    let cookie = rt.block_on(async {
-        let response = layered.clone().oneshot(request("")).await.unwrap();
-        let set = response
-            .headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap();
-        set.split(';').next().unwrap().to_owned()
-    });
+    let cookie = rt.block_on(visitor_cookie(layered.clone()));
 
     let mut group = c.benchmark_group("request");
     group.throughput(Throughput::Elements(1));
     group.bench_function("bare", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let mut svc = bare;
-                let response = svc
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(request(&cookie))
-                    .await
-                    .unwrap();
-                response.into_body().collect().await.unwrap()
-            })
-        });
+        b.iter(|| rt.block_on(serve(bare, request(&cookie))));
     });
     group.bench_function("layered", |b| {
         // Timed: the request path only. Untimed: letting the shipper catch up
@@ -88,15 +66,7 @@ fn bench(c: &mut Criterion) {
                     let chunk = left.min(2048);
                     let started = Instant::now();
                     for _ in 0..chunk {
-                        let mut svc = layered.clone();
-                        let response = svc
-                            .ready()
-                            .await
-                            .unwrap()
-                            .call(request(&cookie))
-                            .await
-                            .unwrap();
-                        std::hint::black_box(response.into_body().collect().await.unwrap());
+                        std::hint::black_box(serve(layered.clone(), request(&cookie)).await);
                     }
                     timed += started.elapsed();
                     left -= chunk;
@@ -123,8 +93,7 @@ fn bench(c: &mut Criterion) {
                 let target = layer.stats().shipped + block;
                 let started = Instant::now();
                 for _ in 0..block {
-                    let response = layered.clone().oneshot(request(&cookie)).await.unwrap();
-                    response.into_body().collect().await.unwrap();
+                    serve(layered.clone(), request(&cookie)).await;
                     while layer.stats().buffered > 8192 {
                         tokio::task::yield_now().await;
                     }

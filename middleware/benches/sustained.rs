@@ -17,11 +17,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{ServiceBuilder, service_fn};
 use visitlog_middleware::{CaptureLayer, Config, Identity};
 
-use support::{geodb, handler, redis, request, runtime};
+use support::{geodb, handler, redis, request, runtime, serve, visitor_cookie};
 
 const STEP: Duration = Duration::from_secs(5);
 
@@ -50,9 +49,7 @@ fn run_at(rt: &tokio::runtime::Runtime, redis_url: &str, rate: u64) -> Outcome {
         let svc = ServiceBuilder::new()
             .layer(layer.clone())
             .service(service_fn(handler));
-        let set = svc.clone().oneshot(request("")).await.unwrap();
-        let cookie = set.headers()["set-cookie"].to_str().unwrap();
-        let cookie = cookie.split(';').next().unwrap().to_owned();
+        let cookie = visitor_cookie(svc.clone()).await;
 
         // Paced: every millisecond, catch up to `rate × elapsed`.
         let started = Instant::now();
@@ -62,8 +59,7 @@ fn run_at(rt: &tokio::runtime::Runtime, redis_url: &str, rate: u64) -> Outcome {
             tick.tick().await;
             let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
             while sent < due {
-                let response = svc.clone().oneshot(request(&cookie)).await.unwrap();
-                std::hint::black_box(response.into_body().collect().await.unwrap());
+                std::hint::black_box(serve(svc.clone(), request(&cookie)).await);
                 sent += 1;
             }
         }

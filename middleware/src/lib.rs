@@ -46,40 +46,28 @@
 //! that the peer address is. Other tower/hyper stacks can insert the peer
 //! `SocketAddr` and a [`MatchedRoute`] into the request extensions.
 
-mod body;
-mod client_ip;
+mod capture;
 mod config;
+mod enrich;
 mod error;
 #[cfg(feature = "axum")]
 mod events;
-mod future;
 mod identity;
-mod layer;
-mod record;
-mod redact;
-mod route;
-mod service;
+mod shared;
 mod shipper;
-mod ua;
+mod stats;
 mod visitor;
 
-pub use body::ResponseBody;
-pub use client_ip::ForwardedHeader;
+pub use capture::{Capture, CaptureLayer, MatchedRoute, ResponseBody, ResponseFuture};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
+pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
 #[cfg(feature = "axum")]
 pub use events::MAX_EVENTS_PER_REQUEST;
-pub use future::ResponseFuture;
 pub use identity::{Identify, Identity};
-pub use layer::CaptureLayer;
-pub use service::Capture;
-pub use shipper::{Shipper, ShipperHandle, Stats};
+pub use shipper::{Shipper, ShipperHandle};
+pub use stats::Stats;
 pub use visitlog_schema::Learner;
-
-/// The route template a non-axum router matched, put in the request
-/// extensions so the layer records it (axum's `MatchedPath` is read directly).
-#[derive(Debug, Clone)]
-pub struct MatchedRoute(pub std::sync::Arc<str>);
 
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,20 @@ fn request(uri: &str) -> http::request::Builder {
         .extension(SocketAddr::from(([127, 0, 0, 1], 40000)))
 }
 
+/// Sends `req` through `svc` and reads the body to the end, as a server
+/// would (the layer finishes the record when the body ends).
+async fn send<S, B>(svc: S, req: Request<Full<Bytes>>) -> Response<Bytes>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let response = svc.oneshot(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
 /// Sends `req` through the layer and returns the response and the stored record.
 async fn drive(
     layer: &CaptureLayer,
@@ -38,23 +52,21 @@ async fn drive(
     req: Request<Full<Bytes>>,
 ) -> (Response<Bytes>, RequestRecord) {
     let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
-    let response = svc.oneshot(req).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
+    let response = send(svc, req).await;
     let record = next_request(shipper).expect("a record per request");
     let json = serde_json::to_value(&record).unwrap();
     RecordValidator::new(Collection::RequestLogs)
         .unwrap()
         .validate(&json)
         .unwrap();
-    (Response::from_parts(parts, body), record)
+    (response, record)
 }
 
 /// The next request record the layer handed to the shipper.
 fn next_request(shipper: &mut Shipper) -> Option<RequestRecord> {
     match shipper.rx.try_recv().ok()? {
-        crate::record::Item::Request(captured) => Some(shipper.enricher.record(captured)),
-        crate::record::Item::Event { .. } => panic!("expected a request, got an event"),
+        crate::shared::Item::Request(captured) => Some(shipper.enricher.record(captured)),
+        crate::shared::Item::Event { .. } => panic!("expected a request, got an event"),
     }
 }
 
@@ -195,16 +207,14 @@ async fn the_app_can_name_the_user_on_the_response() {
                 response.extensions_mut().insert(Identity::user("bob"));
                 Ok::<_, Infallible>(response)
             });
-    let response = svc
-        .oneshot(
-            request("/login")
-                .method("POST")
-                .body(Full::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    drop(response.into_body().collect().await.unwrap());
+    send(
+        svc,
+        request("/login")
+            .method("POST")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
     let record = next_request(&mut shipper).unwrap();
     assert_eq!(record.user.as_deref(), Some("bob"));
     assert_eq!(record.method, "POST");
@@ -305,13 +315,8 @@ async fn a_full_channel_drops_and_counts_without_failing_the_request() {
     let (layer, _shipper) = CaptureLayer::new(config().buffer_records(1)).unwrap();
     let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
     for _ in 0..3 {
-        let response = svc
-            .clone()
-            .oneshot(request("/").body(Full::default()).unwrap())
-            .await
-            .unwrap();
+        let response = send(svc.clone(), request("/").body(Full::default()).unwrap()).await;
         assert_eq!(response.status(), StatusCode::OK);
-        drop(response.into_body().collect().await.unwrap());
     }
     let stats = layer.stats();
     assert_eq!((stats.captured, stats.dropped, stats.buffered), (3, 2, 1));
@@ -324,12 +329,7 @@ async fn shutdown_gives_up_at_its_deadline_when_redis_is_unreachable() {
     let handle = shipper.spawn();
     let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
     for _ in 0..5 {
-        let response = svc
-            .clone()
-            .oneshot(request("/").body(Full::default()).unwrap())
-            .await
-            .unwrap();
-        drop(response.into_body().collect().await.unwrap());
+        send(svc.clone(), request("/").body(Full::default()).unwrap()).await;
     }
     let started = std::time::Instant::now();
     let stats = handle.shutdown(Duration::from_millis(300)).await;

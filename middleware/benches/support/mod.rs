@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
 
 pub(crate) const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -31,6 +32,31 @@ pub(crate) fn request(cookie: &str) -> Request<Full<Bytes>> {
         .extension(SocketAddr::from(([127, 0, 0, 1], 50000)))
         .body(Full::default())
         .unwrap()
+}
+
+/// One request through `svc`, its body read to the end as a server would
+/// (the layer finishes the record when the body ends).
+pub(crate) async fn serve<S, B>(svc: S, request: Request<Full<Bytes>>) -> Bytes
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let response = svc.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// A returning browser's `Cookie` header: the visitor cookie a first request
+/// through the layered `svc` was given.
+pub(crate) async fn visitor_cookie<S, B>(svc: S) -> String
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let response = svc.oneshot(request("")).await.unwrap();
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// A Redis for the shipper: the test services' one, or a private server.

@@ -2,14 +2,17 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
+use http::request::Parts;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use visitlog_schema::{Collection, EventType, RecordValidator};
 
+use super::origin::same_origin;
+use super::parse::{ClientEvent, FIELDS, MAX_SECONDS, parse_event, parse_events};
 use super::*;
-use crate::record::Item;
+use crate::shared::Item;
 use crate::{CaptureLayer, Config, Identity, Shipper};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

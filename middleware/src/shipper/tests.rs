@@ -9,10 +9,10 @@ use http::{HeaderValue, Method};
 use uuid::Uuid;
 
 use super::*;
+use crate::capture::CaptureLayer;
+use crate::enrich::Captured;
+use crate::enrich::ua::UaInput;
 use crate::identity::Identity;
-use crate::layer::CaptureLayer;
-use crate::record::Captured;
-use crate::ua::UaInput;
 
 struct OwnRedis(Child, String);
 

@@ -10,26 +10,47 @@ use tokio::time::Instant;
 use tower::Service;
 use uuid::Uuid;
 
-use crate::body::ResponseBody;
-use crate::client_ip;
-use crate::future::{Pending, ResponseFuture};
-use crate::layer::CaptureLayer;
-use crate::ua::UaInput;
+use super::body::ResponseBody;
+use super::future::ResponseFuture;
+use super::pending::Pending;
+use crate::enrich::ua::UaInput;
+use crate::enrich::{Captured, client_ip};
+use crate::identity::Identify;
+use crate::shared::Shared;
+
+/// The route template a non-axum router matched, put in the request
+/// extensions so the layer records it (axum's `MatchedPath` is read directly).
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub Arc<str>);
 
 /// Captures every request passing through `S`. Built by [`crate::CaptureLayer`].
 ///
 /// `call` never waits on anything but the inner service: the record is
 /// finished when the response body ends and handed to the shipper with a
 /// non-blocking `try_send`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Capture<S> {
     inner: S,
-    layer: CaptureLayer,
+    shared: Arc<Shared>,
+    identify: Arc<dyn Identify>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Capture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("inner", &self.inner)
+            .field("stats", &self.shared.counters.snapshot())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> Capture<S> {
-    pub(crate) fn new(inner: S, layer: CaptureLayer) -> Self {
-        Self { inner, layer }
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, identify: Arc<dyn Identify>) -> Self {
+        Self {
+            inner,
+            shared,
+            identify,
+        }
     }
 }
 
@@ -49,8 +70,8 @@ where
         let start = Instant::now();
         let ts = Utc::now();
         let (mut parts, body) = request.into_parts();
-        let shared = &self.layer.shared;
-        let identity = self.layer.identify.identify(&parts);
+        let shared = &self.shared;
+        let identity = self.identify.identify(&parts);
         let observed = shared.visitor.observe(&parts.headers, ts);
         if observed.rejected {
             shared
@@ -69,28 +90,28 @@ where
             .iter()
             .filter_map(|name| Some((name.clone(), parts.headers.get(name)?.clone())))
             .collect();
-        let pending = Box::new(Pending {
-            shared: Arc::clone(shared),
-            start,
-            set_cookie: observed.set_cookie,
+        let captured = Captured {
             id: Uuid::now_v7(),
             ts,
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             route: matched_route(&parts.extensions),
+            // Set by the guard: 499 until the response head arrives.
+            status: 0,
+            latency: std::time::Duration::ZERO,
+            bytes_sent: 0,
             referer: parts.headers.get(http::header::REFERER).cloned(),
             ua: UaInput::from_headers(&parts.headers),
             headers,
             client_ip,
             visit: observed.visit,
             identity,
-            status: 0,
-            latency: std::time::Duration::ZERO,
-        });
+        };
         // Handlers behind the layer (the learning-events endpoint) read the visit here.
-        if let Some(visit) = pending.visit {
+        if let Some(visit) = captured.visit {
             parts.extensions.insert(visit);
         }
+        let pending = Pending::new(Arc::clone(shared), start, observed.set_cookie, captured);
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(future, pending)
     }
@@ -112,7 +133,5 @@ fn matched_route(extensions: &http::Extensions) -> Option<String> {
     if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
         return Some(path.as_str().to_owned());
     }
-    extensions
-        .get::<crate::MatchedRoute>()
-        .map(|r| r.0.to_string())
+    extensions.get::<MatchedRoute>().map(|r| r.0.to_string())
 }

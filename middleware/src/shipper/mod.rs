@@ -1,8 +1,8 @@
 //! The background task that moves captured requests to Redis.
 //!
 //! The request path only does a `try_send` into a bounded channel. This task
-//! turns each capture into a record (see [`crate::record`]), keeps records in
-//! a bounded buffer, and sends them in batches with one `RPUSH` each, flushing
+//! turns each capture into a record (see [`crate::enrich`]), keeps records in
+//! a bounded buffer ([`buffer`]), and sends them in batches with one `RPUSH` each, flushing
 //! on count, bytes or time, whichever comes first.
 //!
 //! While Redis is down or stalled, records wait in the buffer and the task
@@ -12,11 +12,10 @@
 //! may have reached Redis anyway; it is sent again, and the consumer drops the
 //! duplicate by its `_id`.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::Rng;
@@ -26,7 +25,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::config::{Config, redact_url};
-use crate::record::{Enricher, Item};
+use crate::enrich::Enricher;
+use crate::error::ConfigError;
+use crate::shared::Item;
+
+mod buffer;
+
+use self::buffer::{Buffer, Limits};
+use crate::stats::{Counters, Stats};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -34,75 +40,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Captures taken off the channel per wake-up.
 const RECV_CHUNK: usize = 256;
 
-/// Counters shared by the layer, the shipper and the app.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) captured: AtomicU64,
-    pub(crate) shipped: AtomicU64,
-    pub(crate) dropped: AtomicU64,
-    pub(crate) send_errors: AtomicU64,
-    pub(crate) rejected_cookies: AtomicU64,
-    pub(crate) events: AtomicU64,
-    pub(crate) events_refused: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> Stats {
-        let captured = self.captured.load(Ordering::Relaxed);
-        let shipped = self.shipped.load(Ordering::Relaxed);
-        let dropped = self.dropped.load(Ordering::Relaxed);
-        Stats {
-            captured,
-            shipped,
-            dropped,
-            buffered: captured.saturating_sub(shipped).saturating_sub(dropped),
-            send_errors: self.send_errors.load(Ordering::Relaxed),
-            rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
-            events: self.events.load(Ordering::Relaxed),
-            events_refused: self.events_refused.load(Ordering::Relaxed),
-        }
-    }
-
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-/// What the layer has done since it was built; see [`crate::CaptureLayer::stats`].
-///
-/// `captured == shipped + dropped + buffered` at all times.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Records handed to the shipper: requests, and learning events.
-    pub captured: u64,
-    /// Records Redis acknowledged.
-    pub shipped: u64,
-    /// Records given up: buffer full, or still buffered at the shutdown deadline.
-    pub dropped: u64,
-    /// Records waiting in memory (channel, buffer, or a batch in flight).
-    pub buffered: u64,
-    /// Failed connection attempts and `RPUSH`es (each retried).
-    pub send_errors: u64,
-    /// Visitor cookies that failed verification (forged or tampered).
-    pub rejected_cookies: u64,
-    /// Learning events accepted by the events endpoint (counted in `captured` too).
-    pub events: u64,
-    /// Learning-event requests refused whole with 429 (rate limit) or 503
-    /// (shipper busy); their events were never captured, the client keeps them.
-    pub events_refused: u64,
-}
-
 /// The background half of [`crate::CaptureLayer`]: spawn it with
 /// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
 #[must_use = "records are only sent to Redis while the shipper runs"]
 pub struct Shipper {
     pub(crate) rx: mpsc::Receiver<Item>,
     pub(crate) enricher: Enricher,
-    pub(crate) client: redis::Client,
-    pub(crate) config: Config,
+    client: redis::Client,
+    config: Config,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) shutdown: watch::Receiver<Option<Instant>>,
-    pub(crate) shutdown_tx: watch::Sender<Option<Instant>>,
+    shutdown: watch::Receiver<Option<Instant>>,
+    shutdown_tx: watch::Sender<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -118,7 +66,7 @@ impl std::fmt::Debug for Shipper {
 #[derive(Debug)]
 pub struct ShipperHandle {
     shutdown: watch::Sender<Option<Instant>>,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -146,69 +94,29 @@ struct SendOutcome {
     result: Result<(), String>,
 }
 
-/// Records waiting to be sent, bounded in count and bytes.
-struct Buffer {
-    records: VecDeque<Vec<u8>>,
-    bytes: usize,
-    /// Records and bytes of the batch being sent; they count against the bound.
-    in_flight: (usize, usize),
-    /// When the oldest record of the current run started waiting.
-    since: Option<Instant>,
-}
-
-impl Buffer {
-    fn take_batch(&mut self, limits: &Config) -> Vec<Vec<u8>> {
-        let mut batch = Vec::with_capacity(limits.batch_records.min(self.records.len()));
-        let mut bytes = 0;
-        while let Some(front) = self.records.front() {
-            if !batch.is_empty()
-                && (batch.len() >= limits.batch_records || bytes + front.len() > limits.batch_bytes)
-            {
-                break;
-            }
-            bytes += front.len();
-            batch.extend(self.records.pop_front());
-        }
-        self.bytes -= bytes;
-        self.in_flight = (batch.len(), bytes);
-        self.since = (!self.records.is_empty()).then(Instant::now);
-        batch
-    }
-
-    /// Puts a failed batch back at the front, in order.
-    fn restore(&mut self, batch: Vec<Vec<u8>>) {
-        self.in_flight = (0, 0);
-        self.bytes += batch.iter().map(Vec::len).sum::<usize>();
-        for record in batch.into_iter().rev() {
-            self.records.push_front(record);
-        }
-        self.since.get_or_insert_with(Instant::now);
-    }
-
-    fn is_full(&self, limits: &Config) -> bool {
-        self.records.len() + self.in_flight.0 >= limits.buffer_records
-            || self.bytes + self.in_flight.1 >= limits.buffer_bytes
-    }
-
-    fn is_full_batch(&self, limits: &Config) -> bool {
-        self.records.len() >= limits.batch_records || self.bytes >= limits.batch_bytes
-    }
-
-    /// When the next batch should go: now if a full one is waiting, else when
-    /// the oldest record has waited the flush interval; never before a retry
-    /// is allowed. `None` when the buffer is empty.
-    fn due_at(&self, limits: &Config, retry_at: Option<Instant>) -> Option<Instant> {
-        let since = self.since?;
-        let at = if self.is_full_batch(limits) {
-            since
-        } else {
-            since + limits.flush_interval
-        };
-        Some(retry_at.map_or(at, |r| r.max(at)))
-    }
-}
-
 impl Shipper {
+    /// The shipper for the records that arrive on `rx`; no connection is
+    /// made yet.
+    pub(crate) fn new(
+        config: Config,
+        enricher: Enricher,
+        rx: mpsc::Receiver<Item>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ConfigError> {
+        let client = config.redis_client()?;
+        let (shutdown_tx, shutdown) = watch::channel(None);
+        tracing::debug!(redis = %redact_url(&config.redis_url), queue = %config.queue, "visitlog: capture layer ready");
+        Ok(Self {
+            rx,
+            enricher,
+            client,
+            config,
+            counters,
+            shutdown,
+            shutdown_tx,
+        })
+    }
+
     /// Spawns the shipper on the current Tokio runtime.
     pub fn spawn(self) -> ShipperHandle {
         let shutdown = self.shutdown_tx.clone();
@@ -229,19 +137,15 @@ impl Shipper {
             .geo
             .as_ref()
             .map(|db| db.watch(self.config.geodb_reload));
-        let mut buffer = Buffer {
-            records: VecDeque::new(),
-            bytes: 0,
-            in_flight: (0, 0),
-            since: None,
-        };
+        let limits = Limits::of(&self.config);
+        let mut buffer = Buffer::new(limits);
         let mut conn: Option<MultiplexedConnection> = None;
         let mut in_flight: Option<SendFuture> = None;
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         let mut retry_at: Option<Instant> = None;
         let mut healthy = true;
         let mut overflowing = false;
-        let limits = self.config.clone();
+        let redis_timeout = self.config.redis_timeout;
 
         let mut items = Vec::with_capacity(RECV_CHUNK);
 
@@ -250,11 +154,11 @@ impl Shipper {
             // checked here, before waiting on anything: a channel that never
             // empties (sustained load) must not keep the sender waiting.
             let send_at = (in_flight.is_none())
-                .then(|| buffer.due_at(&limits, retry_at))
+                .then(|| buffer.due_at(retry_at))
                 .flatten();
             if send_at.is_some_and(|at| at <= Instant::now()) {
-                let batch = buffer.take_batch(&limits);
-                in_flight = Some(self.send(conn.take(), batch, limits.redis_timeout));
+                let batch = buffer.take_batch();
+                in_flight = Some(self.send(conn.take(), batch, redis_timeout));
                 continue;
             }
 
@@ -266,34 +170,28 @@ impl Shipper {
                 }
                 outcome = async { in_flight.as_mut().expect("guarded by is_some").await }, if in_flight.is_some() => {
                     in_flight = None;
-                    conn = outcome.conn;
-                    match outcome.result {
+                    match self.settle(&mut buffer, &mut conn, outcome) {
                         Ok(()) => {
-                            buffer.in_flight = (0, 0);
-                            Counters::add(&self.counters.shipped, outcome.batch.len());
-                            backoff = BACKOFF_MIN;
+                            backoff = Backoff::default();
                             retry_at = None;
                             if !healthy {
                                 healthy = true;
-                                tracing::info!(queue = %self.config.queue, buffered = buffer.records.len(), "visitlog: Redis reachable again, sending buffered records");
+                                tracing::info!(queue = %self.config.queue, buffered = buffer.len(), "visitlog: Redis reachable again, sending buffered records");
                             }
                         }
                         Err(error) => {
-                            Counters::add(&self.counters.send_errors, 1);
                             if healthy {
                                 healthy = false;
                                 tracing::warn!(redis = %redact_url(&self.config.redis_url), %error, "visitlog: cannot send to Redis; buffering records and retrying");
                             }
-                            buffer.restore(outcome.batch);
-                            retry_at = Some(Instant::now() + jitter(backoff));
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            retry_at = Some(Instant::now() + jitter(backoff.next()));
                         }
                     }
                 }
                 received = self.rx.recv_many(&mut items, RECV_CHUNK) => {
                     if received == 0 {
                         // Every layer is gone: flush what is left, promptly.
-                        break Instant::now() + limits.redis_timeout;
+                        break Instant::now() + redis_timeout;
                     }
                     for item in items.drain(..) {
                         let accepted = self.push(&mut buffer, item);
@@ -321,7 +219,7 @@ impl Shipper {
 
     /// Enriches and serialises one item into the buffer; `false` if dropped.
     fn push(&self, buffer: &mut Buffer, item: Item) -> bool {
-        if buffer.is_full(&self.config) {
+        if buffer.is_full() {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
@@ -333,9 +231,7 @@ impl Shipper {
         };
         match json {
             Ok(json) => {
-                buffer.bytes += json.len();
-                buffer.records.push_back(json);
-                buffer.since.get_or_insert_with(Instant::now);
+                buffer.push(json);
                 true
             }
             Err(e) => {
@@ -359,35 +255,25 @@ impl Shipper {
         while let Some(item) = self.rx.recv().await {
             self.push(&mut buffer, item);
         }
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         loop {
             let outcome = match in_flight.take() {
                 Some(f) => tokio::time::timeout_at(deadline, f).await.ok(),
-                None if buffer.records.is_empty() => break,
+                None if buffer.is_empty() => break,
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    let batch = buffer.take_batch(&self.config);
+                    let batch = buffer.take_batch();
                     in_flight =
                         Some(self.send(conn.take(), batch, left.min(self.config.redis_timeout)));
                     continue;
                 }
             };
             let Some(outcome) = outcome else { break };
-            conn = outcome.conn;
-            match outcome.result {
-                Ok(()) => {
-                    buffer.in_flight = (0, 0);
-                    Counters::add(&self.counters.shipped, outcome.batch.len());
-                }
-                Err(_) => {
-                    Counters::add(&self.counters.send_errors, 1);
-                    buffer.restore(outcome.batch);
-                    tokio::time::sleep_until((Instant::now() + backoff).min(deadline)).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
+            if self.settle(&mut buffer, &mut conn, outcome).is_err() {
+                tokio::time::sleep_until((Instant::now() + backoff.next()).min(deadline)).await;
             }
         }
         // A batch still in flight at the deadline is abandoned with its future.
@@ -400,6 +286,30 @@ impl Shipper {
                 lost,
                 "visitlog: shutdown deadline passed with records unsent"
             );
+        }
+    }
+
+    /// Books a finished send: the batch is shipped, or on failure goes back
+    /// to the front of the buffer and the error is counted. Keeps the
+    /// connection if it is still good.
+    fn settle(
+        &self,
+        buffer: &mut Buffer,
+        conn: &mut Option<MultiplexedConnection>,
+        outcome: SendOutcome,
+    ) -> Result<(), String> {
+        *conn = outcome.conn;
+        match outcome.result {
+            Ok(()) => {
+                buffer.sent();
+                Counters::add(&self.counters.shipped, outcome.batch.len());
+                Ok(())
+            }
+            Err(error) => {
+                Counters::add(&self.counters.send_errors, 1);
+                buffer.restore(outcome.batch);
+                Err(error)
+            }
         }
     }
 
@@ -450,6 +360,24 @@ impl Shipper {
                 },
             }
         })
+    }
+}
+
+/// Capped exponential backoff between failed sends; a success starts over.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(BACKOFF_MIN)
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt; the one after is twice as long.
+    fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (wait * 2).min(BACKOFF_MAX);
+        wait
     }
 }
 

@@ -1,8 +1,7 @@
-//! From what the request path captured to the [`RequestRecord`] that is stored.
-//!
-//! The request path only copies cheap handles ([`Captured`]); parsing the user
-//! agent, the GeoIP lookup, redaction, hashing and JSON all happen here, in the
-//! shipper task, off the request path.
+//! From what the request path captured ([`Captured`]: owned, cheap handles)
+//! to the stored [`RequestRecord`], in the shipper task: the [`Enricher`]
+//! matches routes, looks up geo, anonymises, redacts, parses the user agent
+//! and hashes the session.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,12 +17,20 @@ use visitlog_schema::{
     EventRecord, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars,
 };
 
-use crate::client_ip::anonymize;
+use super::client_ip::anonymize;
+use super::redact;
+use super::route::RoutePattern;
+use super::ua::{UaInput, UaParser};
+use crate::config::Config;
+use crate::error::ConfigError;
 use crate::identity::Identity;
-use crate::redact;
-use crate::route::RoutePattern;
-use crate::ua::{UaInput, UaParser};
 use crate::visitor::Visit;
+
+/// Parsed user agents kept in memory.
+const UA_CACHE_CAPACITY: usize = 4096;
+
+/// Parsed route templates kept in memory.
+const ROUTE_CACHE_CAPACITY: usize = 1024;
 
 /// What the request path hands to the shipper: owned, cheap to clone handles.
 #[derive(Debug)]
@@ -44,22 +51,6 @@ pub(crate) struct Captured {
     pub(crate) identity: Identity,
 }
 
-/// What travels from the request path to the shipper.
-///
-/// Requests travel unboxed: they are the hot path, and the channel's slots
-/// were sized for them before events shared it.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Item {
-    /// A finished request.
-    Request(Captured),
-    /// A learning event, stamped; the raw session id is hashed by the shipper.
-    Event {
-        record: Box<EventRecord>,
-        session: Option<String>,
-    },
-}
-
 /// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
 pub(crate) struct Enricher {
     pub(crate) geo: Option<GeoDb>,
@@ -73,6 +64,37 @@ pub(crate) struct Enricher {
 }
 
 impl Enricher {
+    /// The enrichment part of `config`; `key` also keys the session hash.
+    /// A GeoIP database that cannot be opened is not an error: one warning,
+    /// and records carry no geo.
+    pub(crate) fn new(config: &Config, key: &[u8]) -> Result<Self, ConfigError> {
+        let tutorial = config.tutorial_pattern()?;
+        let geo = config
+            .geodb
+            .as_ref()
+            .and_then(|path| match GeoDb::open(path) {
+                Ok(db) => Some(db),
+                Err(e) => {
+                    tracing::warn!(error = %e, "visitlog: running without GeoIP");
+                    None
+                }
+            });
+        Ok(Self {
+            geo,
+            ua: UaParser::new(UA_CACHE_CAPACITY),
+            tutorial,
+            deny_params: config
+                .deny_params
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            anonymize_ip: config.anonymize_ip,
+            routes: quick_cache::sync::Cache::new(ROUTE_CACHE_CAPACITY),
+            session_mac: Hmac::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+        })
+    }
+
     pub(crate) fn record(&self, c: Captured) -> RequestRecord {
         let path = match c.uri.path() {
             "" => "/",

@@ -1,5 +1,6 @@
-//! The response body: counts the bytes sent and finishes the record when the
-//! body ends, or when it is dropped early (a client that went away).
+//! [`ResponseBody`]: counts the bytes sent and finishes the record when the
+//! body ends. Dropped early (a client that went away), it drops the record's
+//! [`Pending`] guard, which finishes the record too.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -8,33 +9,22 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::future::Pending;
+use super::pending::Pending;
 
 pin_project! {
     /// Response body of [`crate::Capture`].
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        pending: Option<Box<Pending>>,
-        bytes_sent: u64,
-    }
-
-    impl<B> PinnedDrop for ResponseBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(pending) = this.pending.take() {
-                pending.finish(*this.bytes_sent);
-            }
-        }
+        pending: Option<Pending>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, pending: Box<Pending>) -> Self {
+    pub(crate) fn new(inner: B, pending: Pending) -> Self {
         Self {
             inner,
             pending: Some(pending),
-            bytes_sent: 0,
         }
     }
 
@@ -42,7 +32,6 @@ impl<B> ResponseBody<B> {
         Self {
             inner,
             pending: None,
-            bytes_sent: 0,
         }
     }
 }
@@ -57,23 +46,18 @@ impl<B: Body> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
+        let ended = match &frame {
             Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.bytes_sent += data.remaining() as u64;
+                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
+                    pending.sent(data.remaining());
                 }
-                if this.inner.is_end_stream()
-                    && let Some(pending) = this.pending.take()
-                {
-                    pending.finish(*this.bytes_sent);
-                }
+                this.inner.is_end_stream()
             }
             // End of body, or an error ending it: either way the record is done.
-            None | Some(Err(_)) => {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(*this.bytes_sent);
-                }
-            }
+            None | Some(Err(_)) => true,
+        };
+        if ended && let Some(pending) = this.pending.take() {
+            pending.finish();
         }
         Poll::Ready(frame)
     }
