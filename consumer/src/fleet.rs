@@ -4,7 +4,10 @@
 //! [`Totals`] (`{queue}:totals`, which survive restarts). Any one instance
 //! reads them all back ([`Source::observe`]), so its status page shows the
 //! whole fleet. The report and the totals are typed: the worker writes the
-//! same structs the status side reads.
+//! same structs the status side reads. The operations are methods of
+//! [`Source`], whose Redis connection they share; [`QueueLengths`] is the
+//! one reader of the queue's and processing lists' lengths (for the status
+//! sample and for `stats`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

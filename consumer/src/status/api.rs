@@ -64,10 +64,10 @@ impl QueueView {
     fn of(name: &str, s: &Sample) -> Self {
         Self {
             name: name.to_owned(),
-            pending: s.pending,
+            pending: s.lengths.pending,
             oldest_pending_age_seconds: s.oldest_pending_age_seconds,
-            processing: s.processing.clone(),
-            processing_total: s.processing.values().sum(),
+            processing: s.lengths.processing.clone(),
+            processing_total: s.lengths.processing_total(),
             dead_letters: s.dead_letters,
         }
     }

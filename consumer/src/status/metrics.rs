@@ -96,12 +96,12 @@ impl StatusState {
                 (
                     "queue_pending",
                     "Records waiting on the queue",
-                    s.pending as i64,
+                    s.lengths.pending as i64,
                 ),
                 (
                     "processing_records",
                     "Records in processing lists",
-                    s.processing.values().sum::<u64>() as i64,
+                    s.lengths.processing_total() as i64,
                 ),
                 (
                     "consumers_online",

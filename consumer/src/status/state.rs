@@ -3,7 +3,7 @@
 //! fleet taken every few seconds (requests are answered from it and never
 //! wait on Redis or MongoDB), with an hour of history for the charts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use visitlog_schema::redact_urls_in;
 
-use crate::fleet::{FleetMember, InstanceStatus, Totals};
+use crate::fleet::{FleetMember, InstanceStatus, QueueLengths, Totals};
 use crate::internal_events::{Dependencies, Metrics};
 use crate::sink::Sink;
 use crate::source::Source;
@@ -44,12 +44,10 @@ pub struct StatusState {
 pub struct Sample {
     /// When it was taken.
     pub at: DateTime<Utc>,
-    /// Records waiting.
-    pub pending: u64,
+    /// The queue's and the processing lists' lengths.
+    pub lengths: QueueLengths,
     /// Age of the record at the head of the queue, in seconds.
     pub oldest_pending_age_seconds: Option<f64>,
-    /// Processing lists and their lengths.
-    pub processing: BTreeMap<String, u64>,
     /// Documents in `dead_letters`.
     pub dead_letters: Option<u64>,
     /// Live instances, from their heartbeats.
@@ -66,9 +64,8 @@ impl Sample {
     fn empty() -> Self {
         Self {
             at: Utc::now(),
-            pending: 0,
+            lengths: QueueLengths::default(),
             oldest_pending_age_seconds: None,
-            processing: BTreeMap::new(),
             dead_letters: None,
             consumers: Vec::new(),
             totals: Totals::default(),
@@ -171,9 +168,8 @@ impl StatusState {
         let mut sample = match observed {
             Ok(o) => Sample {
                 at: Utc::now(),
-                pending: o.lengths.pending,
+                lengths: o.lengths,
                 oldest_pending_age_seconds: o.oldest_pending.map(seconds_since),
-                processing: o.lengths.processing,
                 dead_letters: None,
                 consumers: o.consumers,
                 totals: o.totals,
@@ -204,7 +200,7 @@ impl StatusState {
         }
         let point = Point {
             t: sample.at.timestamp(),
-            pending: sample.pending,
+            pending: sample.lengths.pending,
             stored_all: sample.totals.stored,
             stored: self.metrics.snapshot().stored,
         };
