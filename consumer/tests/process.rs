@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use visitlog_tests::consumer::{self, terminate};
 use visitlog_tests::{
-    Namespace, consumer, count, queue_lengths, shared_mongodb_uri, test_database, wait_count,
+    Namespace, count, queue_lengths, shared_mongodb_uri, test_database, wait_count,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
@@ -23,10 +24,6 @@ fn spawn(ns: &Namespace, uri: &str, db: &str, id: &str) -> Child {
 
 fn run(ns: &Namespace, uri: &str, db: &str, args: &[&str]) -> Output {
     command(ns, uri, db).args(args).output().unwrap()
-}
-
-fn terminate(child: &Child) {
-    consumer::terminate(child).unwrap();
 }
 
 async fn wait_until_stored(uri: &str, db: &str, n: u64) {

@@ -64,6 +64,19 @@ async fn wait_json(url: &str, check: impl Fn(&Value) -> bool) -> Value {
     .unwrap()
 }
 
+/// Polls until `/healthz` answers 200.
+async fn wait_healthy(base: &str) {
+    eventually(WAIT, Duration::from_millis(100), async || {
+        if get(&format!("{base}/healthz"), None).await.0 != 200 {
+            Err("/healthz never answered 200")
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_follows_the_records_and_the_fleet() {
     let ns = Namespace::new();
@@ -193,15 +206,7 @@ async fn readyz_follows_redis_the_token_is_enforced_and_no_password_leaks() {
     let consumer = start(cfg);
 
     // /healthz is open; everything else wants the token.
-    eventually(WAIT, Duration::from_millis(100), async || {
-        if get(&format!("{base}/healthz"), None).await.0 != 200 {
-            Err("/healthz never answered 200")
-        } else {
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_healthy(&base).await;
     for path in [
         "/",
         "/api/status",
@@ -311,15 +316,7 @@ async fn chromium_renders_the_dashboard() {
     })
     .await;
 
-    eventually(WAIT, Duration::from_millis(100), async || {
-        if get(&format!("{base}/healthz"), None).await.0 != 200 {
-            Err("/healthz never answered 200")
-        } else {
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
+    wait_healthy(&base).await;
     browser.goto(&format!("{base}/")).await.unwrap();
     browser
         .wait_for("document.querySelectorAll('#fleet tbody tr').length === 2")

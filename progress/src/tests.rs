@@ -232,8 +232,8 @@ fn a_rewatch_moves_the_resume_position_back_and_ended_resets_it() {
     assert!(VideoPosition::of(&s.events[1]).is_none());
 }
 
-#[test]
-fn documents_round_trip_and_pass_the_validator() {
+/// Two visits with a bit of everything: watching, a manual mark, the end.
+fn two_visits() -> Script {
     let mut s = Script::new();
     s.view()
         .play(0.0)
@@ -242,6 +242,12 @@ fn documents_round_trip_and_pass_the_validator() {
         .next_visit()
         .view()
         .ended(50.0);
+    s
+}
+
+#[test]
+fn documents_round_trip_and_pass_the_validator() {
+    let s = two_visits();
     let p = s.fold();
     let doc = p.to_document().unwrap();
     assert_eq!(Progress::from_document(&doc).unwrap(), p);
@@ -391,14 +397,7 @@ fn a_long_history_folds_one_event_at_a_time() {
 #[test]
 fn documents_keep_their_stored_shape() {
     use bson::{Bson, doc};
-    let mut s = Script::new();
-    s.view()
-        .play(0.0)
-        .watched(0.0, 30.0)
-        .mark(false)
-        .next_visit()
-        .view()
-        .ended(50.0);
+    let s = two_visits();
     let p = s.fold();
     let date = |t: &Option<DateTime<Utc>>| t.map_or(Bson::Null, |t| Bson::DateTime(t.into()));
     let m = p.manual.as_ref().unwrap();

@@ -1,6 +1,6 @@
 //! The `tutorial_progress` document: one learner's progress in one
-//! tutorial and language, which is also the state of the fold
-//! ([`crate::fold`]). One type writes and reads it.
+//! tutorial and language, which is also the state of the fold (`fold.rs`).
+//! One type writes and reads it.
 
 use std::fmt;
 

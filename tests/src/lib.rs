@@ -12,122 +12,17 @@
 
 use std::fmt::Display;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 pub mod browser;
 pub mod consumer;
+mod servers;
 
-/// A `redis-server` process owned by one test; killed on drop.
-pub struct RedisServer {
-    port: u16,
-    password: Option<String>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts a server on a free loopback port.
-    pub fn start() -> anyhow::Result<Self> {
-        Self::start_on(free_port()?)
-    }
-
-    /// Starts a server on `port` (to restart one that was stopped).
-    pub fn start_on(port: u16) -> anyhow::Result<Self> {
-        Self::launch(port, None)
-    }
-
-    /// Starts a server on `port` that wants `password` (`requirepass`).
-    pub fn start_with_password(port: u16, password: &str) -> anyhow::Result<Self> {
-        Self::launch(port, Some(password.to_owned()))
-    }
-
-    fn launch(port: u16, password: Option<String>) -> anyhow::Result<Self> {
-        let mut command = Command::new("redis-server");
-        if let Some(p) = &password {
-            command.args(["--requirepass", p]);
-        }
-        let child = command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot run redis-server: run scripts/services start, or install the redis-server package")?;
-        let server = Self {
-            port,
-            password,
-            child: Some(child),
-        };
-        wait_for_port(port, Duration::from_secs(10))?;
-        Ok(server)
-    }
-
-    /// `redis://127.0.0.1:PORT`, with the password when there is one.
-    pub fn url(&self) -> String {
-        match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
-        }
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Kills the server (its data is gone; nothing is persisted).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes the server with SIGSTOP: connections are accepted by the
-    /// kernel but nothing is ever answered, as with a stalled server.
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal("-STOP")
-    }
-
-    /// Thaws a paused server with SIGCONT.
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal("-CONT")
-    }
-
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let Some(child) = &self.child else {
-            bail!("server not running")
-        };
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill {signal} failed");
-        Ok(())
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.resume();
-        self.stop();
-    }
-}
-
-/// The shared Redis of this test run.
-pub fn shared_redis_url() -> String {
-    static PRIVATE: OnceLock<Result<RedisServer, String>> = OnceLock::new();
-    if let Ok(url) = std::env::var("VISITLOG_TEST_REDIS_URL") {
-        return url;
-    }
-    match PRIVATE.get_or_init(|| RedisServer::start().map_err(|e| format!("{e:#}"))) {
-        Ok(server) => server.url(),
-        Err(e) => panic!("no Redis for tests: {e}"),
-    }
-}
+pub use servers::{
+    MongoServer, RedisServer, free_port, shared_mongodb_uri, shared_redis_url, test_database,
+};
 
 /// A queue name of its own for one test; its keys are deleted on drop.
 pub struct Namespace {
@@ -258,118 +153,6 @@ pub fn geo_test_db(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + within;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            bail!("nothing listens on port {port} after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// The shared MongoDB of this test run (from `scripts/services`).
-pub fn shared_mongodb_uri() -> String {
-    std::env::var("VISITLOG_TEST_MONGODB_URI").unwrap_or_else(|_| {
-        panic!("VISITLOG_TEST_MONGODB_URI is not set: run the tests with scripts/test")
-    })
-}
-
-/// A fresh database name for one test.
-pub fn test_database() -> String {
-    format!("visitlog_test_{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A MongoDB server owned by one test (to stop and restart it): a real
-/// `mongod` when one is on PATH, else nx-27017 from the virtualenv that
-/// `scripts/services` made. Data survives a restart; killed on drop.
-pub struct MongoServer {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl MongoServer {
-    /// Starts a server on a free port with an empty data directory.
-    pub fn start() -> anyhow::Result<Self> {
-        let mut server = Self {
-            port: free_port()?,
-            dir: tempfile::Builder::new()
-                .prefix("visitlog-mongo-")
-                .tempdir()?,
-            child: None,
-        };
-        server.restart()?;
-        Ok(server)
-    }
-
-    /// `mongodb://127.0.0.1:PORT`.
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server; its data stays for [`restart`](Self::restart).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same port and data.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        let port = self.port.to_string();
-        let dir = self.dir.path();
-        let mut command = if which("mongod") {
-            let mut c = Command::new("mongod");
-            c.args(["--bind_ip", "127.0.0.1", "--port", &port, "--dbpath"])
-                .arg(dir);
-            c
-        } else {
-            let nx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/venv/bin/nx-27017");
-            anyhow::ensure!(
-                nx.exists(),
-                "no mongod and no {}: run scripts/services start once",
-                nx.display()
-            );
-            let mut c = Command::new(nx);
-            c.args(["--host", "127.0.0.1", "--port", &port, "--data-dir"])
-                .arg(dir);
-            c.arg("--log-file")
-                .arg(dir.join("nx.log"))
-                .arg("--pid-file")
-                .arg(dir.join("nx.pid"));
-            c
-        };
-        self.child = Some(
-            command
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?,
-        );
-        wait_for_port(self.port, Duration::from_secs(20))
-    }
-}
-
-impl Drop for MongoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
 }
 
 /// A valid request record as the queue carries it, distinct per call.

@@ -10,8 +10,9 @@ mod support;
 use std::process::Child;
 use std::time::Duration;
 
+use visitlog_tests::consumer::{self, terminate};
 use visitlog_tests::{
-    Namespace, consumer, count, http, queue_lengths, shared_mongodb_uri, test_database, wait_count,
+    Namespace, count, http, queue_lengths, shared_mongodb_uri, test_database, wait_count,
 };
 
 use support::{CaptureConfig, Site, consumer_binary};
@@ -20,12 +21,9 @@ fn spawn(ns: &Namespace, uri: &str, db: &str, id: &str) -> Child {
     consumer::spawn(&consumer_binary(), ns, uri, db, id).unwrap()
 }
 
-fn terminate(child: &Child) {
-    consumer::terminate(child).unwrap();
-}
-
 async fn wait_until_stored(uri: &str, db: &str, n: u64) {
-    wait_count(uri, db, "request_logs", n, Duration::from_secs(120))
+    let within = Duration::from_secs(120);
+    wait_count(uri, db, "request_logs", n, within)
         .await
         .unwrap();
 }
