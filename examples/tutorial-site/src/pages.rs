@@ -1,0 +1,134 @@
+//! The HTML pages: the tutorial list, a tutorial's page with its `<video>`
+//! (resumed where the learner stopped), and "not found".
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::progress::learner_state;
+use crate::session::{Sessions, current_user};
+use crate::{AppState, CATALOGUE};
+
+pub(crate) fn page(title: &str, user: Option<&str>, body: &str) -> Html<String> {
+    let account = match user {
+        Some(user) => format!(
+            r#"Logged in as <b id="user">{}</b> <form method="post" action="/logout" style="display:inline"><button>Log out</button></form>"#,
+            escape(user)
+        ),
+        None => r#"<form method="post" action="/login"><input name="username" placeholder="username" required maxlength="64"><button>Log in</button></form>"#.to_owned(),
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{title}</title></head>
+<body><header><a href="/">Tutorials</a> · {account}</header><main>{body}</main></body></html>"#,
+        title = escape(title)
+    ))
+}
+
+pub(crate) async fn home(State(sessions): State<Sessions>, headers: HeaderMap) -> Html<String> {
+    let mut list = String::from("<h1>Tutorials</h1><ul>");
+    for (foss, tutorial, languages) in CATALOGUE {
+        for language in *languages {
+            list.push_str(&format!(
+                r#"<li><a href="/watch/{foss}/{tutorial}/{language}/">{foss}: {tutorial} ({language})</a></li>"#
+            ));
+        }
+    }
+    list.push_str("</ul>");
+    page(
+        "Tutorials",
+        current_user(&sessions, &headers).as_deref(),
+        &list,
+    )
+}
+
+pub(crate) async fn watch(
+    State(state): State<AppState>,
+    Path((foss, tutorial, language)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !in_catalogue(&foss, &tutorial, &language) {
+        return not_found().await.into_response();
+    }
+    let user = current_user(&state.sessions, &headers);
+    let video_id = format!("{foss}/{tutorial}/{language}");
+    let learned = match &user {
+        Some(user) => learner_state(&state, user, (&foss, &tutorial, &language)).await,
+        None => None,
+    };
+    let (resume, completed) = learned.unwrap_or((0.0, false));
+    let progress = match &user {
+        Some(_) => format!(
+            r#"<p id="resume"{hidden}>Resume at <span id="resume-at">{at}</span></p>
+<p>Status: <b id="status">{status}</b>
+<button id="mark-complete">Mark complete</button> <button id="mark-incomplete">Mark incomplete</button></p>"#,
+            hidden = if resume > 0.0 { "" } else { " hidden" },
+            at = clock(resume),
+            status = if completed {
+                "completed"
+            } else {
+                "not completed"
+            },
+        ),
+        None => "<p>Log in to keep your place and track your progress.</p>".to_owned(),
+    };
+    let body = format!(
+        r#"<h1>{foss}: {tutorial}</h1><p>Language: {language}</p>{progress}
+<video id="player" controls preload="metadata" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}" data-logged-in="{logged_in}"></video>
+<script src="/static/progress.js"></script>"#,
+        foss = escape(&foss),
+        tutorial = escape(&tutorial),
+        language = escape(&language),
+        video_id = escape(&video_id),
+        logged_in = user.is_some(),
+    );
+    page(&tutorial, user.as_deref(), &body).into_response()
+}
+
+pub(crate) fn in_catalogue(foss: &str, tutorial: &str, language: &str) -> bool {
+    CATALOGUE
+        .iter()
+        .any(|(f, t, langs)| *f == foss && *t == tutorial && langs.contains(&language))
+}
+
+/// Seconds as `m:ss` (or `h:mm:ss`).
+pub(crate) fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).floor() as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", (s / 60) % 60, s % 60),
+    }
+}
+
+pub(crate) async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        page("Not found", None, "<h1>Not found</h1>"),
+    )
+}
+
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_format() {
+        assert_eq!(clock(222.4), "3:42");
+        assert_eq!(clock(0.0), "0:00");
+        assert_eq!(clock(3725.0), "1:02:05");
+    }
+}
