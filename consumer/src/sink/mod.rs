@@ -42,6 +42,7 @@ pub const TUTORIAL_PROGRESS: &str = Coll::TutorialProgress.name();
 /// Handles to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Sink {
+    client: Client,
     db: Database,
     requests: Collection<Document>,
     events: Collection<Document>,
@@ -82,7 +83,15 @@ impl Sink {
                 progress: RecordValidator::new(Coll::TutorialProgress)?,
             }),
             db,
+            client,
         })
+    }
+
+    /// Closes the connections once nothing uses them any more: the last
+    /// step of a stopping daemon, so no background task of the driver
+    /// outlives the runtime.
+    pub async fn close(&self) {
+        self.client.clone().shutdown().immediate(true).await;
     }
 
     /// Answers when MongoDB does.

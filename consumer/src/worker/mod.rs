@@ -73,7 +73,7 @@ pub async fn run(
     };
     let ctx = Arc::new(ctx);
     // Stopped however `run` ends, early returns included.
-    let _status = match options.status {
+    let status = match options.status {
         true => Some(serve_status(&ctx, &shutdown).await?),
         false => None,
     };
@@ -107,7 +107,15 @@ pub async fn run(
     let _ = deadline_tx.send(true);
     batches.tasks.abort_all();
     fetcher.abort();
+    // Wait until they are gone: a task still polling MongoDB while the
+    // runtime ends would meet the driver's pool already dropped (it panics).
+    while batches.tasks.join_next().await.is_some() {}
+    let _ = fetcher.await;
     leave(&ctx, unfinished).await;
+    if let Some(status) = status {
+        status.stop().await;
+    }
+    ctx.sink.close().await;
     let snapshot = ctx.metrics.snapshot();
     tracing::info!(
         stored = snapshot.stored,
@@ -308,6 +316,16 @@ impl Batches {
 
 /// The status endpoint's tasks, aborted when `run` returns.
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the tasks and waits until they are gone.
+    async fn stop(mut self) {
+        for task in std::mem::take(&mut self.0) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
