@@ -52,6 +52,9 @@ fn event(i: usize, t0: chrono::DateTime<Utc>, kind: EventType, visit: u32) -> Ev
         from: None,
         to: None,
         played_from: played_from.map(|p: f64| p.max(0.0)),
+        rate: None,
+        page_view: None,
+        client_event_id: None,
     }
 }
 

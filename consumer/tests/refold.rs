@@ -53,6 +53,9 @@ fn event(user: &str, ts: DateTime<Utc>, i: usize) -> EventRecord {
         from: None,
         to: None,
         played_from: Some((i % 590) as f64),
+        rate: None,
+        page_view: None,
+        client_event_id: None,
     }
 }
 

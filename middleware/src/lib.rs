@@ -58,7 +58,7 @@ mod shipper;
 mod stats;
 mod visitor;
 
-pub use capture::{Capture, CaptureLayer, MatchedRoute, ResponseBody, ResponseFuture};
+pub use capture::{Capture, CaptureLayer, MatchedRoute, RecordId, ResponseBody, ResponseFuture};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;

@@ -15,12 +15,32 @@ use crate::tutorial::{CompletedBy, MAX_RECENT_VISITORS, Manual, Progress, Recent
 impl Progress {
     /// The empty state before `first`.
     fn empty(first: &EventRecord) -> Self {
+        Self::new(
+            &first.learner,
+            &first.foss,
+            &first.tutorial,
+            &first.language,
+            first.ts,
+        )
+    }
+
+    /// The empty progress of `learner` in one tutorial and language, to
+    /// fold events on: a user's own, and those their browser made before
+    /// they logged in (whose `learner` is the visitor's, so the fold never
+    /// reads an event's `learner`).
+    pub fn new(
+        learner: &str,
+        foss: &str,
+        tutorial: &str,
+        language: &str,
+        at: DateTime<Utc>,
+    ) -> Self {
         Self {
-            id: first.progress_id(),
-            learner: first.learner.clone(),
-            foss: first.foss.clone(),
-            tutorial: first.tutorial.clone(),
-            language: first.language.clone(),
+            id: visitlog_schema::progress_id(learner, foss, tutorial, language),
+            learner: learner.to_owned(),
+            foss: foss.to_owned(),
+            tutorial: tutorial.to_owned(),
+            language: language.to_owned(),
             video_id: None,
             first_visit: None,
             last_visit: None,
@@ -35,7 +55,7 @@ impl Progress {
             recent_visits: Vec::new(),
             through: Uuid::nil(),
             folded: 0,
-            updated_at: first.ts,
+            updated_at: at,
         }
     }
 

@@ -52,5 +52,8 @@ pub fn page_view(record: &RequestRecord, rules: &Rules) -> Option<EventRecord> {
         from: None,
         to: None,
         played_from: None,
+        rate: None,
+        page_view: None,
+        client_event_id: None,
     })
 }

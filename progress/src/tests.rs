@@ -54,6 +54,9 @@ impl Script {
             from: None,
             to: None,
             played_from: None,
+            rate: None,
+            page_view: None,
+            client_event_id: None,
         };
         f(&mut e);
         self.events.push(e);

@@ -103,6 +103,15 @@ impl fmt::Display for EventType {
     }
 }
 
+/// The user name as records store it: `None` when empty, or when longer
+/// than [`crate::limits::SHORT`] characters. Such a name is never cut to
+/// fit, since two long names sharing a prefix would then share a learner
+/// and its progress: a user with one is recorded as anonymous, and the
+/// learning-events endpoint refuses their events.
+pub fn user_name(user: &str) -> Option<&str> {
+    (!user.is_empty() && user.chars().count() <= crate::limits::SHORT).then_some(user)
+}
+
 /// Whose progress an event counts for: the user when logged in, else the
 /// browser's visitor id. Stored as a key, `user:<name>` or `visitor:<uuid>`,
 /// so a user named like a UUID never meets a visitor.
@@ -203,6 +212,17 @@ pub struct EventRecord {
     /// Where the stretch of playback that ends with this event began: the
     /// stretch up to `position` (`from` for a seek) was watched.
     pub played_from: Option<f64>,
+    /// Playback speed of `video.*` events (0.25 to 4; 1 when not said).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// The request record that served the page the event comes from (the
+    /// page embeds it): its server time bounds what the page may report.
+    #[serde(default)]
+    pub page_view: Option<Uuid>,
+    /// The client's own id for the event (a UUID it made), so that a retry
+    /// of an event the server did get is stored once.
+    #[serde(default)]
+    pub client_event_id: Option<Uuid>,
 }
 
 impl EventRecord {
@@ -228,6 +248,9 @@ impl EventRecord {
             from: None,
             to: None,
             played_from: Some(32.0),
+            rate: Some(1.0),
+            page_view: None,
+            client_event_id: None,
         }
     }
 
@@ -297,6 +320,17 @@ mod tests {
         );
         assert_eq!(Learner::of(Some(""), Some(id)), Some(visitor));
         assert_eq!(Learner::of(None, None), None);
+    }
+
+    #[test]
+    fn long_user_names_are_refused_never_cut() {
+        let long = "a".repeat(crate::limits::SHORT);
+        assert_eq!(user_name(&long), Some(long.as_str()));
+        assert_eq!(user_name(&format!("{long}x")), None);
+        assert_eq!(user_name(""), None);
+        // Multi-byte names are counted in characters.
+        let accented = "é".repeat(crate::limits::SHORT);
+        assert_eq!(user_name(&accented), Some(accented.as_str()));
     }
 
     #[test]

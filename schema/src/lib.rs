@@ -22,7 +22,9 @@ mod record;
 mod redact;
 pub mod validator;
 
-pub use event::{EventRecord, EventType, LEARNER_MAX, Learner, progress_id, video_position_id};
+pub use event::{
+    EventRecord, EventType, LEARNER_MAX, Learner, progress_id, user_name, video_position_id,
+};
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };

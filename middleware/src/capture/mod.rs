@@ -20,4 +20,4 @@ mod service;
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::CaptureLayer;
-pub use service::{Capture, MatchedRoute};
+pub use service::{Capture, MatchedRoute, RecordId};

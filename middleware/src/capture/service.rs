@@ -111,11 +111,28 @@ where
         if let Some(visit) = captured.visit {
             parts.extensions.insert(visit);
         }
+        // A page embeds it as its page view id (learning events cite it).
+        parts.extensions.insert(RecordId(captured.id));
         let pending = Pending::new(Arc::clone(shared), start, observed.set_cookie, captured);
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(future, pending)
     }
 }
+
+/// The id of the request record this request makes, as a request
+/// extension for the handlers behind the layer: a tutorial page embeds it
+/// (`data-page-view`) so that its learning events name the page view they
+/// come from.
+///
+/// ```
+/// # use axum::Extension;
+/// # use visitlog_middleware::RecordId;
+/// async fn page(Extension(RecordId(id)): Extension<RecordId>) -> String {
+///     format!("<video data-page-view=\"{id}\">")
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordId(pub Uuid);
 
 /// The socket peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`
 /// extension that any hyper server loop can insert.

@@ -159,8 +159,8 @@ impl Enricher {
                 .identity
                 .user
                 .as_deref()
-                .filter(|u| !u.is_empty())
-                .map(|u| truncate_chars(u, limits::SHORT).to_owned()),
+                .and_then(visitlog_schema::user_name)
+                .map(str::to_owned),
             session_id: c
                 .identity
                 .session_id

@@ -11,7 +11,7 @@ use chrono::Utc;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
-use visitlog_schema::{Learner, limits, truncate_chars};
+use visitlog_schema::{Learner, limits, user_name};
 
 use super::origin::{is_json, same_origin};
 use super::parse::parse_events;
@@ -84,11 +84,18 @@ impl Endpoint {
             .get::<Visit>()
             .copied()
             .or_else(|| self.shared.visitor.peek(&parts.headers, now));
-        let user = identity
-            .user
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .map(|u| truncate_chars(u, limits::SHORT));
+        let user = match identity.user.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(u) => Some(user_name(u).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "user names over {} characters cannot record learning progress",
+                        limits::SHORT
+                    ),
+                )
+            })?),
+        };
         if user.is_none() && !config.anonymous {
             return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,

@@ -25,7 +25,13 @@ pub(super) const FIELDS: &[&str] = &[
     "from",
     "to",
     "played_from",
+    "rate",
+    "page_view",
+    "client_event_id",
 ];
+
+/// Slowest and fastest playback speed accepted (what browsers offer).
+pub(super) const RATES: std::ops::RangeInclusive<f64> = 0.25..=4.0;
 
 /// One checked client event.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +46,9 @@ pub(crate) struct ClientEvent {
     pub(crate) from: Option<f64>,
     pub(crate) to: Option<f64>,
     pub(crate) played_from: Option<f64>,
+    pub(crate) rate: Option<f64>,
+    pub(crate) page_view: Option<Uuid>,
+    pub(crate) client_event_id: Option<Uuid>,
 }
 
 impl ClientEvent {
@@ -70,6 +79,9 @@ impl ClientEvent {
             from: self.from,
             to: self.to,
             played_from: self.played_from,
+            rate: self.rate,
+            page_view: self.page_view,
+            client_event_id: self.client_event_id,
         }
     }
 }
@@ -155,7 +167,8 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
         }
     };
     let seek = event_type == EventType::VideoSeek;
-    let duration = seconds("duration", video)?;
+    // Unknown (live streams, media whose metadata has not loaded): null.
+    let duration = seconds("duration", false)?;
     if duration == Some(0.0) {
         return Err(Refusal::field("duration", "must be more than 0"));
     }
@@ -187,8 +200,6 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
                 return Err(Refusal::field(name, "beyond the duration"));
             }
         }
-    } else if position.is_some() {
-        return Err(Refusal::field("duration", "missing (needed with position)"));
     }
     // The watched stretch ends where the seek started, or at the position.
     let end = if seek { from } else { position };
@@ -200,6 +211,28 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
             "after the end of the stretch it reports",
         ));
     }
+    let rate = match map.get("rate") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(r) if RATES.contains(&r) => Some(r),
+            _ => {
+                return Err(Refusal::field(
+                    "rate",
+                    format!(
+                        "playback speed must be from {} to {}",
+                        RATES.start(),
+                        RATES.end()
+                    ),
+                ));
+            }
+        },
+        Some(_) => return Err(Refusal::field("rate", "must be a number")),
+    };
+    if rate.is_some() && !video {
+        return Err(not_for("rate"));
+    }
+    let page_view = uuid(map, "page_view")?;
+    let client_event_id = uuid(map, "client_event_id")?;
     Ok(ClientEvent {
         event_type,
         foss,
@@ -211,7 +244,22 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
         from,
         to,
         played_from,
+        rate,
+        page_view,
+        client_event_id,
     })
+}
+
+/// A UUID field (any version, hyphenated): `Ok(None)` when absent or null.
+fn uuid(map: &Map<String, Value>, name: &str) -> Result<Option<Uuid>, Refusal> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() == 36 => s
+            .parse()
+            .map(Some)
+            .map_err(|_| Refusal::field(name, "not a UUID")),
+        Some(_) => Err(Refusal::field(name, "must be a UUID string")),
+    }
 }
 
 /// A string field: `Ok(None)` when absent or null; refused when empty, too

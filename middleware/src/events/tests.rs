@@ -10,10 +10,11 @@ use tower::ServiceExt;
 use visitlog_schema::{Collection, EventType, RecordValidator};
 
 use super::origin::same_origin;
-use super::parse::{ClientEvent, FIELDS, MAX_SECONDS, parse_event, parse_events};
+use super::parse::{ClientEvent, FIELDS, MAX_SECONDS, RATES, parse_event, parse_events};
 use super::*;
 use crate::shared::Item;
 use crate::{CaptureLayer, Config, Identity, Shipper};
+use uuid::Uuid;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -62,6 +63,27 @@ fn good_events_parse() {
 }
 
 #[test]
+fn duration_may_be_unknown_and_rate_page_view_and_client_id_are_kept() {
+    // Live streams and media whose metadata has not loaded: no duration.
+    let live = without(event(), "duration");
+    let parsed = parse_event(&live).unwrap();
+    assert_eq!((parsed.duration, parsed.position), (None, Some(42.0)));
+    let view = Uuid::now_v7();
+    let id = Uuid::new_v4();
+    let e = json!({"type": "video.pause", "foss": "f", "tutorial": "t", "language": "l",
+        "video_id": "v", "position": 20, "duration": 60, "rate": 1.5,
+        "page_view": view.to_string(), "client_event_id": id.to_string()});
+    let parsed = parse_event(&e).unwrap();
+    assert_eq!(parsed.rate, Some(1.5));
+    assert_eq!(parsed.page_view, Some(view));
+    assert_eq!(parsed.client_event_id, Some(id));
+    // A rate means nothing for a manual mark.
+    let mark = json!({"type": "tutorial.complete", "foss": "f", "tutorial": "t",
+        "language": "l", "rate": 1});
+    assert_eq!(refused_field(mark), "rate");
+}
+
+#[test]
 fn every_bad_input_names_its_field() {
     let cases = [
         (with(event(), "type", json!("video.rewind")), "type"),
@@ -73,7 +95,15 @@ fn every_bad_input_names_its_field() {
         (with(event(), "position", json!(1e12)), "position"),
         (without(event(), "position"), "position"),
         (with(event(), "duration", json!(0)), "duration"),
-        (without(event(), "duration"), "duration"),
+        (with(event(), "rate", json!(5)), "rate"),
+        (with(event(), "rate", json!(0.1)), "rate"),
+        (with(event(), "rate", json!("1")), "rate"),
+        (with(event(), "page_view", json!("not-a-uuid")), "page_view"),
+        (with(event(), "page_view", json!(7)), "page_view"),
+        (
+            with(event(), "client_event_id", json!("")),
+            "client_event_id",
+        ),
         (without(event(), "foss"), "foss"),
         (with(event(), "tutorial", json!("")), "tutorial"),
         (with(event(), "language", json!(7)), "language"),
@@ -469,7 +499,10 @@ mod proptests {
                     }
                     prop_assert!(!e.foss.trim().is_empty());
                     if e.event_type.is_video() {
-                        prop_assert!(e.video_id.is_some() && e.duration.is_some());
+                        prop_assert!(e.video_id.is_some());
+                    }
+                    if let Some(rate) = e.rate {
+                        prop_assert!(e.event_type.is_video() && RATES.contains(&rate));
                     }
                 }
             }
