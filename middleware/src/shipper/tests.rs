@@ -36,7 +36,12 @@ fn redis_url() -> String {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // A static is never dropped, so this server outlives the test
+            // process: it must not hold the caller's stdout or stderr open
+            // (a `cargo test | grep` would wait for it forever).
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH, or VISITLOG_TEST_REDIS_URL set (scripts/test)");
         let url = format!("redis://127.0.0.1:{port}");
