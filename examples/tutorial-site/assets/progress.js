@@ -32,8 +32,9 @@
 // at once when the browser comes back online); 400/401/403/413/415 cannot be
 // mended by a retry and are dropped with a console warning. When the page
 // is hidden or closed, the outbox (newest 500 events) is saved in
-// localStorage under "visitlog.outbox" and sent with keepalive; the next page
-// of the site that runs this script takes what was saved and sends it first.
+// localStorage under "visitlog.outbox" and, unless a retry is waiting, sent
+// with keepalive; the next page of the site that runs this script takes
+// what was saved (removing it) and sends it first.
 (function () {
   "use strict";
   var endpoint = "/visitlog/events";
@@ -162,12 +163,11 @@
     return isFinite(secs) && secs > 0 ? secs * 1000 : 0;
   }
 
-  // One body at a time, in order. `leaving`: the page is going, so the
-  // request must outlive it (keepalive; a beacon where fetch is missing).
+  // One body at a time, in order; none while a retry waits. `leaving`: the
+  // page is going, so the request must outlive it (keepalive; a beacon
+  // where fetch is missing).
   function pump(leaving) {
-    if (inflight.length || (retryTimer !== null && !leaving) || !outbox.length) return;
-    clearTimeout(retryTimer);
-    retryTimer = null;
+    if (inflight.length || retryTimer !== null || !outbox.length) return;
     var batch = nextBody();
     var body = JSON.stringify(batch);
     if (!window.fetch) {
@@ -229,7 +229,11 @@
 
   // The page is hidden or going: what it adds last (the stretch so far),
   // then save what is unsent for the next page, and send it in a request
-  // that outlives this one.
+  // that outlives this one, unless the endpoint is failing (a retry waits):
+  // then the saved copy goes from the next page, and the server never sees
+  // it twice. (When the keepalive request lands and the page dies before
+  // it hears so, the next page sends the copy again: the server keeps one
+  // event per client_event_id.)
   var onLeave = [];
   function leave() {
     for (var i = 0; i < onLeave.length; i++) onLeave[i]();
@@ -261,6 +265,7 @@
   var stretchRate = 1; // its playback speed
   var last = 0; // the position before a seek (from timeupdate)
   var ownSeek = false; // the next seek is this script's (the resume)
+  var pressedAt = null; // where play was pressed before the metadata came
   var timer = null;
 
   function known() {
@@ -305,8 +310,8 @@
     return e;
   }
 
-  function begin() {
-    stretchFrom = video.currentTime;
+  function begin(from) {
+    stretchFrom = from;
     stretchRate = speed();
     send([videoEvent("video.play")]);
     clearInterval(timer);
@@ -333,9 +338,11 @@
     if (resume > 0 && (!known() || resume < video.duration) && video.currentTime < 0.5) {
       ownSeek = true;
       video.currentTime = resume;
+      pressedAt = null;
     }
     last = video.currentTime;
-    if (!video.paused) begin();
+    // Playback may have run a little before this event was handled.
+    if (!video.paused) begin(pressedAt !== null ? Math.min(pressedAt, video.currentTime) : video.currentTime);
   }
 
   video.addEventListener("loadedmetadata", start);
@@ -343,13 +350,16 @@
     if (video.readyState >= 1) start();
   });
   video.addEventListener("play", function () {
-    if (started) begin(); // else start() begins once the metadata is in
+    // Before the metadata, start() begins where play was pressed.
+    if (started) begin(video.currentTime);
+    else pressedAt = video.currentTime;
   });
   video.addEventListener("pause", function () {
     clearInterval(timer);
     if (!started || video.ended) return; // "ended" reports the end
     send([stretch(videoEvent("video.pause"), video.currentTime)]);
     stretchFrom = null;
+    last = video.currentTime; // a seek from here starts here
   });
   video.addEventListener("ratechange", function () {
     if (stretchFrom !== null && speed() !== stretchRate) heartbeat(false);
