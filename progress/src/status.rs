@@ -96,7 +96,7 @@ impl LanguageStatus {
         let known = |d: Option<f64>| d.filter(|d| d.is_finite() && *d > 0.0);
         // Positions of one language, newest first.
         let mut newest: Vec<&VideoPosition> = positions.iter().collect();
-        newest.sort_by(|a, b| (b.updated_at, b.last_event).cmp(&(a.updated_at, a.last_event)));
+        newest.sort_by_key(|p| std::cmp::Reverse((p.updated_at, p.last_event)));
         let duration_of = |p: &VideoPosition| {
             known(Some(p.duration)).or_else(|| {
                 known(

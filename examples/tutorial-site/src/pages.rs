@@ -81,10 +81,11 @@ pub(crate) async fn watch(
         (None, Some(f)) => format!(r#" data-resume-fraction="{f}""#),
         _ => String::new(),
     };
-    let preload = match query.preload.as_deref() {
-        Some(p @ ("none" | "metadata" | "auto")) => p,
-        _ => "metadata",
-    };
+    // Only the three values HTML knows reach the page.
+    let preload = ["none", "metadata", "auto"]
+        .into_iter()
+        .find(|p| query.preload.as_deref() == Some(*p))
+        .unwrap_or("metadata");
     // The id of the request record of this very page: the script sends it
     // with every event, so the consumer can bound what one page view reports.
     let page_view = page_view.map_or_else(String::new, |Extension(RecordId(id))| {
