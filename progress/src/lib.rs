@@ -8,7 +8,8 @@
 //! - The rules, as pure functions: [`Rules`], [`page_view`], the fold
 //!   ([`Progress::fold`]) and when a batch forces a refold ([`needs_refold`]).
 //! - With the `reader` feature, [`ProgressReader`]: resume positions and
-//!   progress for a web app, by indexed lookups.
+//!   progress for a web app, by indexed lookups, and [`LanguageStatus`] /
+//!   [`TutorialLanguages`]: one tutorial across its languages.
 //!
 //! A `tutorial_progress` document is a *fold* of the learner's events for
 //! that tutorial and language, taken in `_id` order (UUID v7 given by the
@@ -42,6 +43,7 @@ mod intervals;
 mod reader;
 mod rules;
 mod serde_helpers;
+mod status;
 mod tutorial;
 mod validation;
 mod video;
@@ -55,6 +57,7 @@ pub use intervals::{MAX_INTERVALS, add_interval, coverage};
 #[cfg(feature = "reader")]
 pub use reader::ProgressReader;
 pub use rules::{Rules, page_view};
+pub use status::{LanguageStatus, TutorialLanguages};
 pub use tutorial::{CompletedBy, MAX_RECENT_VISITORS, Manual, Progress, RecentVisit};
 pub use validation::json_for_validation;
 pub use video::VideoPosition;

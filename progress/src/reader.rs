@@ -3,14 +3,17 @@
 //! them into MongoDB (`video_positions`, `tutorial_progress`).
 //!
 //! Needs the `reader` feature. Reads are plain indexed lookups by `_id` or
-//! by learner, and never touch the request path of other pages.
+//! by learner, and never touch the request path of other pages. The
+//! cross-language reads ([`ProgressReader::language_status`],
+//! [`ProgressReader::progress_for_foss`]) read one learner's documents of a
+//! tutorial or foss and leave the rules to `status.rs`.
 
 use bson::{Document, doc};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 use visitlog_schema::{Collection as Coll, Learner, progress_id, video_position_id};
 
-use crate::{Progress, ReadError, VideoPosition};
+use crate::{LanguageStatus, Progress, ReadError, TutorialLanguages, VideoPosition};
 
 /// Reads `video_positions` and `tutorial_progress`; cheap to clone.
 #[derive(Debug, Clone)]
@@ -74,20 +77,54 @@ impl ProgressReader {
         }
     }
 
-    /// `learner`'s progress in every tutorial and language of `foss`.
+    /// `learner` on one tutorial page, across languages: this language's
+    /// progress, completion in any language, and where to continue (its own
+    /// resume position, else another language's mapped by fraction of the
+    /// duration). `duration` is this language's video duration when the
+    /// caller knows it; see [`LanguageStatus::of`].
+    pub async fn language_status(
+        &self,
+        learner: &Learner,
+        foss: &str,
+        tutorial: &str,
+        language: &str,
+        duration: Option<f64>,
+    ) -> Result<LanguageStatus, ReadError> {
+        // Both collections are indexed by learner first; a learner has few
+        // documents per tutorial (one per language and video).
+        let filter = doc! { "learner": learner.key(), "foss": foss, "tutorial": tutorial };
+        let progress: Vec<Document> = self
+            .progress
+            .find(filter.clone())
+            .await?
+            .try_collect()
+            .await?;
+        let positions: Vec<Document> = self.positions.find(filter).await?.try_collect().await?;
+        let progress = progress
+            .iter()
+            .map(Progress::from_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        let positions = positions
+            .iter()
+            .map(VideoPosition::from_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LanguageStatus::of(language, duration, progress, &positions))
+    }
+
+    /// `learner`'s progress in every tutorial of `foss`: one entry per
+    /// tutorial, its languages inside, sorted by tutorial and language.
     pub async fn progress_for_foss(
         &self,
         learner: &Learner,
         foss: &str,
-    ) -> Result<Vec<Progress>, ReadError> {
+    ) -> Result<Vec<TutorialLanguages>, ReadError> {
         let docs: Vec<Document> = self
             .progress
             .find(doc! { "learner": learner.key(), "foss": foss })
-            .sort(doc! { "tutorial": 1, "language": 1 })
             .await?
             .try_collect()
             .await?;
         let read: Result<Vec<Progress>, _> = docs.iter().map(Progress::from_document).collect();
-        Ok(read?)
+        Ok(TutorialLanguages::group(read?))
     }
 }

@@ -1,24 +1,271 @@
-// Reports what the learner does with the tutorial video to visitlog's
-// learning-events endpoint, and resumes the video where they stopped.
-// Events: video.play, video.progress (every 10 s while playing),
-// video.pause, video.seek, video.ended, tutorial.complete/incomplete;
-// a last video.progress as a beacon when the page is hidden or closed.
-// Each reports the stretch just watched as played_from..position.
+// visitlog page script: reports what the learner does with a tutorial's
+// video to visitlog's learning-events endpoint (POST /visitlog/events), and
+// resumes the video where they stopped. One dependency-free file: copy it.
+//
+// The page needs one <video id="player"> with these data-* attributes:
+//   data-foss, data-tutorial, data-language, data-video-id  (required)
+//   data-logged-in="true"     events are sent only then (the endpoint
+//                             refuses anonymous learners unless configured)
+//   data-page-view="<uuid>"   the id of the request record that served this
+//                             page (visitlog_middleware::RecordId); sent as
+//                             `page_view` with every event
+//   data-resume="<seconds>"   where to start; or data-resume-fraction="0.37"
+//                             (another language's point: mapped once the
+//                             duration is known)
+// and, optionally, buttons #mark-complete / #mark-incomplete and #status.
+//
+// Events: video.play, video.progress (every 10 s while playing, and when
+// the speed changes), video.pause, video.seek, video.ended,
+// tutorial.complete / tutorial.incomplete. Each video event reports the
+// stretch just watched as played_from..position (..from for a seek), the
+// playback speed as `rate` (0.25 to 4), and `duration` (null while unknown:
+// live streams, some WebM). Every event carries `client_event_id` (a random
+// UUID made here) so the server stores a retried event once.
+//
+// Tracking starts when the metadata is known, also when playback began
+// before (preload="none", slow links): nothing watched is lost. Seeks this
+// script makes (the resume) are not reported as the learner's.
+//
+// Delivery: events wait in an outbox, in order, and go in bodies of at most
+// 100 events and ~12 KB, one request at a time. 429/503 wait Retry-After;
+// other 5xx and network errors retry with backoff (1 s doubling to 60 s, and
+// at once when the browser comes back online); 400/401/403/413/415 cannot be
+// mended by a retry and are dropped with a console warning. When the page
+// is hidden or closed, the outbox (newest 500 events) is saved in
+// localStorage under "visitlog.outbox" and, unless a retry is waiting, sent
+// with keepalive; the next page of the site that runs this script takes
+// what was saved (removing it) and sends it first.
 (function () {
   "use strict";
-  var video = document.getElementById("player");
-  if (!video) return;
   var endpoint = "/visitlog/events";
   var HEARTBEAT_MS = 10000;
+  var OUTBOX_KEY = "visitlog.outbox";
+  var OUTBOX_MAX = 500;
+  var MAX_PER_BODY = 100;
+  var BACKOFF_MIN_MS = 1000;
+  var BACKOFF_MAX_MS = 60000;
+  var MAX_SECONDS = 86400; // the endpoint's longest video
+
+  // ---- delivery: outbox, retries, localStorage --------------------------
+
+  var outbox = []; // waiting, oldest first
+  var inflight = []; // the body being sent
+  var retryTimer = null;
+  var backoff = 0;
+  var bodyBytes = 12000; // halved on 413, for servers with a lower limit
+
+  function uuid() {
+    var c = window.crypto;
+    if (c && c.randomUUID) return c.randomUUID();
+    var b = new Uint8Array(16);
+    if (c && c.getRandomValues) c.getRandomValues(b);
+    else for (var i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    var h = "";
+    for (var j = 0; j < 16; j++) {
+      h += (b[j] + 0x100).toString(16).slice(1);
+      if (j === 3 || j === 5 || j === 7 || j === 9) h += "-";
+    }
+    return h;
+  }
+
+  function stored() {
+    try {
+      var list = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      return []; // no storage (privacy mode) or a damaged entry
+    }
+  }
+
+  function store(list) {
+    try {
+      if (list.length) localStorage.setItem(OUTBOX_KEY, JSON.stringify(list.slice(-OUTBOX_MAX)));
+      else localStorage.removeItem(OUTBOX_KEY);
+    } catch (e) {
+      // Full or forbidden: what is in memory still goes while the page lives.
+    }
+  }
+
+  function ids(list) {
+    var seen = {};
+    for (var i = 0; i < list.length; i++) seen[list[i].client_event_id] = true;
+    return seen;
+  }
+
+  function bound() {
+    if (outbox.length > OUTBOX_MAX) outbox = outbox.slice(-OUTBOX_MAX); // oldest go
+  }
+
+  // Takes what earlier pages saved (and removes it): it goes first, ahead
+  // of this page's events, skipping what this page already holds.
+  function restore() {
+    var saved = stored();
+    if (!saved.length) return;
+    store([]);
+    var have = ids(inflight.concat(outbox));
+    outbox = saved.filter(function (e) { return !have[e.client_event_id]; }).concat(outbox);
+    bound();
+  }
+
+  // Saves everything not yet accepted, the body in flight included (the
+  // server drops a second copy by client_event_id).
+  function persist() {
+    var list = stored();
+    var have = ids(list);
+    inflight.concat(outbox).forEach(function (e) {
+      if (!have[e.client_event_id]) list.push(e);
+    });
+    store(list);
+  }
+
+  // An accepted body needs no saved copy (the page lived on after hiding).
+  function forget(batch) {
+    var list = stored();
+    if (!list.length) return;
+    var done = ids(batch);
+    store(list.filter(function (e) { return !done[e.client_event_id]; }));
+  }
+
+  // `hold`: the page is leaving; the caller sends with keepalive.
+  function queue(events, hold) {
+    outbox = outbox.concat(events);
+    bound();
+    if (!hold) pump(false);
+  }
+
+  function nextBody() {
+    var batch = [];
+    var bytes = 2;
+    while (batch.length < outbox.length && batch.length < MAX_PER_BODY) {
+      var size = JSON.stringify(outbox[batch.length]).length + 1;
+      if (batch.length > 0 && bytes + size > bodyBytes) break;
+      batch.push(outbox[batch.length]);
+      bytes += size;
+    }
+    outbox = outbox.slice(batch.length);
+    return batch;
+  }
+
+  function later(batch, ms) {
+    outbox = batch.concat(outbox);
+    bound();
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(function () {
+      retryTimer = null;
+      pump(false);
+    }, ms);
+  }
+
+  function retryAfter(response) {
+    var secs = parseInt(response.headers.get("Retry-After") || "", 10);
+    return isFinite(secs) && secs > 0 ? secs * 1000 : 0;
+  }
+
+  // One body at a time, in order; none while a retry waits. `leaving`: the
+  // page is going, so the request must outlive it (keepalive; a beacon
+  // where fetch is missing).
+  function pump(leaving) {
+    if (inflight.length || retryTimer !== null || !outbox.length) return;
+    var batch = nextBody();
+    var body = JSON.stringify(batch);
+    if (!window.fetch) {
+      if (navigator.sendBeacon) navigator.sendBeacon(endpoint, new Blob([body], { type: "application/json" }));
+      return; // no answer to read: a saved copy goes again on the next page
+    }
+    inflight = batch;
+    fetch(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: body,
+      credentials: "same-origin",
+      keepalive: leaving,
+    }).then(function (response) {
+      inflight = [];
+      var s = response.status;
+      if (s >= 200 && s < 300) {
+        backoff = 0;
+        forget(batch);
+        pump(false);
+      } else if (s === 413 && batch.length > 1) {
+        bodyBytes = Math.max(1000, Math.floor(bodyBytes / 2));
+        later(batch, 0);
+      } else if (s === 429 || s >= 500) {
+        var wait = retryAfter(response);
+        if (!wait) {
+          backoff = backoff ? Math.min(backoff * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+          wait = backoff;
+        }
+        later(batch, wait);
+      } else {
+        // 400, 401, 403, 413, 415: the same body would be refused again.
+        console.warn("visitlog: " + batch.length + " learning events refused with " + s + ", dropped");
+        forget(batch);
+        pump(false);
+      }
+    }, function () {
+      inflight = [];
+      backoff = backoff ? Math.min(backoff * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+      later(batch, backoff); // offline or blocked
+    });
+  }
+
+  window.addEventListener("online", function () {
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      backoff = 0;
+      pump(false);
+    }
+  });
+  // Back from the back/forward cache: another page may have taken or saved events.
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) {
+      restore();
+      pump(false);
+    }
+  });
+
+  // The page is hidden or going: what it adds last (the stretch so far),
+  // then save what is unsent for the next page, and send it in a request
+  // that outlives this one, unless the endpoint is failing (a retry waits):
+  // then the saved copy goes from the next page, and the server never sees
+  // it twice. (When the keepalive request lands and the page dies before
+  // it hears so, the next page sends the copy again: the server keeps one
+  // event per client_event_id.)
+  var onLeave = [];
+  function leave() {
+    for (var i = 0; i < onLeave.length; i++) onLeave[i]();
+    persist();
+    pump(true);
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") leave();
+  });
+  window.addEventListener("pagehide", leave);
+
+  restore();
+  pump(false);
+
+  // ---- the video ---------------------------------------------------------
+
+  var video = document.getElementById("player");
+  if (!video) return;
   var info = {
     foss: video.dataset.foss,
     tutorial: video.dataset.tutorial,
     language: video.dataset.language,
     video_id: video.dataset.videoId,
   };
+  var pageView = video.dataset.pageView || null;
   var loggedIn = video.dataset.loggedIn === "true";
+  var started = false; // the metadata is known: tracking runs
   var stretchFrom = null; // where the current stretch of playback began
+  var stretchRate = 1; // its playback speed
   var last = 0; // the position before a seek (from timeupdate)
+  var ownSeek = false; // the next seek is this script's (the resume)
+  var pressedAt = null; // where play was pressed before the metadata came
   var timer = null;
 
   function known() {
@@ -26,149 +273,134 @@
   }
 
   function at(t) {
-    return Math.max(0, Math.min(t, video.duration));
+    t = Math.min(Math.max(0, t || 0), MAX_SECONDS);
+    return known() ? Math.min(t, video.duration) : t;
+  }
+
+  function speed() {
+    var r = video.playbackRate;
+    return isFinite(r) && r > 0 ? Math.max(0.25, Math.min(4, r)) : 1;
+  }
+
+  function send(events, hold) {
+    if (loggedIn) queue(events, hold);
   }
 
   function event(type) {
-    var e = { type: type };
+    var e = { type: type, client_event_id: uuid() };
     for (var k in info) e[k] = info[k];
+    if (pageView) e.page_view = pageView;
+    return e;
+  }
+
+  function videoEvent(type) {
+    var e = event(type);
     e.position = at(video.currentTime);
-    e.duration = video.duration;
+    e.duration = known() ? video.duration : null;
+    e.rate = speed();
     return e;
   }
 
-  // A stretch ending at `end` was watched since `stretchFrom`.
+  // A stretch ending at `end` was watched since `stretchFrom`, at its speed.
   function stretch(e, end) {
-    if (stretchFrom !== null && end >= stretchFrom) e.played_from = at(stretchFrom);
+    if (stretchFrom !== null && end >= stretchFrom) {
+      e.played_from = at(stretchFrom);
+      e.rate = stretchRate;
+    }
     return e;
   }
 
-  // Events go out one request at a time, in order; what comes meanwhile
-  // waits and goes as one body after. A body refused with 429 (too many) or
-  // 503 (busy) goes again after Retry-After, still ahead of what came later;
-  // the endpoint takes a body whole or not at all, so a retry never
-  // duplicates. At most one body's worth waits (the newest events).
-  var MAX_PER_BODY = 100;
-  var queue = [];
-  var busy = false;
-  var retryTimer = null;
-
-  function send(events, leaving) {
-    if (!loggedIn || events.length === 0) return;
-    queue = queue.concat(events).slice(-MAX_PER_BODY);
-    if (leaving) leave();
-    else pump();
+  function begin(from) {
+    stretchFrom = from;
+    stretchRate = speed();
+    send([videoEvent("video.play")]);
+    clearInterval(timer);
+    timer = setInterval(function () { heartbeat(false); }, HEARTBEAT_MS);
   }
 
-  function retry(batch, secs) {
-    queue = batch.concat(queue).slice(-MAX_PER_BODY);
-    retryTimer = setTimeout(function () {
-      retryTimer = null;
-      pump();
-    }, secs * 1000);
-  }
-
-  function pump() {
-    if (busy || retryTimer !== null || queue.length === 0) return;
-    var batch = queue;
-    queue = [];
-    busy = true;
-    fetch(endpoint, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(batch),
-      credentials: "same-origin",
-    }).then(function (response) {
-      busy = false;
-      if (response.status === 429 || response.status === 503) {
-        var secs = parseInt(response.headers.get("Retry-After") || "1", 10);
-        retry(batch, isFinite(secs) && secs > 0 ? secs : 1);
-      } else {
-        pump(); // 202, or a refusal a retry cannot mend
-      }
-    }).catch(function () {
-      busy = false;
-      retry(batch, 5); // offline: try again in a while
-    });
-  }
-
-  // The page is going: everything waiting goes now, in a request that
-  // outlives the page (keepalive, or a beacon where fetch is missing).
-  function leave() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    var body = JSON.stringify(queue);
-    queue = [];
-    if (!window.fetch && navigator.sendBeacon) {
-      navigator.sendBeacon(endpoint, new Blob([body], { type: "application/json" }));
-      return;
-    }
-    fetch(endpoint, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: body,
-      credentials: "same-origin",
-      keepalive: true,
-    }).catch(function () {});
-  }
-
-  function heartbeat(leaving) {
-    if (video.paused || !known()) return;
-    var e = stretch(event("video.progress"), video.currentTime);
+  // Reports the stretch so far and starts the next one here.
+  function heartbeat(hold) {
+    if (!started || video.paused) return;
+    var e = stretch(videoEvent("video.progress"), video.currentTime);
     stretchFrom = video.currentTime;
-    send([e], leaving);
+    stretchRate = speed();
+    send([e], hold);
   }
 
-  video.addEventListener("loadedmetadata", function () {
+  // The metadata is known: resume, and if the learner already pressed play
+  // (before the browser knew anything), track from here.
+  function start() {
+    if (started) return;
+    started = true;
     var resume = parseFloat(video.dataset.resume || "0");
-    if (resume > 0 && resume < video.duration) video.currentTime = resume;
+    var fraction = parseFloat(video.dataset.resumeFraction || "");
+    if (!(resume > 0) && fraction > 0 && fraction < 1 && known()) resume = fraction * video.duration;
+    if (resume > 0 && (!known() || resume < video.duration) && video.currentTime < 0.5) {
+      ownSeek = true;
+      video.currentTime = resume;
+      pressedAt = null;
+    }
     last = video.currentTime;
+    // Playback may have run a little before this event was handled.
+    if (!video.paused) begin(pressedAt !== null ? Math.min(pressedAt, video.currentTime) : video.currentTime);
+  }
+
+  video.addEventListener("loadedmetadata", start);
+  video.addEventListener("durationchange", function () {
+    if (video.readyState >= 1) start();
   });
   video.addEventListener("play", function () {
-    if (!known()) return;
-    stretchFrom = video.currentTime;
-    send([event("video.play")]);
-    clearInterval(timer);
-    timer = setInterval(heartbeat, HEARTBEAT_MS);
+    // Before the metadata, start() begins where play was pressed.
+    if (started) begin(video.currentTime);
+    else pressedAt = video.currentTime;
   });
   video.addEventListener("pause", function () {
     clearInterval(timer);
-    if (video.ended || !known()) return; // "ended" reports the end
-    send([stretch(event("video.pause"), video.currentTime)]);
+    if (!started || video.ended) return; // "ended" reports the end
+    send([stretch(videoEvent("video.pause"), video.currentTime)]);
     stretchFrom = null;
+    last = video.currentTime; // a seek from here starts here
+  });
+  video.addEventListener("ratechange", function () {
+    if (stretchFrom !== null && speed() !== stretchRate) heartbeat(false);
   });
   video.addEventListener("timeupdate", function () {
     if (!video.seeking) last = video.currentTime;
   });
   video.addEventListener("seeking", function () {
-    if (!known()) return;
-    var e = stretch(event("video.seek"), last);
-    delete e.position;
-    e.from = at(last);
-    e.to = at(video.currentTime);
-    send([e]);
-    stretchFrom = video.paused ? null : video.currentTime;
+    if (!started) return;
+    var playing = !video.paused;
+    if (ownSeek) {
+      // The resume is not the learner's seek: reporting it would move the
+      // saved position back to an older one on every reload.
+      ownSeek = false;
+    } else {
+      var e = stretch(videoEvent("video.seek"), last);
+      delete e.position;
+      e.from = at(last);
+      e.to = at(video.currentTime);
+      if (e.from !== e.to || e.played_from !== undefined) send([e]);
+    }
+    stretchFrom = playing ? video.currentTime : null;
+    stretchRate = speed();
     last = video.currentTime;
   });
   video.addEventListener("ended", function () {
     clearInterval(timer);
-    if (!known()) return;
-    var e = stretch(event("video.ended"), video.duration);
-    e.position = video.duration;
+    if (!started) return;
+    var end = known() ? video.duration : video.currentTime;
+    var e = stretch(videoEvent("video.ended"), end);
+    e.position = at(end);
     send([e]);
     stretchFrom = null;
   });
-  document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "hidden") heartbeat(true);
-  });
-  window.addEventListener("pagehide", function () {
-    heartbeat(true);
-  });
+
+  onLeave.push(function () { heartbeat(true); }); // the stretch so far
+
+  if (video.readyState >= 1) start(); // the metadata came before this script
 
   function mark(complete) {
-    var e = { type: complete ? "tutorial.complete" : "tutorial.incomplete" };
-    for (var k in info) e[k] = info[k];
-    send([e]);
+    send([event(complete ? "tutorial.complete" : "tutorial.incomplete")]);
     var status = document.getElementById("status");
     if (status) status.textContent = complete ? "completed" : "not completed";
   }

@@ -4,8 +4,10 @@
 //! Run with: `cargo run -p visitlog-example -- --listen 127.0.0.1:8080`
 //!
 //! Pages: `/` lists tutorials, `/watch/{foss}/{tutorial}/{language}/` shows
-//! one with a `<video>` element (resumed where the learner stopped, with
-//! "Mark complete" / "Mark incomplete"), `POST /login` (form field
+//! one with a `<video>` element (resumed where the learner stopped, or where
+//! they stopped in another language, "Completed in English", with "Mark
+//! complete" / "Mark incomplete"; `?preload=none` serves the video with
+//! `preload="none"`), `POST /login` (form field
 //! `username`) starts a session, `POST /logout` ends it. `POST
 //! /visitlog/events` takes the page script's learning events, `GET
 //! /api/progress/{foss}/{tutorial}/{language}` answers the learner's progress
@@ -41,6 +43,10 @@ pub const CATALOGUE: &[(&str, &str, &[&str])] = &[
     ),
     ("Scilab", "Vectors", &["English"]),
 ];
+
+/// The sample video's duration in seconds: every page plays it, so the site
+/// knows each language's duration (maps a position from another language).
+pub const SAMPLE_SECONDS: f64 = 30.0;
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -1,9 +1,14 @@
 //! The HTML pages: the tutorial list, a tutorial's page with its `<video>`
-//! (resumed where the learner stopped), and "not found".
+//! (resumed where the learner stopped, in this language or another), and
+//! "not found".
 
-use axum::extract::{Path, State};
+use axum::Extension;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use visitlog_middleware::RecordId;
+use visitlog_progress::LanguageStatus;
 
 use crate::progress::learner_state;
 use crate::session::{Sessions, current_user};
@@ -41,9 +46,19 @@ pub(crate) async fn home(State(sessions): State<Sessions>, headers: HeaderMap) -
     )
 }
 
+/// `?preload=`: how much of the video the browser loads before play.
+#[derive(Deserialize)]
+pub(crate) struct WatchQuery {
+    /// `none`, `metadata` (the default) or `auto`; `none` also shows how the
+    /// page script copes with playback that starts before the metadata.
+    preload: Option<String>,
+}
+
 pub(crate) async fn watch(
     State(state): State<AppState>,
     Path((foss, tutorial, language)): Path<(String, String, String)>,
+    Query(query): Query<WatchQuery>,
+    page_view: Option<Extension<RecordId>>,
     headers: HeaderMap,
 ) -> Response {
     if !in_catalogue(&foss, &tutorial, &language) {
@@ -55,33 +70,84 @@ pub(crate) async fn watch(
         Some(user) => learner_state(&state, user, (&foss, &tutorial, &language)).await,
         None => None,
     };
-    let (resume, completed) = learned.unwrap_or((0.0, false));
-    let progress = match &user {
-        Some(_) => format!(
-            r#"<p id="resume"{hidden}>Resume at <span id="resume-at">{at}</span></p>
-<p>Status: <b id="status">{status}</b>
-<button id="mark-complete">Mark complete</button> <button id="mark-incomplete">Mark incomplete</button></p>"#,
-            hidden = if resume > 0.0 { "" } else { " hidden" },
-            at = clock(resume),
-            status = if completed {
-                "completed"
-            } else {
-                "not completed"
-            },
-        ),
-        None => "<p>Log in to keep your place and track your progress.</p>".to_owned(),
+    let progress = match (&user, &learned) {
+        (Some(_), status) => learner_panel(&language, status.as_ref()),
+        (None, _) => "<p>Log in to keep your place and track your progress.</p>".to_owned(),
     };
+    let resume = learned.as_ref().and_then(|s| s.resume_position);
+    // Only a fraction (another language's point, this duration unknown):
+    // the script maps it once the video's metadata says the duration.
+    let fraction = match (resume, learned.as_ref().and_then(|s| s.resume_fraction)) {
+        (None, Some(f)) => format!(r#" data-resume-fraction="{f}""#),
+        _ => String::new(),
+    };
+    // Only the three values HTML knows reach the page.
+    let preload = ["none", "metadata", "auto"]
+        .into_iter()
+        .find(|p| query.preload.as_deref() == Some(*p))
+        .unwrap_or("metadata");
+    // The id of the request record of this very page: the script sends it
+    // with every event, so the consumer can bound what one page view reports.
+    let page_view = page_view.map_or_else(String::new, |Extension(RecordId(id))| {
+        format!(r#" data-page-view="{id}""#)
+    });
     let body = format!(
         r#"<h1>{foss}: {tutorial}</h1><p>Language: {language}</p>{progress}
-<video id="player" controls preload="metadata" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}" data-logged-in="{logged_in}"></video>
+<video id="player" controls preload="{preload}" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}"{fraction}{page_view} data-logged-in="{logged_in}"></video>
 <script src="/static/progress.js"></script>"#,
         foss = escape(&foss),
         tutorial = escape(&tutorial),
         language = escape(&language),
         video_id = escape(&video_id),
+        resume = resume.unwrap_or(0.0),
         logged_in = user.is_some(),
     );
     page(&tutorial, user.as_deref(), &body).into_response()
+}
+
+/// The logged-in learner's part of a tutorial page: where to continue (here,
+/// or mapped from another language), the status here, the languages it is
+/// completed in elsewhere, and the manual marks.
+fn learner_panel(language: &str, status: Option<&LanguageStatus>) -> String {
+    let resume = status.and_then(|s| s.resume_position).unwrap_or(0.0);
+    let from = status.and_then(|s| s.resume_from_language.as_deref());
+    let resume_line = match from {
+        Some(other) => format!(
+            r#"<p id="resume">Continue from <span id="resume-at">{at}</span> ({other})</p>"#,
+            at = clock(resume),
+            other = escape(other),
+        ),
+        None => format!(
+            r#"<p id="resume"{hidden}>Resume at <span id="resume-at">{at}</span></p>"#,
+            hidden = if resume > 0.0 { "" } else { " hidden" },
+            at = clock(resume),
+        ),
+    };
+    let completed = status.is_some_and(|s| s.progress.as_ref().is_some_and(|p| p.completed));
+    let elsewhere: Vec<String> = status
+        .map(|s| s.completed_languages.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l.as_str() != language)
+        .map(|l| escape(l))
+        .collect();
+    let elsewhere = match elsewhere.is_empty() {
+        true => String::new(),
+        false => format!(
+            r#"<p id="completed-in">Completed in {}</p>"#,
+            elsewhere.join(", ")
+        ),
+    };
+    format!(
+        r#"{resume_line}{elsewhere}
+<p>Status: <b id="status">{status}</b>
+<button id="mark-complete">Mark complete</button> <button id="mark-incomplete">Mark incomplete</button></p>"#,
+        status = if completed {
+            "completed"
+        } else {
+            "not completed"
+        },
+    )
 }
 
 pub(crate) fn in_catalogue(foss: &str, tutorial: &str, language: &str) -> bool {
