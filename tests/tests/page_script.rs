@@ -339,11 +339,8 @@ async fn unsent_events_survive_a_blocked_endpoint_and_a_reload_once_each() {
     // Reload while still offline: the first page saves its outbox; the
     // second takes it (and removes the saved copy) and keeps retrying.
     browser.goto(&world.site.url(PAGE)).await.unwrap();
-    let saved = browser
-        .eval("localStorage.getItem('visitlog.outbox')")
-        .await
-        .unwrap();
-    assert_eq!(saved, Value::Null, "taken by the new page: {saved}");
+    let saved = saved_outboxes(&mut browser).await;
+    assert_eq!(saved, json!([]), "taken by the new page: {saved}");
     browser
         .call("Network.setBlockedURLs", block(json!([])))
         .await
@@ -393,6 +390,100 @@ async fn unsent_events_survive_a_blocked_endpoint_and_a_reload_once_each() {
         video[4]
     );
     assert!((video[4].position.unwrap() - second).abs() < 0.3);
+    world.stop().await;
+}
+
+/// The page script's outboxes saved in this browser, by key.
+async fn saved_outboxes(browser: &mut Browser) -> Value {
+    browser
+        .eval("Object.keys(localStorage).filter(k => k.startsWith('visitlog.outbox')).sort()")
+        .await
+        .unwrap()
+}
+
+/// Logs the browser's user out (from the home page's form).
+async fn log_out(browser: &mut Browser, site: &Site) {
+    browser.goto(&site.url("/")).await.unwrap();
+    browser
+        .eval("document.querySelector('form[action=\"/logout\"]').submit(); true")
+        .await
+        .unwrap();
+    browser
+        .wait_for("document.querySelector('input[name=username]') !== null")
+        .await
+        .unwrap();
+}
+
+/// A shared browser: what one learner left unsent is saved under that
+/// learner and sent only by a page of the same learner, never under the
+/// next user's login (the events would count as theirs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learners_unsent_events_never_go_out_under_another_login() {
+    let Some(mut browser) = Browser::launch().await.unwrap() else {
+        return;
+    };
+    let world = World::start("outbox-owner").await;
+    log_in(&mut browser, &world.site, "heidi").await;
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    browser
+        .eval(&format!(
+            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
+        ))
+        .await
+        .unwrap();
+    browser.call("Network.enable", json!({})).await.unwrap();
+    browser
+        .call(
+            "Network.setBlockedURLs",
+            json!({ "urls": ["*/visitlog/events*"] }),
+        )
+        .await
+        .unwrap();
+    let watched = play_for(&mut browser, 1500).await;
+    // Heidi leaves (her outbox is saved), logs out; Ivan logs in on the
+    // same browser, the endpoint is back, and he opens the same tutorial.
+    log_out(&mut browser, &world.site).await;
+    let saved = saved_outboxes(&mut browser).await;
+    assert_eq!(saved.as_array().map(Vec::len), Some(1), "{saved}");
+    log_in(&mut browser, &world.site, "ivan").await;
+    browser
+        .call("Network.setBlockedURLs", json!({ "urls": [] }))
+        .await
+        .unwrap();
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    browser
+        .eval(&format!(
+            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(video_events(&world.events("user:ivan").await).is_empty());
+    assert!(video_events(&world.events("user:heidi").await).is_empty());
+    assert_eq!(saved_outboxes(&mut browser).await, saved, "still Heidi's");
+
+    // Heidi back: her own page sends what she watched, once.
+    log_out(&mut browser, &world.site).await;
+    log_in(&mut browser, &world.site, "heidi").await;
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    let events = world
+        .wait_events("user:heidi", |e| {
+            e.iter().any(|e| e.event_type == EventType::VideoPause)
+        })
+        .await;
+    let video = video_events(&events);
+    assert_eq!(
+        video
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["video.play", "video.pause"]
+    );
+    assert!(
+        (video[1].position.unwrap() - watched).abs() < 0.3,
+        "{video:?}"
+    );
+    assert_eq!(saved_outboxes(&mut browser).await, json!([]));
     world.stop().await;
 }
 

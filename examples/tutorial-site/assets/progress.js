@@ -32,14 +32,25 @@
 // at once when the browser comes back online); 400/401/403/413/415 cannot be
 // mended by a retry and are dropped with a console warning. When the page
 // is hidden or closed, the outbox (newest 500 events) is saved in
-// localStorage under "visitlog.outbox" and, unless a retry is waiting, sent
-// with keepalive; the next page of the site that runs this script takes
-// what was saved (removing it) and sends it first.
+// localStorage under "visitlog.outbox.<learner>" and, unless a retry is
+// waiting, sent with keepalive; the next page of the site that runs this
+// script for the same learner takes what was saved (removing it) and sends
+// it first.
+//
+// The <script> tag names the learner: data-learner="<opaque text>" (the
+// example site puts a hash of the user there). Saved events are only ever
+// sent by a page of the same learner, so what one user left unsent on a
+// shared browser never goes out under the next user's login. Without it
+// the key is "visitlog.outbox" and that guard is gone.
 (function () {
   "use strict";
   var endpoint = "/visitlog/events";
   var HEARTBEAT_MS = 10000;
-  var OUTBOX_KEY = "visitlog.outbox";
+  // Whose saved events these are (see above); read now, while this script
+  // is the one running.
+  var me = document.currentScript;
+  var owner = (me && me.dataset && me.dataset.learner) || "";
+  var OUTBOX_KEY = "visitlog.outbox" + (owner ? "." + owner : "");
   var OUTBOX_MAX = 500;
   var MAX_PER_BODY = 100;
   var BACKOFF_MIN_MS = 1000;

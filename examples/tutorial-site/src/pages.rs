@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use visitlog_middleware::RecordId;
 use visitlog_progress::LanguageStatus;
 
@@ -94,15 +95,27 @@ pub(crate) async fn watch(
     let body = format!(
         r#"<h1>{foss}: {tutorial}</h1><p>Language: {language}</p>{progress}
 <video id="player" controls preload="{preload}" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}"{fraction}{page_view} data-logged-in="{logged_in}"></video>
-<script src="/static/progress.js"></script>"#,
+<script src="/static/progress.js"{owner}></script>"#,
         foss = escape(&foss),
         tutorial = escape(&tutorial),
         language = escape(&language),
         video_id = escape(&video_id),
         resume = resume.unwrap_or(0.0),
         logged_in = user.is_some(),
+        owner = user.as_deref().map_or_else(String::new, |u| format!(
+            r#" data-learner="{}""#,
+            outbox_owner(u)
+        )),
     );
     page(&tutorial, user.as_deref(), &body).into_response()
+}
+
+/// Names the page script's saved outbox after the learner, so that a user's
+/// unsent events are never sent under another login on the same browser. A
+/// hash, not the name: the key sits in the browser's storage.
+fn outbox_owner(user: &str) -> String {
+    let digest = Sha256::digest(format!("visitlog outbox\0{user}").as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The logged-in learner's part of a tutorial page: where to continue (here,
