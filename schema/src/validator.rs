@@ -263,7 +263,8 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
 
 fn json_type(bson_type: &str) -> Result<&'static str, String> {
     Ok(match bson_type {
-        "string" | "objectId" | "date" => "string",
+        // Binary data travels as text in the JSON a document is checked as.
+        "string" | "objectId" | "date" | "binData" => "string",
         "int" | "long" => "integer",
         "double" | "decimal" | "number" => "number",
         "bool" => "boolean",
