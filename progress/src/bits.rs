@@ -68,18 +68,29 @@ impl Seconds {
     /// The set as sorted, disjoint `[start, end)` intervals, exactly.
     pub fn intervals(&self) -> Vec<[u32; 2]> {
         let mut out: Vec<[u32; 2]> = Vec::new();
-        let top = u32::try_from(self.0.len() * 8).unwrap_or(MAX_SECONDS);
-        let mut k = 0;
-        while k < top {
-            if self.contains(k) {
-                let start = k;
-                while k < top && self.contains(k) {
-                    k += 1;
-                }
-                out.push([start, k]);
-            } else {
-                k += 1;
+        let mut open: Option<u32> = None;
+        for (i, &byte) in self.0.iter().enumerate() {
+            let base = i as u32 * 8;
+            // Whole bytes inside or outside a run need no bit by bit look
+            // (the fold derives this list after every event).
+            match (byte, open) {
+                (0x00, None) | (0xff, Some(_)) => continue,
+                _ => {}
             }
+            for bit in 0..8 {
+                let set = byte & (1 << bit) != 0;
+                match (set, open) {
+                    (true, None) => open = Some(base + bit),
+                    (false, Some(start)) => {
+                        out.push([start, base + bit]);
+                        open = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(start) = open {
+            out.push([start, self.0.len() as u32 * 8]);
         }
         out
     }

@@ -207,10 +207,10 @@ impl Progress {
         let catalog = main
             .filter(|m| m.video_id == video_id)
             .and_then(|m| m.duration);
-        if let Some(d) = catalog.or(e.duration).filter(|d| *d > 0.0) {
-            if self.videos[i].duration != Some(d) {
-                self.videos[i].set_duration(d);
-            }
+        if let Some(d) = catalog.or(e.duration).filter(|d| *d > 0.0)
+            && self.videos[i].duration != Some(d)
+        {
+            self.videos[i].set_duration(d);
         }
         let seek = e.event_type == EventType::VideoSeek;
         if seek && e.played_from.is_none() && e.from.is_some() && e.from == e.to {

@@ -62,8 +62,8 @@ pub enum Credit {
 /// second floor((start + end) / 2).
 pub fn credit(start: f64, end: f64, rules: &Rules) -> Credit {
     let media = end - start;
-    if !(media >= rules.min_viewing) {
-        return Credit::Nothing; // Also NaN.
+    if media.is_nan() || media < rules.min_viewing {
+        return Credit::Nothing;
     }
     let seconds = if media < 0.5 {
         0..0
@@ -114,7 +114,7 @@ impl VideoProgress {
         self.played_s += media;
         self.wall_s += media / rate;
         // Seconds past a known duration are not set (a stale report).
-        let top = self.duration.map_or(MAX_SECONDS, |d| seconds_of(d));
+        let top = self.duration.map_or(MAX_SECONDS, seconds_of);
         let seconds = seconds.start..seconds.end.min(top);
         self.seen.insert(seconds.clone());
         if let Some(counted) = &mut self.counted {
@@ -153,7 +153,7 @@ impl VideoProgress {
 
 /// Seconds below ceil(d) over d, capped at 1.
 fn fraction(seconds: &Seconds, duration: f64) -> f64 {
-    if !(duration > 0.0) {
+    if duration.is_nan() || duration <= 0.0 {
         return 0.0;
     }
     (f64::from(seconds.count_below(seconds_of(duration))) / duration).min(1.0)
