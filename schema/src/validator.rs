@@ -263,8 +263,7 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
 
 fn json_type(bson_type: &str) -> Result<&'static str, String> {
     Ok(match bson_type {
-        // Binary data travels as text in the JSON a document is checked as.
-        "string" | "objectId" | "date" | "binData" => "string",
+        "string" | "objectId" | "date" => "string",
         "int" | "long" => "integer",
         "double" | "decimal" | "number" => "number",
         "bool" => "boolean",

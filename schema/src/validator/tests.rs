@@ -47,9 +47,6 @@ fn bson_types_translate_to_json_types() {
     assert_eq!(t, json!({"type": "string", "format": "date-time"}));
     let t = to_json_schema(&json!({"bsonType": ["int", "long"]})).unwrap();
     assert_eq!(t, json!({"type": "integer"}));
-    // Binary (the seconds of `tutorial_progress`) is checked as text.
-    let t = to_json_schema(&json!({"bsonType": ["binData", "null"]})).unwrap();
-    assert_eq!(t, json!({"type": ["string", "null"]}));
 }
 
 #[test]
