@@ -593,6 +593,26 @@ fn documents_read_back_with_any_number_type() {
     assert_eq!((read.duration, read.coverage), (Some(100.0), 0.0));
     assert_eq!(read.watched, vec![[0, 30]]);
     assert_eq!(read.recent_visits, p.recent_visits);
+    // A document from before the per-video seconds: they come from `watched`.
+    let mut old = stored.clone();
+    for key in [
+        "completed_rule",
+        "videos",
+        "ignored",
+        "page_views",
+        "streams",
+        "client_events",
+    ] {
+        old.remove(key);
+    }
+    let read = Progress::from_document(&old).unwrap();
+    assert_eq!(read.videos.len(), 1);
+    assert_eq!(read.videos[0].seen.intervals(), vec![[0, 30]]);
+    assert_eq!(read.videos[0].coverage, Some(0.3));
+    assert_eq!(read.completed_rule, None);
+    let more = s.watched(30.0, 40.0).events.last().cloned().unwrap();
+    let p = Progress::fold(Some(read), [&more], &Rules::default()).unwrap();
+    assert_eq!(p.watched, vec![[0, 40]], "folded on top, nothing lost");
     // A document without a coverage reads as none watched.
     stored.remove("coverage");
     assert_eq!(Progress::from_document(&stored).unwrap().coverage, 0.0);

@@ -25,6 +25,18 @@ fn r1_clicking_the_timeline_near_the_end_does_not_complete() {
 }
 
 #[test]
+fn r1_two_clicks_on_the_timeline_do_not_complete() {
+    let mut s = lecture();
+    s.view().play(0.0);
+    // The page reports each click with the (empty) stretch played before it.
+    s.seek(0.0, 500.0).last().played_from = Some(0.0);
+    s.seek(500.0, 590.0).last().played_from = Some(500.0);
+    let p = s.fold();
+    assert!(!p.completed, "{p:?}");
+    assert_eq!(p.coverage, 0.0);
+}
+
+#[test]
 fn r1_ended_after_a_seek_to_the_end_does_not_complete() {
     let mut s = lecture();
     s.view().play(0.0).seek(0.0, 599.0).ended(599.0);
