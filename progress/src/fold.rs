@@ -183,15 +183,12 @@ impl Progress {
         }
     }
 
-    /// The video an event is about: its `video_id`, else the page's own.
-    fn video_of(e: &EventRecord) -> String {
-        e.video_id
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}/{}", e.foss, e.tutorial, e.language))
-    }
-
     fn watch(&mut self, e: &EventRecord, rules: &Rules, main: Option<MainVideo<'_>>) {
-        let video_id = Self::video_of(e);
+        // The endpoint requires a `video_id` on video events; a stored event
+        // without one has no video to count for.
+        let Some(video_id) = e.video_id.clone() else {
+            return;
+        };
         let i = match self.videos.iter().position(|v| v.video_id == video_id) {
             Some(i) => i,
             None if self.videos.len() < MAX_VIDEOS => {
