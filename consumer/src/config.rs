@@ -284,6 +284,7 @@ impl Config {
         visitlog_progress::Rules {
             completion_threshold: self.completion_threshold,
             anonymous_visits: self.anonymous_visits,
+            ..visitlog_progress::Rules::default()
         }
     }
 

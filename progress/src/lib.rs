@@ -35,32 +35,39 @@
 //! assert_eq!(VideoPosition::of(&event).unwrap().position, 42.0);
 //! ```
 
+mod bits;
 mod error;
 mod event;
 mod fold;
-mod intervals;
 #[cfg(feature = "reader")]
 mod reader;
 mod rules;
 mod serde_helpers;
 mod status;
+mod stretch;
 mod tutorial;
 mod validation;
 mod video;
+mod watching;
 
+pub use bits::{MAX_SECONDS, MAX_WATCHED_INTERVALS, Seconds, watched_intervals};
 pub use error::DocumentError;
 #[cfg(feature = "reader")]
 pub use error::ReadError;
 pub use event::{event_document, event_from_document};
 pub use fold::needs_refold;
-pub use intervals::{MAX_INTERVALS, add_interval, coverage};
 #[cfg(feature = "reader")]
 pub use reader::ProgressReader;
-pub use rules::{Rules, page_view};
+pub use rules::{MainVideo, Rules, page_view};
 pub use status::{LanguageStatus, TutorialLanguages};
-pub use tutorial::{CompletedBy, MAX_RECENT_VISITORS, Manual, Progress, RecentVisit};
+pub use stretch::{MAX_PAGE_VIEWS, MAX_STREAMS, PageView, Stream};
+pub use tutorial::{
+    CompletedBy, CompletedRule, MAX_CLIENT_EVENTS, MAX_RECENT_VISITORS, Manual, Progress,
+    RecentVisit,
+};
 pub use validation::json_for_validation;
 pub use video::VideoPosition;
+pub use watching::{Credit, MAX_VIDEOS, VideoProgress, credit};
 
 #[cfg(test)]
 mod tests;

@@ -92,3 +92,23 @@ pub(crate) mod uuid_text {
         text.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// `#[serde(with = "uuid_list")]`: UUIDs as a list of their hyphenated texts.
+pub(crate) mod uuid_list {
+    use super::*;
+    use uuid::Uuid;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[Uuid], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Uuid>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .collect()
+    }
+}

@@ -41,9 +41,17 @@ pub struct VideoPosition {
 
 impl VideoPosition {
     /// The position an event makes, if it is a video event. After
-    /// `video.ended` the resume position is 0.
+    /// `video.ended` the resume position is 0. A seek with `from == to` and
+    /// no stretch (a page's own resume seek) moves nothing.
     pub fn of(e: &EventRecord) -> Option<Self> {
         if !e.event_type.is_video() {
+            return None;
+        }
+        let own_seek = e.event_type == EventType::VideoSeek
+            && e.played_from.is_none()
+            && e.from.is_some()
+            && e.from == e.to;
+        if own_seek {
             return None;
         }
         let video_id = e.video_id.as_deref()?;

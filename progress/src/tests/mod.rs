@@ -7,34 +7,56 @@ use visitlog_schema::{Collection, EventRecord, EventType, Kind, RecordValidator,
 
 use super::*;
 
+mod properties;
+mod rules;
+
 const VIDEO: &str = "Python/Getting-started/English";
 
+/// A learner's events as the server would stamp them, on a clock that
+/// moves 10 s per event, plus the media time of each stretch reported (so
+/// that honest watching is plausible).
 struct Script {
-    t0: DateTime<Utc>,
+    now: DateTime<Utc>,
     events: Vec<EventRecord>,
-    visitor: Uuid,
+    visitor: Option<Uuid>,
     visit: u32,
+    /// The `page_view` of the video events (the latest `view()` after `on_page()`).
+    page: Option<Uuid>,
+    /// Send `page_view` on video events (set by `on_page`).
+    pages: bool,
+    duration: Option<f64>,
+    video: String,
 }
 
 impl Script {
     fn new() -> Self {
         Self {
-            t0: DateTime::from_timestamp(1_763_000_000, 0).unwrap(),
+            now: DateTime::from_timestamp(1_763_000_000, 0).unwrap(),
             events: Vec::new(),
-            visitor: Uuid::now_v7(),
+            visitor: Some(Uuid::now_v7()),
             visit: 1,
+            page: None,
+            pages: false,
+            duration: Some(100.0),
+            video: VIDEO.to_owned(),
         }
     }
 
+    /// Lets `secs` of server time pass.
+    fn wait(&mut self, secs: f64) -> &mut Self {
+        self.now += Duration::milliseconds((secs * 1000.0) as i64);
+        self
+    }
+
     fn push(&mut self, kind: EventType, f: impl FnOnce(&mut EventRecord)) -> &mut Self {
-        let n = self.events.len() as i64;
-        let ts = self.t0 + Duration::seconds(10 * n);
+        let ts = self.now;
+        self.now += Duration::seconds(10);
         let mut e = EventRecord {
             // Strictly increasing v7 ids, as the server stamps them.
             id: Uuid::new_v7(uuid::Timestamp::from_unix(
                 uuid::NoContext,
                 ts.timestamp() as u64,
-                0,
+                ts.timestamp_subsec_nanos(),
             )),
             schema_version: SCHEMA_VERSION,
             kind: Kind::Event,
@@ -42,20 +64,24 @@ impl Script {
             event_type: kind,
             learner: "user:alice".into(),
             user: Some("alice".into()),
-            visitor_id: Some(self.visitor),
-            visit_number: Some(self.visit),
+            visitor_id: self.visitor,
+            visit_number: self.visitor.map(|_| self.visit),
             session_id: None,
             foss: "Python".into(),
             tutorial: "Getting-started".into(),
             language: "English".into(),
-            video_id: kind.is_video().then(|| VIDEO.to_owned()),
+            video_id: kind.is_video().then(|| self.video.clone()),
             position: None,
-            duration: kind.is_video().then_some(100.0),
+            duration: if kind.is_video() { self.duration } else { None },
             from: None,
             to: None,
             played_from: None,
             rate: None,
-            page_view: None,
+            page_view: if kind.is_video() && self.pages {
+                self.page
+            } else {
+                None
+            },
             client_event_id: None,
         };
         f(&mut e);
@@ -64,15 +90,31 @@ impl Script {
     }
 
     fn view(&mut self) -> &mut Self {
-        self.push(EventType::PageView, |_| {})
+        self.page = Some(Uuid::nil()); // set below, to the page view's id
+        self.push(EventType::PageView, |_| {});
+        self.page = self.events.last().map(|e| e.id);
+        self
+    }
+
+    /// Video events from now on name their page view.
+    fn on_page(&mut self) -> &mut Self {
+        self.pages = true;
+        self
+    }
+
+    /// The last event, to adjust.
+    fn last(&mut self) -> &mut EventRecord {
+        self.events.last_mut().unwrap()
     }
 
     fn play(&mut self, at: f64) -> &mut Self {
         self.push(EventType::VideoPlay, |e| e.position = Some(at))
     }
 
-    /// A heartbeat reporting the stretch `from..to` watched.
+    /// A heartbeat reporting the stretch `from..to` watched (that much
+    /// media time passes first).
     fn watched(&mut self, from: f64, to: f64) -> &mut Self {
+        self.wait((to - from).max(0.0));
         self.push(EventType::VideoProgress, |e| {
             e.played_from = Some(from);
             e.position = Some(to);
@@ -82,15 +124,24 @@ impl Script {
     fn seek(&mut self, from: f64, to: f64) -> &mut Self {
         self.push(EventType::VideoSeek, |e| {
             e.from = Some(from);
+            e.to = Some(to);
             e.position = Some(to);
         })
     }
 
+    /// The end reached, playing from `from`.
     fn ended(&mut self, from: f64) -> &mut Self {
+        let end = self.duration.unwrap_or(100.0);
+        self.wait((end - from).max(0.0));
         self.push(EventType::VideoEnded, |e| {
             e.played_from = Some(from);
-            e.position = Some(100.0);
+            e.position = Some(end);
         })
+    }
+
+    /// A pause at `at`, with no stretch said (edX-style).
+    fn pause(&mut self, at: f64) -> &mut Self {
+        self.push(EventType::VideoPause, |e| e.position = Some(at))
     }
 
     fn mark(&mut self, complete: bool) -> &mut Self {
@@ -124,25 +175,32 @@ fn coverage_reaching_the_threshold_completes() {
     let p = s.fold();
     assert!(p.completed);
     assert_eq!(p.completed_by, Some(CompletedBy::Auto));
+    assert_eq!(p.completed_rule, Some(CompletedRule::Coverage));
     assert_eq!(p.completed_at, Some(s.events[4].ts));
 }
 
+/// Issue 11 changed this rule: watching past the threshold position no
+/// longer completes (it took the position for coverage); only coverage,
+/// or the end point with half the video watched, does.
 #[test]
-fn watching_past_the_threshold_completes_but_seeking_there_does_not() {
+fn seeking_near_the_end_and_watching_from_there_does_not_complete() {
     let mut s = Script::new();
     s.play(0.0).seek(0.0, 85.0).play(85.0);
     assert!(!s.fold().completed, "jumping to 85 % is not watching it");
     s.watched(85.0, 90.0);
     let p = s.fold();
-    assert!(p.completed, "watched up to 90 %");
-    assert!(p.coverage < 0.1);
+    assert!(!p.completed, "5 % watched");
+    assert!((p.coverage - 0.05).abs() < 1e-9);
 }
 
+/// Issue 11 changed this rule: `video.ended` completes only under the
+/// watching rules.
 #[test]
-fn ended_completes_and_the_threshold_is_configurable() {
+fn ended_completes_only_by_the_rules_and_the_threshold_is_configurable() {
     let mut s = Script::new();
     s.play(95.0).ended(95.0);
-    assert!(s.fold().completed);
+    let p = s.fold();
+    assert!(!p.completed, "5 s at the end");
     let mut s = Script::new();
     s.play(0.0).watched(0.0, 50.0);
     let strict = Rules {
@@ -151,56 +209,76 @@ fn ended_completes_and_the_threshold_is_configurable() {
     };
     assert!(Progress::fold(None, &s.events, &strict).unwrap().completed);
     assert!(!s.fold().completed);
+    s.play(90.0).ended(90.0);
+    let p = s.fold();
+    assert_eq!(
+        p.completed_rule,
+        Some(CompletedRule::End),
+        "half, and the end"
+    );
 }
 
+/// Issue 11 changed this rule: after a manual "incomplete" only what is
+/// watched after the mark counts, in any visit (it blocked the rest of the
+/// visit, whatever was watched, and nothing after it).
 #[test]
-fn manual_marks_win_and_incomplete_holds_for_the_rest_of_the_visit() {
+fn manual_marks_win_and_incomplete_counts_only_watching_after_it() {
     let mut s = Script::new();
-    s.view().mark(true);
+    s.view().play(0.0).watched(0.0, 90.0).mark(true);
     let p = s.fold();
     assert_eq!(
-        (p.completed, p.completed_by),
-        (true, Some(CompletedBy::Manual))
+        (p.completed, p.completed_by, p.completed_rule),
+        (true, Some(CompletedBy::Manual), Some(CompletedRule::Manual))
     );
-    // Marked incomplete: watching to the end in the same visit does not re-complete.
-    s.mark(false).play(0.0).watched(0.0, 95.0).ended(95.0);
+    // Marked incomplete: what was watched before does not count, the end does not either.
+    s.mark(false).play(90.0).ended(90.0);
     let p = s.fold();
     assert!(!p.completed);
-    assert_eq!((p.completed_at, p.completed_by), (None, None));
+    assert_eq!(
+        (p.completed_at, p.completed_by, p.completed_rule),
+        (None, None, None)
+    );
     assert_eq!(p.manual.as_ref().map(|m| m.completed), Some(false));
-    // A later visit can.
-    s.next_visit().view().play(0.0).ended(0.0);
+    assert!((p.coverage - 1.0).abs() < 1e-9, "seen stays");
+    // Watching it again, in this visit or another, does.
+    s.next_visit().view().play(0.0).watched(0.0, 80.0);
     let p = s.fold();
     assert_eq!(
-        (p.completed, p.completed_by),
-        (true, Some(CompletedBy::Auto))
+        (p.completed, p.completed_by, p.completed_rule),
+        (true, Some(CompletedBy::Auto), Some(CompletedRule::Coverage))
     );
     assert_eq!(p.visits, 2);
 }
 
 #[test]
-fn intervals_merge_and_stay_bounded() {
-    let mut w = Vec::new();
-    add_interval(&mut w, 10, 20);
-    add_interval(&mut w, 30, 40);
-    add_interval(&mut w, 20, 30); // touches both
-    assert_eq!(w, vec![[10, 40]]);
-    add_interval(&mut w, 0, 5);
-    add_interval(&mut w, 50, 50); // empty
-    add_interval(&mut w, 3, 12);
-    assert_eq!(w, vec![[0, 40]]);
-    assert!((coverage(&w, Some(80.0)) - 0.5).abs() < 1e-9);
-    assert_eq!(coverage(&[[0, 100]], Some(90.0)), 1.0);
-    // A learner who skims second by second for hours: still bounded.
-    let mut w = Vec::new();
+fn watched_intervals_derive_from_the_seconds_and_stay_bounded() {
+    let mut w = Seconds::default();
+    w.insert(10..20);
+    w.insert(30..40);
+    w.insert(20..30);
+    assert_eq!(w.intervals(), vec![[10, 40]]);
+    w.insert(0..5);
+    w.insert(50..50); // empty
+    w.insert(3..12);
+    assert_eq!(w.intervals(), vec![[0, 40]]);
+    assert_eq!((w.len(), w.count_below(20)), (40, 20));
+    assert_eq!(Seconds::from_intervals(&w.intervals()), w);
+    w.insert(86_399..90_000);
+    assert_eq!(w.len(), 41, "nothing past 86,400 s");
+    // A learner who skims second by second for hours: the list is bounded,
+    // the seconds exact.
+    let mut w = Seconds::default();
     for i in 0..10_000u32 {
-        add_interval(&mut w, i * 2, i * 2 + 1);
+        w.insert(i * 2..i * 2 + 1);
     }
-    assert_eq!(w.len(), MAX_INTERVALS);
+    assert_eq!(w.len(), 10_000);
+    let shown = watched_intervals(&w);
+    assert_eq!(shown.len(), MAX_WATCHED_INTERVALS);
     assert!(
-        w.windows(2).all(|p| p[0][1] < p[1][0]),
+        shown.windows(2).all(|p| p[0][1] < p[1][0]),
         "sorted and disjoint"
     );
+    assert_eq!((shown[0][0], shown[255][1]), (0, 19_999));
 }
 
 #[test]
@@ -209,7 +287,7 @@ fn visits_are_distinct_per_browser_visit() {
     s.view().view().view(); // three pages in one visit
     s.next_visit().view();
     let laptop = s.visitor;
-    s.visitor = Uuid::now_v7(); // a phone
+    s.visitor = Some(Uuid::now_v7()); // a phone
     s.visit = 1;
     s.view();
     s.visitor = laptop;
@@ -244,6 +322,7 @@ fn two_visits() -> Script {
         .mark(false)
         .next_visit()
         .view()
+        .play(50.0)
         .ended(50.0);
     s
 }
@@ -404,6 +483,10 @@ fn documents_keep_their_stored_shape() {
     let p = s.fold();
     let date = |t: &Option<DateTime<Utc>>| t.map_or(Bson::Null, |t| Bson::DateTime(t.into()));
     let m = p.manual.as_ref().unwrap();
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
     let expected = doc! {
         "_id": &p.id,
         "learner": &p.learner,
@@ -417,9 +500,32 @@ fn documents_keep_their_stored_shape() {
         "completed": p.completed,
         "completed_at": date(&p.completed_at),
         "completed_by": p.completed_by.map_or(Bson::Null, |b| Bson::from(b.to_string())),
+        "completed_rule": p.completed_rule.map_or(Bson::Null, |b| Bson::from(b.to_string())),
         "watched": p.watched.iter().map(|[a, b]| Bson::Array(vec![Bson::Int64(i64::from(*a)), Bson::Int64(i64::from(*b))])).collect::<Vec<_>>(),
         "duration": p.duration.map_or(Bson::Null, Bson::Double),
         "coverage": p.coverage,
+        "videos": [{
+            "video_id": VIDEO,
+            "duration": 100.0,
+            // Seconds 0..30 and 50..100, one bit each, low bit first.
+            "seen": b64(&[0xff, 0xff, 0xff, 0x3f, 0x00, 0x00, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            "counted": b64(&[0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            "played_s": 80.0,
+            "wall_s": 80.0,
+            "suspect_s": 0.0,
+            "suspect": 0_i64,
+            "end_reached": true,
+            "coverage": 0.8,
+        }],
+        "ignored": 0_i64,
+        "page_views": p.page_views.iter().map(|v| Bson::Document(doc! {
+            "id": v.id.to_string(), "at": bson::DateTime::from_chrono(v.at), "media_s": v.media_s,
+        })).collect::<Vec<_>>(),
+        "streams": p.streams.iter().map(|v| Bson::Document(doc! {
+            "context": &v.context, "video_id": &v.video_id, "playing": v.playing,
+            "position": v.position, "since": bson::DateTime::from_chrono(v.since), "media_s": v.media_s,
+        })).collect::<Vec<_>>(),
+        "client_events": [],
         "manual": doc! {
             "completed": m.completed,
             "at": bson::DateTime::from_chrono(m.at),
@@ -487,6 +593,26 @@ fn documents_read_back_with_any_number_type() {
     assert_eq!((read.duration, read.coverage), (Some(100.0), 0.0));
     assert_eq!(read.watched, vec![[0, 30]]);
     assert_eq!(read.recent_visits, p.recent_visits);
+    // A document from before the per-video seconds: they come from `watched`.
+    let mut old = stored.clone();
+    for key in [
+        "completed_rule",
+        "videos",
+        "ignored",
+        "page_views",
+        "streams",
+        "client_events",
+    ] {
+        old.remove(key);
+    }
+    let read = Progress::from_document(&old).unwrap();
+    assert_eq!(read.videos.len(), 1);
+    assert_eq!(read.videos[0].seen.intervals(), vec![[0, 30]]);
+    assert_eq!(read.videos[0].coverage, Some(0.3));
+    assert_eq!(read.completed_rule, None);
+    let more = s.watched(30.0, 40.0).events.last().cloned().unwrap();
+    let p = Progress::fold(Some(read), [&more], &Rules::default()).unwrap();
+    assert_eq!(p.watched, vec![[0, 40]], "folded on top, nothing lost");
     // A document without a coverage reads as none watched.
     stored.remove("coverage");
     assert_eq!(Progress::from_document(&stored).unwrap().coverage, 0.0);
