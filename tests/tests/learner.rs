@@ -197,7 +197,8 @@ async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete()
     // Marked complete, then incomplete; the end watched after the mark does
     // not complete it again (only watching after the mark counts).
     phone.send(&site, mark("tutorial.complete")).await;
-    phone.wait_progress(&site, |p| p["completed"] == true).await;
+    let p = phone.wait_progress(&site, |p| p["completed"] == true).await;
+    assert_eq!(p["completed_rule"], "manual");
     phone.send(&site, mark("tutorial.incomplete")).await;
     phone
         .wait_progress(&site, |p| p["completed"] == false)
@@ -213,6 +214,7 @@ async fn a_learner_resumes_on_another_device_and_marks_complete_and_incomplete()
         })
         .await;
     assert_eq!(p["completed"], false, "2 s watched since the mark");
+    assert_eq!(p["completed_rule"], Value::Null);
     let page = phone.get(site.url(PAGE)).await.text().await.unwrap();
     assert!(page.contains(r#"<b id="status">not completed</b>"#));
 

@@ -56,7 +56,7 @@ pub(crate) async fn learner_state(
 }
 
 /// `GET /api/progress/{foss}/{tutorial}/{language}`: the logged-in learner's
-/// `{"completed", "resume_position", "coverage", "visits",
+/// `{"completed", "completed_rule", "resume_position", "coverage", "visits",
 /// "completed_any_language", "completed_languages", "resume_from_language",
 /// "resume_fraction"}` for that page's video.
 ///
@@ -86,6 +86,7 @@ pub(crate) async fn api_progress(
             let p = s.progress.as_ref();
             Json(serde_json::json!({
                 "completed": p.is_some_and(|p| p.completed),
+                "completed_rule": p.and_then(|p| p.completed_rule),
                 "resume_position": s.resume_position.unwrap_or(0.0),
                 "coverage": p.map_or(0.0, |p| p.coverage),
                 "visits": p.map_or(0, |p| p.visits),
