@@ -1,17 +1,21 @@
 //! Documents derived from stored events: resume positions
 //! (`video_positions`) and learning progress (`tutorial_progress`), written
 //! with conditional upserts so that consumers racing for the same learner
-//! never lose an update, and histories folded again when events arrive late.
+//! never lose an update, and histories folded again when events arrive late
+//! or a learner link adds a browser's events to a user's history.
 //! Over 400 lines because the race handling (conditions, retries after a
 //! lost race, refolds) only reads right in one place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 
-use super::{DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, VIDEO_POSITIONS, number_of, valid};
+use super::{
+    DUPLICATE_KEY, LearnerLink, Sink, TUTORIAL_PROGRESS, ToDerive, VIDEO_POSITIONS, number_of,
+    valid,
+};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use visitlog_progress::{Progress, Rules, VideoPosition, event_from_document, needs_refold};
@@ -41,10 +45,21 @@ impl Sink {
     ///   created only if there was none. The loser reads again and refolds.
     ///
     /// This part is quick whatever the learners' histories: it reads one
-    /// document per learner and tutorial, never their events.
-    pub async fn derive(&self, events: &[EventRecord], rules: &Rules) -> Result<(u64, Refolds)> {
+    /// document per learner and tutorial, never their events (but for a
+    /// link the batch wrote: which tutorials its visitor has events in).
+    ///
+    /// A user's document also folds the events their browser made before
+    /// they logged in on it (see `links`): a batch's events of a linked
+    /// visitor, and the links it wrote, make the user's documents they
+    /// touch fold again.
+    pub async fn derive(&self, batch: &ToDerive, rules: &Rules) -> Result<(u64, Refolds)> {
+        let events = &batch.events;
+        let mut refolds = Refolds::default();
+        for target in self.link_targets(events, &batch.links).await? {
+            refolds.add_target(target);
+        }
         if events.is_empty() {
-            return Ok((0, Refolds::default()));
+            return Ok((0, refolds));
         }
         let mut written = self.derive_positions(events).await?;
         let mut groups: BTreeMap<String, Vec<EventRecord>> = BTreeMap::new();
@@ -55,7 +70,6 @@ impl Sink {
             batch.sort_by_key(|e| e.id);
             batch.dedup_by_key(|e| e.id);
         }
-        let mut refolds = Refolds::default();
         let mut pending: Vec<String> = groups.keys().cloned().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
@@ -106,30 +120,36 @@ impl Sink {
     /// (folded on top) or not (it refolds too).
     pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> Result<u64> {
         let mut written = 0;
-        let mut pending: Vec<&EventRecord> = refolds.0.iter().collect();
+        let mut pending: Vec<&Target> = refolds.0.values().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
             if pending.is_empty() {
                 break;
             }
-            let keys: Vec<String> = pending.iter().map(|e| e.progress_id()).collect();
+            let keys: Vec<String> = pending.iter().map(|t| t.id()).collect();
             // The documents first, then the histories: see above.
             let (existing, olds) = self.read_progress(&keys).await?;
-            let mut folded = self.fold_histories(&pending, rules).await?;
+            let (mut folded, stale) = self.fold_histories(&pending, rules).await?;
             let mut statements = Vec::new();
             let mut written_keys = Vec::new();
-            for (key, representative) in keys.iter().zip(&pending) {
+            let mut again: Vec<&Target> = Vec::new();
+            for (key, target) in keys.iter().zip(&pending) {
+                if stale.contains(key) {
+                    again.push(target);
+                    continue;
+                }
                 let new = folded.remove(key);
                 let old = olds.get(key);
                 let unreadable = existing.get(key).filter(|_| old.is_none());
                 if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
                     statements.push(statement);
-                    written_keys.push(*representative);
+                    written_keys.push(*target);
                 }
             }
             let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
             written += outcome.written;
-            pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
+            again.extend(outcome.conflicts.iter().map(|&i| written_keys[i]));
+            pending = again;
             if !pending.is_empty() {
                 contention_pause(&mut pauses, attempt, pending.len()).await;
             }
@@ -276,21 +296,116 @@ impl Sink {
         Ok(number_of(reply.get("nModified")))
     }
 
-    /// Streams the stored events of each `keys` event's learner and tutorial
-    /// through the fold, oldest first; returns the folded state by progress
-    /// id. One query per hundred keys, sorted so that each history comes
-    /// whole and in `_id` order; read in small batches, so memory holds one
-    /// batch and one state per key, whatever the histories' lengths.
+    /// Folds the history of each target, oldest first; returns the folded
+    /// state by progress id, and the ids whose user's links changed while
+    /// their history was read (folded again by the caller: a link's
+    /// consumer may have looked for the visitor's events before they were
+    /// stored, and only this check then catches a history read with the
+    /// old link).
+    ///
+    /// A user's history is their events plus those of each linked visitor
+    /// from before the link; a user with links is read on its own, merged
+    /// by `_id` ([`Sink::fold_linked`]), every other history in chunks.
     async fn fold_histories(
         &self,
-        keys: &[&EventRecord],
+        targets: &[&Target],
+        rules: &Rules,
+    ) -> Result<(HashMap<String, Progress>, HashSet<String>)> {
+        let users: Vec<String> = targets
+            .iter()
+            .filter(|t| t.learner.starts_with("user:"))
+            .map(|t| t.learner.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let links = self.links_by("user", &users).await?;
+        let (linked, plain): (Vec<&Target>, Vec<&Target>) =
+            targets.iter().partition(|t| links.contains_key(&t.learner));
+        let mut out = self.fold_plain(&plain, rules).await?;
+        for target in linked {
+            if let Some(p) = self
+                .fold_linked(target, &links[&target.learner], rules)
+                .await?
+            {
+                out.insert(target.id(), p);
+            }
+        }
+        let now = self.links_by("user", &users).await?;
+        let stale = targets
+            .iter()
+            .filter(|t| links.get(&t.learner) != now.get(&t.learner))
+            .map(|t| t.id())
+            .collect();
+        Ok((out, stale))
+    }
+
+    /// Folds the history of a user with `links`: their events and each
+    /// linked visitor's from before its link, in `_id` order, on the user's
+    /// empty progress. The visitors' later events are read and skipped
+    /// here: nx-27017 compares dates only to the second.
+    async fn fold_linked(
+        &self,
+        target: &Target,
+        links: &[LearnerLink],
+        rules: &Rules,
+    ) -> Result<Option<Progress>> {
+        let clause = |learner: &str| doc! { "learner": learner, "foss": &target.foss, "tutorial": &target.tutorial, "language": &target.language };
+        let mut any = vec![clause(&target.learner)];
+        any.extend(links.iter().map(|l| clause(&l.visitor_key())));
+        let mut cursor = self
+            .events
+            .find(doc! { "$or": any })
+            .sort(doc! { "_id": 1 })
+            .batch_size(HISTORY_BATCH)
+            .await?;
+        let mut state: Option<Progress> = None;
+        while let Some(d) = cursor.try_next().await? {
+            let e = match event_from_document(d) {
+                Ok(e) => e,
+                Err(error) => {
+                    tracing::warn!(%error, "unreadable stored event skipped");
+                    continue;
+                }
+            };
+            if e.learner != target.learner && !links.iter().any(|l| l.counts(&e)) {
+                continue;
+            }
+            let p = match state.take() {
+                Some(p) if e.id <= p.through => {
+                    return Err(Error::History(format!(
+                        "{} not in `_id` order",
+                        target.id()
+                    )));
+                }
+                Some(p) => p,
+                None => Progress::new(
+                    &target.learner,
+                    &target.foss,
+                    &target.tutorial,
+                    &target.language,
+                    e.ts,
+                ),
+            };
+            state = Some(Progress::fold_one(Some(p), &e, rules));
+        }
+        Ok(state)
+    }
+
+    /// Streams the stored events of each target's learner and tutorial
+    /// through the fold, oldest first; returns the folded state by progress
+    /// id. One query per hundred targets, sorted so that each history comes
+    /// whole and in `_id` order; read in small batches, so memory holds one
+    /// batch and one state per target, whatever the histories' lengths.
+    async fn fold_plain(
+        &self,
+        targets: &[&Target],
         rules: &Rules,
     ) -> Result<HashMap<String, Progress>> {
         let mut out: HashMap<String, Progress> = HashMap::new();
-        for chunk in keys.chunks(100) {
+        for chunk in targets.chunks(100) {
             let any: Vec<Document> = chunk
                 .iter()
-                .map(|e| doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
+                .map(|t| doc! { "learner": &t.learner, "foss": &t.foss, "tutorial": &t.tutorial, "language": &t.language })
                 .collect();
             let mut cursor = self
                 .events
@@ -336,7 +451,7 @@ impl Sink {
 
     /// One `update` command with many statements, unordered; which lost a
     /// race (11000) is reported by index, any other refusal is logged.
-    async fn update_all(
+    pub(super) async fn update_all(
         &self,
         collection: &str,
         statements: Vec<Document>,
@@ -357,17 +472,21 @@ impl Sink {
     }
 }
 
-/// Progress documents whose whole history must be folded again: one event
-/// of each (its learner and tutorial name the history).
+/// Progress documents whose whole history must be folded again, by id.
 #[derive(Debug, Default, Clone)]
-pub struct Refolds(Vec<EventRecord>);
+pub struct Refolds(BTreeMap<String, Target>);
 
 impl Refolds {
     /// Adds the history of `batch` (events of one progress document).
     fn add(&mut self, batch: &[EventRecord]) {
-        if let Some(first) = batch.first() {
-            self.0.push(first.clone());
+        if let Some(e) = batch.first() {
+            self.add_target(Target::new(&e.learner, &e.foss, &e.tutorial, &e.language));
         }
+    }
+
+    /// Adds one progress document's history.
+    fn add_target(&mut self, target: Target) {
+        self.0.insert(target.id(), target);
     }
 
     /// No history to fold again.
@@ -378,6 +497,31 @@ impl Refolds {
     /// How many histories.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+}
+
+/// One progress document: a learner in one tutorial and language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) learner: String,
+    pub(crate) foss: String,
+    pub(crate) tutorial: String,
+    pub(crate) language: String,
+}
+
+impl Target {
+    pub(crate) fn new(learner: &str, foss: &str, tutorial: &str, language: &str) -> Self {
+        Self {
+            learner: learner.to_owned(),
+            foss: foss.to_owned(),
+            tutorial: tutorial.to_owned(),
+            language: language.to_owned(),
+        }
+    }
+
+    /// The progress document's `_id`.
+    pub(crate) fn id(&self) -> String {
+        visitlog_schema::progress_id(&self.learner, &self.foss, &self.tutorial, &self.language)
     }
 }
 
@@ -445,9 +589,11 @@ struct WriteErrors {
     refused: u64,
 }
 
+/// What an `update` command did.
 #[derive(Debug, Default)]
-struct UpdateOutcome {
-    written: u64,
+pub(super) struct UpdateOutcome {
+    /// Statements that wrote.
+    pub(super) written: u64,
     /// Indexes of statements that lost a race.
-    conflicts: Vec<usize>,
+    pub(super) conflicts: Vec<usize>,
 }
