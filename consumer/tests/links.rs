@@ -123,6 +123,15 @@ impl Story {
         }
     }
 
+    /// The login on a page that is no tutorial's: the user's document then
+    /// starts from their own events alone.
+    fn login_elsewhere(mut self) -> Self {
+        self.login.tutorial = None;
+        self.login.path = "/login".into();
+        self.login.route = None;
+        self
+    }
+
     fn user_key(&self) -> String {
         Learner::User(self.user.clone()).key()
     }
@@ -232,19 +241,21 @@ async fn a_users_progress_counts_their_browser_before_login_in_any_order() {
     ];
     for (name, batches) in orders {
         let sink = fresh_sink().await;
-        for batch in batches.iter().chain(batches.iter()) {
-            process(&sink, batch.clone()).await;
+        for (pass, replay) in [("", false), (", replayed", true)] {
+            for batch in &batches {
+                process(&sink, batch.clone()).await;
+            }
+            assert_eq!(
+                progress(&sink, &story.user_progress_id()).await,
+                Some(story.expected_user()),
+                "{name}{pass}: the user's document (replay: {replay})"
+            );
+            assert_eq!(
+                progress(&sink, &story.visitor_progress_id()).await,
+                Some(story.expected_visitor()),
+                "{name}{pass}: the browser's document"
+            );
         }
-        assert_eq!(
-            progress(&sink, &story.user_progress_id()).await,
-            Some(story.expected_user()),
-            "{name}: the user's document"
-        );
-        assert_eq!(
-            progress(&sink, &story.visitor_progress_id()).await,
-            Some(story.expected_visitor()),
-            "{name}: the browser's document"
-        );
         let links: Vec<Document> = sink
             .learner_links()
             .find(doc! {})
@@ -316,7 +327,9 @@ async fn two_consumers_racing_over_a_link_and_events_give_the_exact_fold() {
     a.setup(None).await.unwrap();
     let b = Sink::new(&uri, &db).await.unwrap();
     for i in 0..20 {
-        let story = Story::new(&format!("racer{i}"), t0);
+        // The link's batch has no event of the user: nothing but the link
+        // can bring the browser's events into the user's document.
+        let story = Story::new(&format!("racer{i}"), t0).login_elsewhere();
         let json = |e: &EventRecord| serde_json::to_vec(e).unwrap();
         let mut events: Vec<Vec<u8>> = story.before.iter().map(json).collect();
         events.extend(story.after_login.iter().map(json));
@@ -391,6 +404,12 @@ async fn racing_daemons_with_links_shuffled_and_replayed_give_the_exact_fold() {
     .unwrap();
     let (a, b) = (a.stop().await, b.stop().await);
     assert!(a.batches > 0 && b.batches > 0, "both consumers worked");
+    assert!(
+        a.links + b.links >= stories.len() as u64,
+        "every link recorded: {} + {}",
+        a.links,
+        b.links
+    );
 }
 
 /// A client's retry (same `client_event_id`, a new `_id`) is stored once

@@ -41,6 +41,8 @@ pub struct Stored {
     pub duplicates: u64,
     /// Records sent to `dead_letters`, including ones MongoDB refused.
     pub dead_lettered: u64,
+    /// `learner_links` documents now this batch's (new, earlier, replayed).
+    pub links: u64,
     /// The newest `ts` among the batch's stored records.
     pub newest: Option<chrono::DateTime<Utc>>,
 }
@@ -83,6 +85,7 @@ impl Sink {
             .map(|(_, link)| link)
             .collect();
         let links = self.record_links(links).await?;
+        stored.links = links.len() as u64;
         let events = self.drop_retries(prepared.events, &mut stored).await?;
         let mut folds = Vec::with_capacity(events.len());
         let mut docs = Vec::with_capacity(events.len());
