@@ -11,7 +11,7 @@
 //!
 //! Which progress documents a link or a linked visitor's event makes fold
 //! again is decided here ([`Sink::link_targets`]); the fold itself, over
-//! the merged history, is in `derive`.
+//! the merged history, is in `history`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,7 +21,7 @@ use futures_util::TryStreamExt;
 use uuid::Uuid;
 use visitlog_schema::{EventRecord, Learner, RequestRecord, learner_link_id, user_name};
 
-use super::derive::Target;
+use super::history::Target;
 use super::{LEARNER_LINKS, Sink, valid};
 use crate::error::Result;
 

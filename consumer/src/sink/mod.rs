@@ -1,6 +1,7 @@
 //! The MongoDB side: collections with validators and indexes ([`setup`]),
 //! bulk inserts that make replays harmless ([`store`]), the documents
-//! derived from events ([`derive`]), which browser a user logged in on
+//! derived from events ([`derive`]) and the histories they are folded
+//! again from ([`history`]), which browser a user logged in on
 //! ([`links`]), and dead letters ([`dead_letters`]).
 //! This file holds the handles they share and the collection names, which
 //! come from `visitlog_schema::Collection` (the validators' owner) but for
@@ -20,6 +21,7 @@ use crate::error::Result;
 
 mod dead_letters;
 mod derive;
+mod history;
 mod links;
 mod setup;
 mod store;
