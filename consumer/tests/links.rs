@@ -500,3 +500,26 @@ async fn a_retried_event_is_stored_and_counted_once() {
     assert_eq!(alices, expected, "counted once");
     assert_eq!(alices.folded, 2);
 }
+
+/// A batch stored, then the consumer died before deriving it: its replay
+/// derives the events, client ids and all (a replay of the stored event is
+/// not a client's retry, whichever index the server names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_crash_derives_events_with_client_ids() {
+    let sink = fresh_sink().await;
+    let t0 = (Utc::now() - chrono::Duration::hours(1)).trunc_subsecs(3);
+    let alice = Learner::User("alice".into());
+    let mut e = watch(&alice, Uuid::now_v7(), t0, 0.0, 60.0);
+    e.client_event_id = Some(Uuid::now_v7());
+    let payload = vec![serde_json::to_vec(&e).unwrap()];
+    let prepared = Preparer::new().unwrap().prepare(payload.clone());
+    let (stored, _) = sink.store(prepared, "t", "q", 1 << 20).await.unwrap();
+    assert_eq!(stored.inserted, 1);
+    let id = progress_id(&alice.key(), FOSS, TUTORIAL, LANGUAGE);
+    assert_eq!(progress(&sink, &id).await, None, "died before deriving");
+    process(&sink, payload).await;
+    assert_eq!(
+        progress(&sink, &id).await,
+        Progress::fold(None, [&e], &Rules::default())
+    );
+}

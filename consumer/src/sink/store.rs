@@ -5,7 +5,7 @@
 //! error. The batch's learner links are stored here too, before anything
 //! is derived.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bson::{Document, doc};
 use chrono::Utc;
@@ -76,7 +76,7 @@ impl Sink {
             .into_iter()
             .map(|(doc, raw)| (doc, Some(raw)))
             .unzip();
-        let refused = insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
+        let (refused, _) = insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
         // Links of stored request records only (a replayed one is stored).
         let links: Vec<LearnerLink> = prepared
             .links
@@ -86,7 +86,7 @@ impl Sink {
             .collect();
         let links = self.record_links(links).await?;
         stored.links = links.len() as u64;
-        let events = self.drop_retries(prepared.events, &mut stored).await?;
+        let (events, replays) = self.drop_retries(prepared.events, &mut stored).await?;
         let mut folds = Vec::with_capacity(events.len());
         let mut docs = Vec::with_capacity(events.len());
         let mut raws = Vec::with_capacity(events.len());
@@ -95,7 +95,16 @@ impl Sink {
             raws.push(event.raw);
             folds.push(event.fold);
         }
-        let refused = insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        let (mut refused, retries) =
+            insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        // Refused by the client-id index: a retry another consumer stored
+        // meanwhile, never derived; unless the check above saw this very
+        // event stored (a replay, whichever index MongoDB names).
+        refused.extend(
+            retries
+                .into_iter()
+                .filter(|&i| folds.get(i).is_none_or(|e| !replays.contains(&e.id))),
+        );
         // Only stored events take part: a refold reads them back from `events`.
         let folds: Vec<EventRecord> = folds
             .into_iter()
@@ -142,7 +151,7 @@ impl Sink {
     /// the earliest, and any whose pair is already stored under another
     /// `_id`. They count as duplicates and are never derived. A replay of
     /// the stored event itself (same `_id`) goes on: it is derived again,
-    /// as every replay is. Two consumers storing two retries at once both
+    /// as every replay is; their ids are returned. Two consumers storing two retries at once both
     /// pass this check; the unique index then refuses one (see
     /// [`insert_all`]), and the fold skips a client id it already folded,
     /// for a server without the index.
@@ -150,7 +159,7 @@ impl Sink {
         &self,
         events: Vec<PreparedEvent>,
         stored: &mut Stored,
-    ) -> Result<Vec<PreparedEvent>> {
+    ) -> Result<(Vec<PreparedEvent>, HashSet<Uuid>)> {
         let key = |e: &EventRecord| e.client_event_id.map(|c| (e.learner.clone(), c));
         // The earliest `_id` per pair: in the batch, then as stored.
         let mut first: HashMap<(String, Uuid), Uuid> = HashMap::new();
@@ -161,9 +170,10 @@ impl Sink {
             }
         }
         if first.is_empty() {
-            return Ok(events);
+            return Ok((events, HashSet::new()));
         }
         let pairs: Vec<(String, Uuid)> = first.keys().cloned().collect();
+        let mut stored_ids = HashSet::new();
         for chunk in pairs.chunks(200) {
             let any: Vec<Document> = chunk
                 .iter()
@@ -183,39 +193,46 @@ impl Sink {
                 // The stored one wins, whichever is earlier.
                 if let Some((k, id)) = read() {
                     first.insert(k, id);
+                    stored_ids.insert(id);
                 }
             }
         }
         let mut kept = Vec::with_capacity(events.len());
+        let mut replays = HashSet::new();
         for event in events {
             match key(&event.fold).and_then(|k| first.get(&k)) {
                 Some(&id) if id != event.fold.id => {
                     tracing::debug!(event = %event.fold.id, original = %id, "a retry of a stored event; dropped");
                     stored.duplicates += u64::from(event.raw.is_some());
                 }
+                Some(_) if stored_ids.contains(&event.fold.id) => {
+                    replays.insert(event.fold.id);
+                    kept.push(event);
+                }
                 _ => kept.push(event),
             }
         }
-        Ok(kept)
+        Ok((kept, replays))
     }
 }
 
 /// Inserts unordered; counts new and duplicate records (documents without a
 /// payload of their own, the derived page views, are not records), turns
 /// other refusals into dead letters (or a log line, for derived documents)
-/// and returns the indexes of documents not stored: refused ones, and
-/// events refused by the `client_event_id` index (a retry of another
-/// event, which must not be derived, unlike a replay of the same `_id`).
+/// and returns the indexes of refused documents, and of those refused by
+/// the `client_event_id` index (a retry of another event, which must not be
+/// derived, unlike a replay of the same `_id`).
 async fn insert_all(
     collection: &Collection<Document>,
     docs: Vec<Document>,
     raws: &[Option<Vec<u8>>],
     stored: &mut Stored,
     dead: &mut Vec<DeadLetter>,
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut refused = Vec::new();
+    let mut retries = Vec::new();
     if docs.is_empty() {
-        return Ok(refused);
+        return Ok((refused, retries));
     }
     let records = raws.iter().filter(|r| r.is_some()).count() as u64;
     let errors = match collection.insert_many(docs).ordered(false).await {
@@ -238,7 +255,7 @@ async fn insert_all(
             stored.duplicates += u64::from(raw.is_some());
             // Both MongoDB and nx-27017 name the index in the message.
             if error.message.contains("client_event_id") {
-                refused.push(error.index);
+                retries.push(error.index);
             }
             continue;
         }
@@ -256,7 +273,7 @@ async fn insert_all(
         }
     }
     stored.inserted += records - failed_records;
-    Ok(refused)
+    Ok((refused, retries))
 }
 
 /// Whether MongoDB (or the driver, before sending) refused a document as
