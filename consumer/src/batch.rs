@@ -13,6 +13,8 @@ use visitlog_schema::{Collection, EventRecord, RecordValidator, RequestRecord};
 
 use visitlog_progress::{Rules, page_view};
 
+use crate::sink::LearnerLink;
+
 /// One batch, sorted.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -23,6 +25,8 @@ pub struct Prepared {
     pub events: Vec<PreparedEvent>,
     /// Payloads that cannot be stored, with the reason.
     pub dead: Vec<DeadLetter>,
+    /// The learner links request records make, by their index in `requests`.
+    pub links: Vec<(usize, LearnerLink)>,
 }
 
 /// One document for `events`, and what it contributes to derived state.
@@ -134,18 +138,22 @@ impl Preparer {
                     let view = page_view(&record, &self.rules)
                         .map(|e| event_document(&e).map(|doc| (doc, e)))
                         .transpose()?;
-                    Ok((Some(request_document(&record)?), view))
+                    let link = LearnerLink::of(&record);
+                    Ok((Some((request_document(&record)?, link)), view))
                 }
                 Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),
             });
             match documents {
-                Ok((Some(request), view)) => {
+                Ok((Some((request, link)), view)) => {
                     if let Some((doc, fold)) = view {
                         out.events.push(PreparedEvent {
                             doc,
                             raw: None,
                             fold,
                         });
+                    }
+                    if let Some(link) = link {
+                        out.links.push((out.requests.len(), link));
                     }
                     out.requests.push((request, payload));
                 }

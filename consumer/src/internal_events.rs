@@ -22,6 +22,8 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Records given back to the queue from dead instances.
     pub reaped: AtomicU64,
+    /// `learner_links` documents written as new or earlier (replays too).
+    pub links: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -41,6 +43,8 @@ pub struct MetricsSnapshot {
     pub retries: u64,
     /// See [`Metrics::reaped`].
     pub reaped: u64,
+    /// See [`Metrics::links`].
+    pub links: u64,
 }
 
 impl MetricsSnapshot {
@@ -69,6 +73,7 @@ impl Metrics {
             batches: get(&self.batches),
             retries: get(&self.retries),
             reaped: get(&self.reaped),
+            links: get(&self.links),
         }
     }
 
@@ -189,6 +194,7 @@ impl BatchStored<'_> {
         Metrics::add(&metrics.stored, stored.inserted);
         Metrics::add(&metrics.duplicates, stored.duplicates);
         Metrics::add(&metrics.dead_lettered, stored.dead_lettered);
+        Metrics::add(&metrics.links, stored.links);
         if stored.dead_lettered > 0 {
             tracing::warn!(
                 records = stored.dead_lettered,

@@ -54,13 +54,14 @@ fn event(i: usize, t0: chrono::DateTime<Utc>, kind: EventType, visit: u32) -> Ev
         played_from: played_from.map(|p: f64| p.max(0.0)),
         rate: None,
         page_view: None,
-        client_event_id: None,
+        client_event_id: Some(Uuid::from_u128(i as u128)),
     }
 }
 
 /// Two consumers with small batches race on one learner; the events arrive
-/// in shuffled order and are delivered twice. The document is exactly the
-/// fold of the events in server order.
+/// in shuffled order and are delivered twice, and a tenth of them also come
+/// as a client's retry (same `client_event_id`). One event per client id is
+/// stored, and the document is exactly the fold of those in server order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_consumers_shuffled_and_replayed_events_give_the_exact_fold() {
     let ns = Namespace::new();
@@ -81,6 +82,26 @@ async fn racing_consumers_shuffled_and_replayed_events_give_the_exact_fold() {
         .iter()
         .map(|e| serde_json::to_vec(e).unwrap())
         .collect();
+    // Every tenth event also comes as a client's retry: the same client id
+    // under an id and time of its own, a second later (the same content).
+    let retries: Vec<EventRecord> = events
+        .iter()
+        .filter(|e| e.client_event_id.is_some_and(|c| c.as_u128() % 10 == 0))
+        .map(|e| {
+            let ts = e.ts + chrono::Duration::milliseconds(1);
+            EventRecord {
+                id: Uuid::new_v7(uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    ts.timestamp() as u64,
+                    ts.timestamp_subsec_nanos(),
+                )),
+                ts,
+                ..e.clone()
+            }
+        })
+        .collect();
+    assert_eq!(retries.len(), 50);
+    payloads.extend(retries.iter().map(|e| serde_json::to_vec(e).unwrap()));
     use rand::seq::SliceRandom;
     payloads.shuffle(&mut rand::rng());
     let small = |id: &str| visitlog_consumer::config::Config {
@@ -118,13 +139,54 @@ async fn racing_consumers_shuffled_and_replayed_events_give_the_exact_fold() {
     .await
     .unwrap();
     let (a, b) = (a.stop().await, b.stop().await);
+    // Of an event and its retry, the one stored first stays: the document
+    // is the fold of the originals with those retries in their place.
+    let kept: std::collections::HashSet<String> = {
+        use futures_util::TryStreamExt;
+        client
+            .database(&db)
+            .collection::<bson::Document>("events")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect::<Vec<bson::Document>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.get_str("_id").unwrap().to_owned())
+            .collect()
+    };
+    let mut folded: Vec<EventRecord> = expected_events
+        .iter()
+        .map(|e| {
+            match retries
+                .iter()
+                .find(|r| r.client_event_id == e.client_event_id)
+            {
+                Some(r) if kept.contains(&r.id.to_string()) => r.clone(),
+                _ => e.clone(),
+            }
+        })
+        .collect();
+    assert!(folded.iter().all(|e| kept.contains(&e.id.to_string())));
+    folded.sort_by_key(|e| e.id);
+    let expected = Progress::fold(None, &folded, &Rules::default()).unwrap();
     assert_eq!(stored, expected);
     assert!(
         stored.completed,
         "the manual complete, in a later visit, is last"
     );
     assert!(a.batches > 0 && b.batches > 0, "both consumers worked");
-    assert_eq!(a.duplicates + b.duplicates, 500, "each replayed event once");
+    // 500 replays, and each retry twice (or its original, when the retry
+    // was stored first): one event per client id.
+    assert_eq!(a.duplicates + b.duplicates, 600, "each replayed event once");
+    let stored_events = client
+        .database(&db)
+        .collection::<bson::Document>("events")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(stored_events, 500, "one event per client id");
     let positions = client
         .database(&db)
         .collection::<bson::Document>("video_positions");

@@ -275,6 +275,12 @@ pub fn video_position_id(learner: &str, video_id: &str) -> String {
     hashed_id(&[learner, video_id])
 }
 
+/// The `_id` of a `learner_links` document: one per visitor id and user
+/// (its learner key, `user:<name>`).
+pub fn learner_link_id(visitor_id: &Uuid, user: &str) -> String {
+    hashed_id(&[&visitor_id.to_string(), user])
+}
+
 /// 32 hex digits of SHA-256 over the length-prefixed parts: stable, and
 /// never ambiguous whatever characters the parts contain.
 fn hashed_id(parts: &[&str]) -> String {

@@ -23,7 +23,8 @@ mod redact;
 pub mod validator;
 
 pub use event::{
-    EventRecord, EventType, LEARNER_MAX, Learner, progress_id, user_name, video_position_id,
+    EventRecord, EventType, LEARNER_MAX, Learner, learner_link_id, progress_id, user_name,
+    video_position_id,
 };
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,

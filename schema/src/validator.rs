@@ -24,15 +24,18 @@ pub enum Collection {
     VideoPositions,
     /// One progress document per learner, tutorial and language.
     TutorialProgress,
+    /// One link per browser (visitor id) and user who logged in on it.
+    LearnerLinks,
 }
 
 impl Collection {
     /// Every collection that has a validator.
-    pub const ALL: [Collection; 4] = [
+    pub const ALL: [Collection; 5] = [
         Collection::RequestLogs,
         Collection::Events,
         Collection::VideoPositions,
         Collection::TutorialProgress,
+        Collection::LearnerLinks,
     ];
 
     /// The collection's name in MongoDB.
@@ -42,6 +45,7 @@ impl Collection {
             Collection::Events => "events",
             Collection::VideoPositions => "video_positions",
             Collection::TutorialProgress => "tutorial_progress",
+            Collection::LearnerLinks => "learner_links",
         }
     }
 
@@ -52,6 +56,7 @@ impl Collection {
             Collection::Events => include_str!("../validators/events.json"),
             Collection::VideoPositions => include_str!("../validators/video_positions.json"),
             Collection::TutorialProgress => include_str!("../validators/tutorial_progress.json"),
+            Collection::LearnerLinks => include_str!("../validators/learner_links.json"),
         }
     }
 

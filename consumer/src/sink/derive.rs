@@ -1,7 +1,8 @@
 //! Documents derived from stored events: resume positions
 //! (`video_positions`) and learning progress (`tutorial_progress`), written
 //! with conditional upserts so that consumers racing for the same learner
-//! never lose an update, and histories folded again when events arrive late.
+//! never lose an update, and histories folded again when events arrive late
+//! or a learner link adds a browser's events to a user's history.
 //! Over 400 lines because the race handling (conditions, retries after a
 //! lost race, refolds) only reads right in one place.
 
@@ -11,19 +12,16 @@ use std::time::Duration;
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 
-use super::{DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, VIDEO_POSITIONS, number_of, valid};
+use super::history::Target;
+use super::{DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, ToDerive, VIDEO_POSITIONS, number_of, valid};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
-use visitlog_progress::{Progress, Rules, VideoPosition, event_from_document, needs_refold};
+use visitlog_progress::{Progress, Rules, VideoPosition, needs_refold};
 use visitlog_schema::EventRecord;
 
 /// Attempts at writing derived documents when other consumers keep winning
 /// the race for the same learner; then the whole batch is retried.
 const DERIVE_ATTEMPTS: usize = 10;
-
-/// Events per reply when a history is read back for a refold: what memory
-/// holds of it at a time.
-const HISTORY_BATCH: u32 = 1000;
 
 impl Sink {
     /// Updates `video_positions` and `tutorial_progress` from stored events;
@@ -41,10 +39,21 @@ impl Sink {
     ///   created only if there was none. The loser reads again and refolds.
     ///
     /// This part is quick whatever the learners' histories: it reads one
-    /// document per learner and tutorial, never their events.
-    pub async fn derive(&self, events: &[EventRecord], rules: &Rules) -> Result<(u64, Refolds)> {
+    /// document per learner and tutorial, never their events (but for a
+    /// link the batch wrote: which tutorials its visitor has events in).
+    ///
+    /// A user's document also folds the events their browser made before
+    /// they logged in on it (see `links`): a batch's events of a linked
+    /// visitor, and the links it wrote, make the user's documents they
+    /// touch fold again.
+    pub async fn derive(&self, batch: &ToDerive, rules: &Rules) -> Result<(u64, Refolds)> {
+        let events = &batch.events;
+        let mut refolds = Refolds::default();
+        for target in self.link_targets(events, &batch.links).await? {
+            refolds.add_target(target);
+        }
         if events.is_empty() {
-            return Ok((0, Refolds::default()));
+            return Ok((0, refolds));
         }
         let mut written = self.derive_positions(events).await?;
         let mut groups: BTreeMap<String, Vec<EventRecord>> = BTreeMap::new();
@@ -55,7 +64,6 @@ impl Sink {
             batch.sort_by_key(|e| e.id);
             batch.dedup_by_key(|e| e.id);
         }
-        let mut refolds = Refolds::default();
         let mut pending: Vec<String> = groups.keys().cloned().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
@@ -106,30 +114,36 @@ impl Sink {
     /// (folded on top) or not (it refolds too).
     pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> Result<u64> {
         let mut written = 0;
-        let mut pending: Vec<&EventRecord> = refolds.0.iter().collect();
+        let mut pending: Vec<&Target> = refolds.0.values().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
             if pending.is_empty() {
                 break;
             }
-            let keys: Vec<String> = pending.iter().map(|e| e.progress_id()).collect();
+            let keys: Vec<String> = pending.iter().map(|t| t.id()).collect();
             // The documents first, then the histories: see above.
             let (existing, olds) = self.read_progress(&keys).await?;
-            let mut folded = self.fold_histories(&pending, rules).await?;
+            let (mut folded, stale) = self.fold_histories(&pending, rules).await?;
             let mut statements = Vec::new();
             let mut written_keys = Vec::new();
-            for (key, representative) in keys.iter().zip(&pending) {
+            let mut again: Vec<&Target> = Vec::new();
+            for (key, target) in keys.iter().zip(&pending) {
+                if stale.contains(key) {
+                    again.push(target);
+                    continue;
+                }
                 let new = folded.remove(key);
                 let old = olds.get(key);
                 let unreadable = existing.get(key).filter(|_| old.is_none());
                 if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
                     statements.push(statement);
-                    written_keys.push(*representative);
+                    written_keys.push(*target);
                 }
             }
             let outcome = self.update_all(TUTORIAL_PROGRESS, statements).await?;
             written += outcome.written;
-            pending = outcome.conflicts.iter().map(|&i| written_keys[i]).collect();
+            again.extend(outcome.conflicts.iter().map(|&i| written_keys[i]));
+            pending = again;
             if !pending.is_empty() {
                 contention_pause(&mut pauses, attempt, pending.len()).await;
             }
@@ -276,67 +290,9 @@ impl Sink {
         Ok(number_of(reply.get("nModified")))
     }
 
-    /// Streams the stored events of each `keys` event's learner and tutorial
-    /// through the fold, oldest first; returns the folded state by progress
-    /// id. One query per hundred keys, sorted so that each history comes
-    /// whole and in `_id` order; read in small batches, so memory holds one
-    /// batch and one state per key, whatever the histories' lengths.
-    async fn fold_histories(
-        &self,
-        keys: &[&EventRecord],
-        rules: &Rules,
-    ) -> Result<HashMap<String, Progress>> {
-        let mut out: HashMap<String, Progress> = HashMap::new();
-        for chunk in keys.chunks(100) {
-            let any: Vec<Document> = chunk
-                .iter()
-                .map(|e| doc! { "learner": &e.learner, "foss": &e.foss, "tutorial": &e.tutorial, "language": &e.language })
-                .collect();
-            let mut cursor = self
-                .events
-                .find(doc! { "$or": any })
-                .sort(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
-                .batch_size(HISTORY_BATCH)
-                .await?;
-            // The history being folded: its id and state.
-            let mut current: Option<(String, Progress)> = None;
-            while let Some(d) = cursor.try_next().await? {
-                let e = match event_from_document(d) {
-                    Ok(e) => e,
-                    Err(error) => {
-                        tracing::warn!(%error, "unreadable stored event skipped");
-                        continue;
-                    }
-                };
-                let key = e.progress_id();
-                let state = match current.take() {
-                    Some((k, p)) if k == key => {
-                        if e.id <= p.through {
-                            return Err(Error::History(format!("{key} not in `_id` order")));
-                        }
-                        Some(p)
-                    }
-                    Some((k, p)) => {
-                        out.insert(k, p);
-                        None
-                    }
-                    None => None,
-                };
-                if state.is_none() && out.contains_key(&key) {
-                    return Err(Error::History(format!("{key} not read in one piece")));
-                }
-                current = Some((key, Progress::fold_one(state, &e, rules)));
-            }
-            if let Some((k, p)) = current {
-                out.insert(k, p);
-            }
-        }
-        Ok(out)
-    }
-
     /// One `update` command with many statements, unordered; which lost a
     /// race (11000) is reported by index, any other refusal is logged.
-    async fn update_all(
+    pub(super) async fn update_all(
         &self,
         collection: &str,
         statements: Vec<Document>,
@@ -357,17 +313,21 @@ impl Sink {
     }
 }
 
-/// Progress documents whose whole history must be folded again: one event
-/// of each (its learner and tutorial name the history).
+/// Progress documents whose whole history must be folded again, by id.
 #[derive(Debug, Default, Clone)]
-pub struct Refolds(Vec<EventRecord>);
+pub struct Refolds(BTreeMap<String, Target>);
 
 impl Refolds {
     /// Adds the history of `batch` (events of one progress document).
     fn add(&mut self, batch: &[EventRecord]) {
-        if let Some(first) = batch.first() {
-            self.0.push(first.clone());
+        if let Some(e) = batch.first() {
+            self.add_target(Target::new(&e.learner, &e.foss, &e.tutorial, &e.language));
         }
+    }
+
+    /// Adds one progress document's history.
+    fn add_target(&mut self, target: Target) {
+        self.0.insert(target.id(), target);
     }
 
     /// No history to fold again.
@@ -445,9 +405,11 @@ struct WriteErrors {
     refused: u64,
 }
 
+/// What an `update` command did.
 #[derive(Debug, Default)]
-struct UpdateOutcome {
-    written: u64,
+pub(super) struct UpdateOutcome {
+    /// Statements that wrote.
+    pub(super) written: u64,
     /// Indexes of statements that lost a race.
-    conflicts: Vec<usize>,
+    pub(super) conflicts: Vec<usize>,
 }

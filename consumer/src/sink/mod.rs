@@ -1,6 +1,8 @@
 //! The MongoDB side: collections with validators and indexes ([`setup`]),
 //! bulk inserts that make replays harmless ([`store`]), the documents
-//! derived from events ([`derive`]), and dead letters ([`dead_letters`]).
+//! derived from events ([`derive`]) and the histories they are folded
+//! again from ([`history`]), which browser a user logged in on
+//! ([`links`]), and dead letters ([`dead_letters`]).
 //! This file holds the handles they share and the collection names, which
 //! come from `visitlog_schema::Collection` (the validators' owner) but for
 //! `dead_letters`, which has no validator.
@@ -19,11 +21,14 @@ use crate::error::Result;
 
 mod dead_letters;
 mod derive;
+mod history;
+mod links;
 mod setup;
 mod store;
 
 pub use derive::{Refolds, position_statement};
-pub use store::Stored;
+pub use links::LearnerLink;
+pub use store::{Stored, ToDerive};
 
 /// MongoDB's duplicate-key error: the record is already stored.
 const DUPLICATE_KEY: i32 = 11000;
@@ -38,6 +43,8 @@ pub const EVENTS: &str = Coll::Events.name();
 pub const VIDEO_POSITIONS: &str = Coll::VideoPositions.name();
 /// Tutorial progress.
 pub const TUTORIAL_PROGRESS: &str = Coll::TutorialProgress.name();
+/// Which user logged in on which browser.
+pub const LEARNER_LINKS: &str = Coll::LearnerLinks.name();
 
 /// Handles to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -47,6 +54,7 @@ pub struct Sink {
     requests: Collection<Document>,
     events: Collection<Document>,
     progress: Collection<Document>,
+    links: Collection<Document>,
     dead: Collection<Document>,
     validators: std::sync::Arc<DerivedValidators>,
 }
@@ -56,6 +64,7 @@ pub struct Sink {
 struct DerivedValidators {
     positions: RecordValidator,
     progress: RecordValidator,
+    links: RecordValidator,
 }
 
 impl Sink {
@@ -77,10 +86,12 @@ impl Sink {
             requests: db.collection(REQUEST_LOGS),
             events: db.collection(EVENTS),
             progress: db.collection(TUTORIAL_PROGRESS),
+            links: db.collection(LEARNER_LINKS),
             dead: db.collection(DEAD_LETTERS),
             validators: std::sync::Arc::new(DerivedValidators {
                 positions: RecordValidator::new(Coll::VideoPositions)?,
                 progress: RecordValidator::new(Coll::TutorialProgress)?,
+                links: RecordValidator::new(Coll::LearnerLinks)?,
             }),
             db,
             client,
@@ -108,6 +119,11 @@ impl Sink {
     /// The tutorial-progress collection.
     pub fn tutorial_progress(&self) -> &Collection<Document> {
         &self.progress
+    }
+
+    /// The learner-links collection.
+    pub fn learner_links(&self) -> &Collection<Document> {
+        &self.links
     }
 
     /// The request-logs collection, for tests and the benchmark.

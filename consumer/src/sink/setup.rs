@@ -89,6 +89,33 @@ impl Sink {
         self.events
             .create_indexes([IndexModel::builder().keys(doc! { "ts": 1 }).build()])
             .await?;
+        // A client's retry of an event the server did get (same
+        // `client_event_id`, new `_id`) is stored once; events without one
+        // are never deduplicated by it. `store` also drops such retries
+        // before inserting, so a server that ignores the partial filter or
+        // the index behaves the same.
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "learner": 1, "client_event_id": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .unique(true)
+                            .partial_filter_expression(
+                                doc! { "client_event_id": { "$type": "string" } },
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
+        // A visitor's links (its events' refolds) and a user's (their history).
+        self.links
+            .create_indexes([
+                IndexModel::builder().keys(doc! { "visitor_id": 1 }).build(),
+                IndexModel::builder().keys(doc! { "user": 1 }).build(),
+            ])
+            .await?;
         self.progress
             .create_indexes([IndexModel::builder()
                 .keys(doc! { "learner": 1, "foss": 1 })

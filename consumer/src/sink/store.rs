@@ -1,19 +1,36 @@
 //! Storing a prepared batch: unordered bulk inserts in which a replayed
-//! record is a duplicate-key no-op, per-document refusals become dead
-//! letters, and only trouble worth retrying the whole batch is an error.
+//! record is a duplicate-key no-op, a client's retry of an event already
+//! stored (same `client_event_id`) is dropped, per-document refusals become
+//! dead letters, and only trouble worth retrying the whole batch is an
+//! error. The batch's learner links are stored here too, before anything
+//! is derived.
 
-use bson::Document;
+use std::collections::{HashMap, HashSet};
+
+use bson::{Document, doc};
 use chrono::Utc;
+use futures_util::TryStreamExt;
 use mongodb::Collection;
 use mongodb::error::{ErrorKind, WriteFailure};
+use uuid::Uuid;
 
-use super::{DUPLICATE_KEY, Sink};
-use crate::batch::{DeadLetter, Prepared};
+use super::{DUPLICATE_KEY, LearnerLink, Sink};
+use crate::batch::{DeadLetter, Prepared, PreparedEvent};
 use crate::error::Result;
 use visitlog_schema::EventRecord;
 
 /// The largest document MongoDB stores (`maxBsonObjectSize`).
 const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a stored batch gives the derivation.
+#[derive(Debug, Default, Clone)]
+pub struct ToDerive {
+    /// The stored events (replays included: they are derived again).
+    pub events: Vec<EventRecord>,
+    /// The links whose stored document is this batch's (see
+    /// [`Sink::record_links`]).
+    pub links: Vec<LearnerLink>,
+}
 
 /// What storing one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -24,13 +41,15 @@ pub struct Stored {
     pub duplicates: u64,
     /// Records sent to `dead_letters`, including ones MongoDB refused.
     pub dead_lettered: u64,
+    /// `learner_links` documents now this batch's (new, earlier, replayed).
+    pub links: u64,
     /// The newest `ts` among the batch's stored records.
     pub newest: Option<chrono::DateTime<Utc>>,
 }
 
 impl Sink {
-    /// Stores a prepared batch; returns what it did and the stored events,
-    /// for [`Sink::derive`]. `Err` only for trouble worth retrying the whole
+    /// Stores a prepared batch; returns what it did and the stored events
+    /// and links, for [`Sink::derive`]. `Err` only for trouble worth retrying the whole
     /// batch (network, server down, write concern): per-document refusals
     /// become dead letters, and duplicates are counted, not errors.
     pub async fn store(
@@ -39,7 +58,7 @@ impl Sink {
         consumer: &str,
         queue: &str,
         dead_letter_max_bytes: usize,
-    ) -> Result<(Stored, Vec<EventRecord>)> {
+    ) -> Result<(Stored, ToDerive)> {
         let mut stored = Stored {
             newest: prepared
                 .requests
@@ -57,16 +76,35 @@ impl Sink {
             .into_iter()
             .map(|(doc, raw)| (doc, Some(raw)))
             .unzip();
-        insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
-        let mut folds = Vec::with_capacity(prepared.events.len());
-        let mut docs = Vec::with_capacity(prepared.events.len());
-        let mut raws = Vec::with_capacity(prepared.events.len());
-        for event in prepared.events {
+        let (refused, _) = insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
+        // Links of stored request records only (a replayed one is stored).
+        let links: Vec<LearnerLink> = prepared
+            .links
+            .into_iter()
+            .filter(|(i, _)| !refused.contains(i))
+            .map(|(_, link)| link)
+            .collect();
+        let links = self.record_links(links).await?;
+        stored.links = links.len() as u64;
+        let (events, replays) = self.drop_retries(prepared.events, &mut stored).await?;
+        let mut folds = Vec::with_capacity(events.len());
+        let mut docs = Vec::with_capacity(events.len());
+        let mut raws = Vec::with_capacity(events.len());
+        for event in events {
             docs.push(event.doc);
             raws.push(event.raw);
             folds.push(event.fold);
         }
-        let refused = insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        let (mut refused, retries) =
+            insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        // Refused by the client-id index: a retry another consumer stored
+        // meanwhile, never derived; unless the check above saw this very
+        // event stored (a replay, whichever index MongoDB names).
+        refused.extend(
+            retries
+                .into_iter()
+                .filter(|&i| folds.get(i).is_none_or(|e| !replays.contains(&e.id))),
+        );
         // Only stored events take part: a refold reads them back from `events`.
         let folds: Vec<EventRecord> = folds
             .into_iter()
@@ -99,24 +137,102 @@ impl Sink {
             }
         }
         stored.dead_lettered = dead.len() as u64;
-        Ok((stored, folds))
+        Ok((
+            stored,
+            ToDerive {
+                events: folds,
+                links,
+            },
+        ))
+    }
+
+    /// Leaves out events that are a client's retry of another (same learner
+    /// and `client_event_id`, another `_id`): of those in the batch all but
+    /// the earliest, and any whose pair is already stored under another
+    /// `_id`. They count as duplicates and are never derived. A replay of
+    /// the stored event itself (same `_id`) goes on: it is derived again,
+    /// as every replay is; their ids are returned. Two consumers storing two retries at once both
+    /// pass this check; the unique index then refuses one (see
+    /// [`insert_all`]), and the fold skips a client id it already folded,
+    /// for a server without the index.
+    async fn drop_retries(
+        &self,
+        events: Vec<PreparedEvent>,
+        stored: &mut Stored,
+    ) -> Result<(Vec<PreparedEvent>, HashSet<Uuid>)> {
+        let key = |e: &EventRecord| e.client_event_id.map(|c| (e.learner.clone(), c));
+        // The earliest `_id` per pair: in the batch, then as stored.
+        let mut first: HashMap<(String, Uuid), Uuid> = HashMap::new();
+        for e in events.iter().map(|e| &e.fold) {
+            if let Some(k) = key(e) {
+                let id = first.entry(k).or_insert(e.id);
+                *id = (*id).min(e.id);
+            }
+        }
+        if first.is_empty() {
+            return Ok((events, HashSet::new()));
+        }
+        let pairs: Vec<(String, Uuid)> = first.keys().cloned().collect();
+        let mut stored_ids = HashSet::new();
+        for chunk in pairs.chunks(200) {
+            let any: Vec<Document> = chunk
+                .iter()
+                .map(|(learner, c)| doc! { "learner": learner, "client_event_id": c.to_string() })
+                .collect();
+            let mut cursor = self
+                .events
+                .find(doc! { "$or": any })
+                .projection(doc! { "_id": 1, "learner": 1, "client_event_id": 1 })
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                let read = || -> Option<((String, Uuid), Uuid)> {
+                    let learner = d.get_str("learner").ok()?.to_owned();
+                    let client = d.get_str("client_event_id").ok()?.parse().ok()?;
+                    Some(((learner, client), d.get_str("_id").ok()?.parse().ok()?))
+                };
+                // The stored one wins, whichever is earlier.
+                if let Some((k, id)) = read() {
+                    first.insert(k, id);
+                    stored_ids.insert(id);
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(events.len());
+        let mut replays = HashSet::new();
+        for event in events {
+            match key(&event.fold).and_then(|k| first.get(&k)) {
+                Some(&id) if id != event.fold.id => {
+                    tracing::debug!(event = %event.fold.id, original = %id, "a retry of a stored event; dropped");
+                    stored.duplicates += u64::from(event.raw.is_some());
+                }
+                Some(_) if stored_ids.contains(&event.fold.id) => {
+                    replays.insert(event.fold.id);
+                    kept.push(event);
+                }
+                _ => kept.push(event),
+            }
+        }
+        Ok((kept, replays))
     }
 }
 
 /// Inserts unordered; counts new and duplicate records (documents without a
 /// payload of their own, the derived page views, are not records), turns
 /// other refusals into dead letters (or a log line, for derived documents)
-/// and returns the indexes of refused documents.
+/// and returns the indexes of refused documents, and of those refused by
+/// the `client_event_id` index (a retry of another event, which must not be
+/// derived, unlike a replay of the same `_id`).
 async fn insert_all(
     collection: &Collection<Document>,
     docs: Vec<Document>,
     raws: &[Option<Vec<u8>>],
     stored: &mut Stored,
     dead: &mut Vec<DeadLetter>,
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let mut refused = Vec::new();
+    let mut retries = Vec::new();
     if docs.is_empty() {
-        return Ok(refused);
+        return Ok((refused, retries));
     }
     let records = raws.iter().filter(|r| r.is_some()).count() as u64;
     let errors = match collection.insert_many(docs).ordered(false).await {
@@ -137,6 +253,10 @@ async fn insert_all(
         failed_records += u64::from(raw.is_some());
         if error.code == DUPLICATE_KEY {
             stored.duplicates += u64::from(raw.is_some());
+            // Both MongoDB and nx-27017 name the index in the message.
+            if error.message.contains("client_event_id") {
+                retries.push(error.index);
+            }
             continue;
         }
         refused.push(error.index);
@@ -153,7 +273,7 @@ async fn insert_all(
         }
     }
     stored.inserted += records - failed_records;
-    Ok(refused)
+    Ok((refused, retries))
 }
 
 /// Whether MongoDB (or the driver, before sending) refused a document as

@@ -83,6 +83,12 @@ impl StatusState {
                 "Records given back to the queue from dead instances",
                 m.reaped,
             ),
+            counter(
+                "links_recorded",
+                None,
+                "learner_links written as new or earlier (a login on a browser)",
+                m.links,
+            ),
         ];
         for c in counters {
             registry.register(c.name, c.help, ConstCounter::new(c.value));

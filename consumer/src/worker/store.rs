@@ -81,7 +81,7 @@ pub(super) async fn store_batch(
     ctx.lines.wait_turn(ticket).await;
     let places = ctx
         .lines
-        .join(ticket, folds.iter().map(|f| f.progress_id()));
+        .join(ticket, folds.events.iter().map(|f| f.progress_id()));
     ctx.lines.pass_turn(ticket);
     ctx.lines.first(&places).await;
     let Some((mut derived, refolds)) = retry_derive(&ctx, &mut batch_retries, || {
