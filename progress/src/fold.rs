@@ -142,6 +142,10 @@ impl Progress {
                     self.videos
                         .iter_mut()
                         .for_each(VideoProgress::mark_incomplete);
+                    // Nor does playing that began before it: a stretch an
+                    // event implies (no `played_from`) cannot reach back
+                    // across the mark.
+                    self.streams.iter_mut().for_each(|s| s.playing = false);
                 }
             }
             _ => self.watch(e, rules, main),
@@ -156,7 +160,7 @@ impl Progress {
         self.page_views.push(PageView {
             id: e.id,
             at: e.ts,
-            media_s: 0.0,
+            wall_s: 0.0,
         });
         if self.page_views.len() > MAX_PAGE_VIEWS {
             self.page_views.remove(0);
@@ -239,9 +243,9 @@ impl Progress {
             .and_then(|id| self.page_views.iter_mut().find(|p| p.id == id));
         let plausible = match page {
             Some(page) => {
-                let ok = stretch::fits(page.media_s, media, page.at, at, rate, slack);
+                let ok = stretch::fits(page.wall_s, media, page.at, at, rate, slack);
                 if ok {
-                    page.media_s += media;
+                    page.wall_s += media / rate;
                 }
                 ok
             }
@@ -250,9 +254,9 @@ impl Progress {
                 // evicted id): the budget of this visit and video.
                 let context = stretch::visit_context(e);
                 let b = stretch::stream(&mut self.streams, context, &video_id, at);
-                let ok = stretch::fits(b.media_s, media, b.since, at, rate, slack);
+                let ok = stretch::fits(b.wall_s, media, b.since, at, rate, slack);
                 if ok {
-                    b.media_s += media;
+                    b.wall_s += media / rate;
                 }
                 ok
             }

@@ -2,9 +2,10 @@
 //! played it. Events that carry `played_from` say their stretch; those that
 //! do not (edX-style streams: play, then pause) get it inferred from the
 //! playing state of their page view, or visit, kept here per video
-//! ([`Stream`]). Every stretch is then held to its page view's budget: media
-//! seconds at most rate × the server time since the page was served, plus a
-//! slack ([`PageView`]); events whose page view the fold never saw are held
+//! ([`Stream`]). Every stretch is then held to its page view's budget: the
+//! playing time of its stretches (each one's media seconds over its rate)
+//! at most the server time since the page was served, plus a slack
+//! ([`PageView`]); events whose page view the fold never saw are held
 //! to the budget of their visit and video, counted from its first event.
 //! Both lists are bounded, least recently used first out, so the state stays
 //! a deterministic function of the events in `_id` order.
@@ -31,8 +32,9 @@ pub struct PageView {
     /// Server time it was served (never the UUID's own time).
     #[serde(with = "chrono_datetime_as_bson_datetime")]
     pub at: DateTime<Utc>,
-    /// Media seconds of its stretches credited so far.
-    pub media_s: f64,
+    /// Playing time of its stretches credited so far: each one's media
+    /// seconds over its rate.
+    pub wall_s: f64,
 }
 
 /// The playing state of one video in one page view (`page:<id>`) or, for
@@ -52,8 +54,9 @@ pub struct Stream {
     /// Server time of its first event (the budget's start).
     #[serde(with = "chrono_datetime_as_bson_datetime")]
     pub since: DateTime<Utc>,
-    /// Media seconds credited against this budget so far.
-    pub media_s: f64,
+    /// Playing time credited against this budget so far (media seconds
+    /// over rate).
+    pub wall_s: f64,
 }
 
 /// The context of an event's playing state: its page view, else its visit.
@@ -94,7 +97,7 @@ pub(crate) fn stream<'a>(
             playing: false,
             position: 0.0,
             since: at,
-            media_s: 0.0,
+            wall_s: 0.0,
         },
     };
     streams.push(s);
@@ -143,8 +146,12 @@ pub(crate) fn stretch(
     found
 }
 
-/// Whether `media` more seconds fit a budget that started at `since` and
-/// has `used` already: used + media ≤ rate × elapsed + slack.
+/// Whether `media` more seconds played at `rate` fit a budget that started
+/// at `since` and has `used` seconds of playing time already:
+/// used + media / rate ≤ elapsed + slack / rate. At one rate throughout this
+/// is the media ≤ rate × elapsed + slack; counted in playing time,
+/// a learner who watched at 2× and then slows to 1× is not held to 1× for
+/// what they watched at 2×.
 pub(crate) fn fits(
     used: f64,
     media: f64,
@@ -154,5 +161,5 @@ pub(crate) fn fits(
     slack: f64,
 ) -> bool {
     let elapsed = (at - since).num_milliseconds().max(0) as f64 / 1000.0;
-    used + media <= rate * elapsed + slack
+    used + media / rate <= elapsed + slack / rate
 }

@@ -487,6 +487,59 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
     world.stop().await;
 }
 
+/// Rule 12, a `401`: the session ends while the learner watches (here: a
+/// logout from another tab). The events are refused with 401, kept for the
+/// learner's next page, and sent once they are logged in again; a page of
+/// nobody (logged out) never sends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_refused_for_an_ended_session_wait_for_the_next_login() {
+    let Some(mut browser) = Browser::launch().await.unwrap() else {
+        return;
+    };
+    let world = World::start("outbox-401").await;
+    log_in(&mut browser, &world.site, "judy").await;
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    browser
+        .eval(&format!(
+            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
+        ))
+        .await
+        .unwrap();
+    // The session ends behind the page's back.
+    browser
+        .eval("fetch('/logout', { method: 'POST', credentials: 'same-origin' }).then(() => true)")
+        .await
+        .unwrap();
+    let watched = play_for(&mut browser, 1500).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let saved = saved_outboxes(&mut browser).await;
+    assert_eq!(saved.as_array().map(Vec::len), Some(1), "kept: {saved}");
+    // A logged-out page does not send them; the learner's next page does.
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(video_events(&world.events("user:judy").await).is_empty());
+    log_in(&mut browser, &world.site, "judy").await;
+    browser.goto(&world.site.url(PAGE)).await.unwrap();
+    let events = world
+        .wait_events("user:judy", |e| {
+            e.iter().any(|e| e.event_type == EventType::VideoPause)
+        })
+        .await;
+    let video = video_events(&events);
+    assert_eq!(
+        video
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["video.play", "video.pause"]
+    );
+    assert!(
+        (video[1].position.unwrap() - watched).abs() < 0.3,
+        "{video:?}"
+    );
+    world.stop().await;
+}
+
 /// Rule 9 through the site: English watched to half and marked complete;
 /// the Hindi page and API continue from the English point mapped by
 /// fraction (60 of 120 s → 15 of the 30 s sample) and say where it is

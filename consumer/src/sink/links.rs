@@ -45,8 +45,16 @@ pub struct LearnerLink {
 
 impl LearnerLink {
     /// The link a request record makes, when it carries both a user (one
-    /// the records keep: see `visitlog_schema::user_name`) and a visitor id.
+    /// the records keep: see `visitlog_schema::user_name`) and a visitor id
+    /// the browser sent. A visitor id minted by this very request (the
+    /// first visit's first request: `new_visit` and visit 1) has no events
+    /// before it, so it links nothing; and a browser that drops the cookie
+    /// (a privacy extension, a script) would otherwise make a new link with
+    /// every request, each one more history for the user's every refold.
     pub fn of(record: &RequestRecord) -> Option<Self> {
+        if record.new_visit == Some(true) && record.visit_number == Some(1) {
+            return None;
+        }
         let user = user_name(record.user.as_deref()?)?;
         Some(Self {
             visitor_id: record.visitor_id?,
@@ -320,5 +328,12 @@ mod tests {
         r.visitor_id = Some(Uuid::from_u128(9));
         r.user = Some("x".repeat(visitlog_schema::limits::SHORT + 1));
         assert_eq!(LearnerLink::of(&r), None, "refused names never link");
+        // A visitor id this very request minted (no cookie came) has no
+        // history: no link, whatever a cookie-dropping browser sends.
+        r.user = Some("bob".into());
+        (r.new_visit, r.visit_number) = (Some(true), Some(1));
+        assert_eq!(LearnerLink::of(&r), None);
+        (r.new_visit, r.visit_number) = (Some(false), Some(1));
+        assert!(LearnerLink::of(&r).is_some(), "a cookie the browser sent");
     }
 }

@@ -29,8 +29,11 @@
 // Delivery: events wait in an outbox, in order, and go in bodies of at most
 // 100 events and ~12 KB, one request at a time. 429/503 wait Retry-After;
 // other 5xx and network errors retry with backoff (1 s doubling to 60 s, and
-// at once when the browser comes back online); 400/401/403/413/415 cannot be
-// mended by a retry and are dropped with a console warning. When the page
+// at once when the browser comes back online); a 401 (the session ended)
+// keeps the events for the learner's next page and sends no more from this
+// one; a 400 naming one event of a body (`events[i]`) drops that event and
+// sends the rest; 400/403/413 (one event)/415 otherwise cannot be mended by
+// a retry and are dropped with a console warning. When the page
 // is hidden or closed, the outbox (newest 500 events) is saved in
 // localStorage under "visitlog.outbox.<learner>" and, unless a retry is
 // waiting, sent with keepalive; the next page of the site that runs this
@@ -64,6 +67,7 @@
   var retryTimer = null;
   var backoff = 0;
   var bodyBytes = 12000; // halved on 413, for servers with a lower limit
+  var loggedOut = false; // a 401: events wait for a page of this learner
 
   function uuid() {
     var c = window.crypto;
@@ -174,11 +178,17 @@
     return isFinite(secs) && secs > 0 ? secs * 1000 : 0;
   }
 
+  function refused(batch, status) {
+    console.warn("visitlog: " + batch.length + " learning events refused with " + status + ", dropped");
+    forget(batch);
+    pump(false);
+  }
+
   // One body at a time, in order; none while a retry waits. `leaving`: the
   // page is going, so the request must outlive it (keepalive; a beacon
   // where fetch is missing).
   function pump(leaving) {
-    if (inflight.length || retryTimer !== null || !outbox.length) return;
+    if (loggedOut || inflight.length || retryTimer !== null || !outbox.length) return;
     var batch = nextBody();
     var body = JSON.stringify(batch);
     if (!window.fetch) {
@@ -209,11 +219,29 @@
           wait = backoff;
         }
         later(batch, wait);
+      } else if (s === 401) {
+        // Logged out (the session ended): the events are this learner's,
+        // kept for their next page once logged in again; none is sent
+        // from this page any more.
+        outbox = batch.concat(outbox);
+        bound();
+        persist();
+        loggedOut = true;
+      } else if (s === 400 && batch.length > 1) {
+        // One bad event refuses the whole body; the answer names it
+        // (`events[i].field: ...`): only that one is dropped.
+        response.json().then(function (answer) {
+          var bad = /^events\[(\d+)\]/.exec((answer && answer.error) || "");
+          var i = bad ? parseInt(bad[1], 10) : -1;
+          if (i < 0 || i >= batch.length) return refused(batch, s);
+          refused([batch[i]], s);
+          later(batch.slice(0, i).concat(batch.slice(i + 1)), 0);
+        }).catch(function () {
+          refused(batch, s);
+        });
       } else {
-        // 400, 401, 403, 413, 415: the same body would be refused again.
-        console.warn("visitlog: " + batch.length + " learning events refused with " + s + ", dropped");
-        forget(batch);
-        pump(false);
+        // 400, 403, 413, 415: the same body would be refused again.
+        refused(batch, s);
       }
     }, function () {
       inflight = [];
@@ -233,6 +261,7 @@
   // Back from the back/forward cache: another page may have taken or saved events.
   window.addEventListener("pageshow", function (e) {
     if (e.persisted) {
+      left = false;
       restore();
       pump(false);
     }
@@ -245,14 +274,20 @@
   // it twice. (When the keepalive request lands and the page dies before
   // it hears so, the next page sends the copy again: the server keeps one
   // event per client_event_id.)
+  // Once per hiding: `visibilitychange` and `pagehide` both come when a
+  // page closes, and a second keepalive body could only be saved.
   var onLeave = [];
+  var left = false;
   function leave() {
+    if (left) return;
+    left = true;
     for (var i = 0; i < onLeave.length; i++) onLeave[i]();
     persist();
     pump(true);
   }
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "hidden") leave();
+    else left = false;
   });
   window.addEventListener("pagehide", leave);
 
@@ -275,7 +310,7 @@
   var stretchFrom = null; // where the current stretch of playback began
   var stretchRate = 1; // its playback speed
   var last = 0; // the position before a seek (from timeupdate)
-  var ownSeek = false; // the next seek is this script's (the resume)
+  var ownSeek = null; // where this script seeks to (the resume), until it happens
   var pressedAt = null; // where play was pressed before the metadata came
   var timer = null;
 
@@ -347,7 +382,7 @@
     var fraction = parseFloat(video.dataset.resumeFraction || "");
     if (!(resume > 0) && fraction > 0 && fraction < 1 && known()) resume = fraction * video.duration;
     if (resume > 0 && (!known() || resume < video.duration) && video.currentTime < 0.5) {
-      ownSeek = true;
+      ownSeek = resume;
       video.currentTime = resume;
       pressedAt = null;
     }
@@ -381,10 +416,11 @@
   video.addEventListener("seeking", function () {
     if (!started) return;
     var playing = !video.paused;
-    if (ownSeek) {
+    var mine = ownSeek !== null && Math.abs(video.currentTime - ownSeek) < 1;
+    ownSeek = null;
+    if (mine) {
       // The resume is not the learner's seek: reporting it would move the
       // saved position back to an older one on every reload.
-      ownSeek = false;
     } else {
       var e = stretch(videoEvent("video.seek"), last);
       delete e.position;

@@ -519,11 +519,11 @@ fn documents_keep_their_stored_shape() {
         }],
         "ignored": 0_i64,
         "page_views": p.page_views.iter().map(|v| Bson::Document(doc! {
-            "id": v.id.to_string(), "at": bson::DateTime::from_chrono(v.at), "media_s": v.media_s,
+            "id": v.id.to_string(), "at": bson::DateTime::from_chrono(v.at), "wall_s": v.wall_s,
         })).collect::<Vec<_>>(),
         "streams": p.streams.iter().map(|v| Bson::Document(doc! {
             "context": &v.context, "video_id": &v.video_id, "playing": v.playing,
-            "position": v.position, "since": bson::DateTime::from_chrono(v.since), "media_s": v.media_s,
+            "position": v.position, "since": bson::DateTime::from_chrono(v.since), "wall_s": v.wall_s,
         })).collect::<Vec<_>>(),
         "client_events": [],
         "manual": doc! {

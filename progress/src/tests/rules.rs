@@ -382,3 +382,51 @@ fn r13_watching_counts_while_the_duration_is_unknown() {
     assert!((p.coverage - 60.0 / 70.0).abs() < 1e-9);
     assert_eq!(p.completed_rule, Some(CompletedRule::Coverage));
 }
+
+// Found attacking the rules: a budget counted in playing time, and a mark
+// that cuts the stretch an edX-style stream implies.
+
+#[test]
+fn r7_slowing_down_after_watching_fast_stays_plausible() {
+    let mut s = Script::new();
+    s.duration = Some(1200.0);
+    s.on_page().view().play(0.0);
+    // 0..600 at 2×: 20 s of media per heartbeat, 10 s apart.
+    for k in 0..30 {
+        let from = f64::from(k) * 20.0;
+        s.push(EventType::VideoProgress, |e| {
+            e.played_from = Some(from);
+            e.position = Some(from + 20.0);
+            e.rate = Some(2.0);
+        });
+    }
+    // Then 1×: 10 s of media per heartbeat. Held to 1× for the whole page
+    // view, this would be 610 media seconds in 330 s: suspect.
+    for k in 0..30 {
+        let from = 600.0 + f64::from(k) * 10.0;
+        s.push(EventType::VideoProgress, |e| {
+            e.played_from = Some(from);
+            e.position = Some(from + 10.0);
+            e.rate = Some(1.0);
+        });
+    }
+    let p = s.fold();
+    let v = &p.videos[0];
+    assert_eq!((v.suspect, v.suspect_s), (0, 0.0), "{v:?}");
+    assert_eq!((v.played_s, v.wall_s), (900.0, 600.0));
+    assert!((p.coverage - 0.75).abs() < 1e-9);
+}
+
+#[test]
+fn r2_playing_that_began_before_the_mark_does_not_count_after_it() {
+    let mut s = lecture();
+    // edX-style: play, then (after the mark) a pause with no stretch said.
+    s.view().play(0.0).mark(false);
+    s.wait(600.0).pause(570.0);
+    let p = s.fold();
+    assert!(!p.completed, "{p:?}");
+    assert_eq!(p.videos[0].counted_coverage(), Some(0.0));
+    // Playing after the mark does count.
+    s.play(0.0).wait(480.0).pause(480.0);
+    assert_eq!(s.fold().completed_rule, Some(CompletedRule::Coverage));
+}
