@@ -100,6 +100,24 @@ impl World {
         .unwrap()
     }
 
+    /// Waits for `learner`'s play and pause: one stretch, up to `watched`.
+    async fn wait_play_and_pause(&self, learner: &str, watched: f64) {
+        let events = self
+            .wait_events(learner, |e| {
+                e.iter().any(|e| e.event_type == EventType::VideoPause)
+            })
+            .await;
+        let video = video_events(&events);
+        assert_eq!(
+            kinds(&video.iter().map(|e| (*e).clone()).collect::<Vec<_>>()),
+            ["video.play", "video.pause"]
+        );
+        assert!(
+            (video[1].position.unwrap() - watched).abs() < 0.3,
+            "{video:?}"
+        );
+    }
+
     async fn stop(self) {
         self.site.shutdown(Duration::from_secs(5)).await;
         let snapshot = self.consumer.stop().await;
@@ -125,6 +143,35 @@ async fn page_view_of(browser: &mut Browser) -> Uuid {
 }
 
 const WAIT_METADATA: &str = "if (v.readyState < 1) await new Promise(r => v.addEventListener('loadedmetadata', r, { once: true }));";
+
+/// A browser logged in as `user` on the English tutorial page, in a world
+/// of its own; `None` when there is no Chromium (and the harness allows it).
+async fn learner_on_page(id: &str, user: &str) -> Option<(Browser, World)> {
+    let mut browser = Browser::launch().await.unwrap()?;
+    let world = World::start(id).await;
+    log_in(&mut browser, &world.site, user).await;
+    open(&mut browser, &world.site, PAGE).await;
+    Some((browser, world))
+}
+
+/// Opens a tutorial page and waits until its video's metadata is known.
+async fn open(browser: &mut Browser, site: &Site, path: &str) {
+    browser.goto(&site.url(path)).await.unwrap();
+    browser
+        .eval(&format!(
+            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
+        ))
+        .await
+        .unwrap();
+}
+
+fn assert_no_console_errors(browser: &Browser) {
+    assert!(
+        browser.console_errors.is_empty(),
+        "{:?}",
+        browser.console_errors
+    );
+}
 
 /// Plays for `ms`, pauses, and returns where it paused.
 async fn play_for(browser: &mut Browser, ms: u64) -> f64 {
@@ -193,11 +240,7 @@ async fn playback_that_starts_before_the_metadata_is_tracked() {
         assert!(e.client_event_id.is_some(), "{e:?}");
     }
     assert_eq!(events[0].id, page_view, "page_view names the page's record");
-    assert!(
-        browser.console_errors.is_empty(),
-        "{:?}",
-        browser.console_errors
-    );
+    assert_no_console_errors(&browser);
     world.stop().await;
 }
 
@@ -208,18 +251,9 @@ async fn playback_that_starts_before_the_metadata_is_tracked() {
 /// position, "Continue from 0:03 (English)".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_own_resume_seek_is_not_reported() {
-    let Some(mut browser) = Browser::launch().await.unwrap() else {
+    let Some((mut browser, world)) = learner_on_page("resume", "frank").await else {
         return;
     };
-    let world = World::start("resume").await;
-    log_in(&mut browser, &world.site, "frank").await;
-    browser.goto(&world.site.url(PAGE)).await.unwrap();
-    browser
-        .eval(&format!(
-            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
-        ))
-        .await
-        .unwrap();
     let paused = play_for(&mut browser, 3000).await;
     let api = format!("fetch('{API}').then(r => r.json())");
     eventually(WAIT, Duration::from_millis(200), async || {
@@ -287,11 +321,7 @@ async fn the_pages_own_resume_seek_is_not_reported() {
     );
     let path = artifacts_dir().join("tutorial-page-other-language.png");
     browser.screenshot(&path).await.unwrap();
-    assert!(
-        browser.console_errors.is_empty(),
-        "{:?}",
-        browser.console_errors
-    );
+    assert_no_console_errors(&browser);
     world.stop().await;
 }
 
@@ -302,18 +332,9 @@ async fn the_pages_own_resume_seek_is_not_reported() {
 /// page's `page_view`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsent_events_survive_a_blocked_endpoint_and_a_reload_once_each() {
-    let Some(mut browser) = Browser::launch().await.unwrap() else {
+    let Some((mut browser, world)) = learner_on_page("outbox", "grace").await else {
         return;
     };
-    let world = World::start("outbox").await;
-    log_in(&mut browser, &world.site, "grace").await;
-    browser.goto(&world.site.url(PAGE)).await.unwrap();
-    browser
-        .eval(&format!(
-            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
-        ))
-        .await
-        .unwrap();
     let first_page = page_view_of(&mut browser).await;
     browser.call("Network.enable", json!({})).await.unwrap();
     let block = |urls: Value| json!({ "urls": urls });
@@ -419,18 +440,9 @@ async fn log_out(browser: &mut Browser, site: &Site) {
 /// next user's login (the events would count as theirs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learners_unsent_events_never_go_out_under_another_login() {
-    let Some(mut browser) = Browser::launch().await.unwrap() else {
+    let Some((mut browser, world)) = learner_on_page("outbox-owner", "heidi").await else {
         return;
     };
-    let world = World::start("outbox-owner").await;
-    log_in(&mut browser, &world.site, "heidi").await;
-    browser.goto(&world.site.url(PAGE)).await.unwrap();
-    browser
-        .eval(&format!(
-            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
-        ))
-        .await
-        .unwrap();
     browser.call("Network.enable", json!({})).await.unwrap();
     browser
         .call(
@@ -450,13 +462,7 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
         .call("Network.setBlockedURLs", json!({ "urls": [] }))
         .await
         .unwrap();
-    browser.goto(&world.site.url(PAGE)).await.unwrap();
-    browser
-        .eval(&format!(
-            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
-        ))
-        .await
-        .unwrap();
+    open(&mut browser, &world.site, PAGE).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(video_events(&world.events("user:ivan").await).is_empty());
     assert!(video_events(&world.events("user:heidi").await).is_empty());
@@ -466,23 +472,7 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
     log_out(&mut browser, &world.site).await;
     log_in(&mut browser, &world.site, "heidi").await;
     browser.goto(&world.site.url(PAGE)).await.unwrap();
-    let events = world
-        .wait_events("user:heidi", |e| {
-            e.iter().any(|e| e.event_type == EventType::VideoPause)
-        })
-        .await;
-    let video = video_events(&events);
-    assert_eq!(
-        video
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["video.play", "video.pause"]
-    );
-    assert!(
-        (video[1].position.unwrap() - watched).abs() < 0.3,
-        "{video:?}"
-    );
+    world.wait_play_and_pause("user:heidi", watched).await;
     assert_eq!(saved_outboxes(&mut browser).await, json!([]));
     world.stop().await;
 }
@@ -493,18 +483,9 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
 /// nobody (logged out) never sends them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_refused_for_an_ended_session_wait_for_the_next_login() {
-    let Some(mut browser) = Browser::launch().await.unwrap() else {
+    let Some((mut browser, world)) = learner_on_page("outbox-401", "judy").await else {
         return;
     };
-    let world = World::start("outbox-401").await;
-    log_in(&mut browser, &world.site, "judy").await;
-    browser.goto(&world.site.url(PAGE)).await.unwrap();
-    browser
-        .eval(&format!(
-            "(async () => {{ const v = document.getElementById('player'); {WAIT_METADATA} return true; }})()"
-        ))
-        .await
-        .unwrap();
     // The session ends behind the page's back.
     browser
         .eval("fetch('/logout', { method: 'POST', credentials: 'same-origin' }).then(() => true)")
@@ -520,23 +501,7 @@ async fn events_refused_for_an_ended_session_wait_for_the_next_login() {
     assert!(video_events(&world.events("user:judy").await).is_empty());
     log_in(&mut browser, &world.site, "judy").await;
     browser.goto(&world.site.url(PAGE)).await.unwrap();
-    let events = world
-        .wait_events("user:judy", |e| {
-            e.iter().any(|e| e.event_type == EventType::VideoPause)
-        })
-        .await;
-    let video = video_events(&events);
-    assert_eq!(
-        video
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["video.play", "video.pause"]
-    );
-    assert!(
-        (video[1].position.unwrap() - watched).abs() < 0.3,
-        "{video:?}"
-    );
+    world.wait_play_and_pause("user:judy", watched).await;
     world.stop().await;
 }
 

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use bson::{Document, doc};
 use futures_util::TryStreamExt;
 use visitlog_progress::{Progress, Rules, event_from_document};
+use visitlog_schema::EventRecord;
 
 use super::{LearnerLink, Sink};
 use crate::error::{Error, Result};
@@ -81,12 +82,8 @@ impl Sink {
             .await?;
         let mut state: Option<Progress> = None;
         while let Some(d) = cursor.try_next().await? {
-            let e = match event_from_document(d) {
-                Ok(e) => e,
-                Err(error) => {
-                    tracing::warn!(%error, "unreadable stored event skipped");
-                    continue;
-                }
+            let Some(e) = readable(d) else {
+                continue;
             };
             if e.learner != target.learner && !links.iter().any(|l| l.counts(&e)) {
                 continue;
@@ -137,12 +134,8 @@ impl Sink {
             // The history being folded: its id and state.
             let mut current: Option<(String, Progress)> = None;
             while let Some(d) = cursor.try_next().await? {
-                let e = match event_from_document(d) {
-                    Ok(e) => e,
-                    Err(error) => {
-                        tracing::warn!(%error, "unreadable stored event skipped");
-                        continue;
-                    }
+                let Some(e) = readable(d) else {
+                    continue;
                 };
                 let key = e.progress_id();
                 let state = match current.take() {
@@ -169,6 +162,14 @@ impl Sink {
         }
         Ok(out)
     }
+}
+
+/// A stored event as read back; an unreadable one is logged and skipped
+/// (the fold goes on without it rather than stop every later batch).
+fn readable(d: Document) -> Option<EventRecord> {
+    event_from_document(d)
+        .inspect_err(|error| tracing::warn!(%error, "unreadable stored event skipped"))
+        .ok()
 }
 
 /// One progress document: a learner in one tutorial and language.
