@@ -126,7 +126,8 @@ pub fn watched_intervals(seconds: &Seconds) -> Vec<[u32; 2]> {
     if exact.len() <= MAX_WATCHED_INTERVALS {
         return exact;
     }
-    // Keep the largest gaps (earliest first among equals), close the rest.
+    // Keep the largest gaps (among equals the latest: the earliest close
+    // first, as the old merging did), close the rest.
     let mut gaps: Vec<(u32, usize)> = exact
         .windows(2)
         .enumerate()
