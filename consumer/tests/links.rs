@@ -67,6 +67,8 @@ fn watch(learner: &Learner, visitor: Uuid, ts: DateTime<Utc>, from: f64, to: f64
         rate: Some(1.0),
         page_view: None,
         client_event_id: None,
+        active_ms: None,
+        staff: false,
     }
 }
 

@@ -55,6 +55,8 @@ fn event(i: usize, t0: chrono::DateTime<Utc>, kind: EventType, visit: u32) -> Ev
         rate: None,
         page_view: None,
         client_event_id: Some(Uuid::from_u128(i as u128)),
+        active_ms: None,
+        staff: false,
     }
 }
 

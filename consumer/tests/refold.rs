@@ -56,6 +56,8 @@ fn event(user: &str, ts: DateTime<Utc>, i: usize) -> EventRecord {
         rate: None,
         page_view: None,
         client_event_id: None,
+        active_ms: None,
+        staff: false,
     }
 }
 

@@ -14,6 +14,9 @@ pub struct Identity {
     pub user: Option<String>,
     /// The app's session id. Records only ever carry a keyed hash of it.
     pub session_id: Option<String>,
+    /// The user is staff (course team, admins): their requests and events
+    /// are stored, marked `staff`, and left out of every analytics figure.
+    pub staff: bool,
 }
 
 impl Identity {
@@ -27,7 +30,14 @@ impl Identity {
         Self {
             user: Some(user.into()),
             session_id: None,
+            staff: false,
         }
+    }
+
+    /// Marks the user as staff: stored, never counted in figures.
+    pub fn staff(mut self) -> Self {
+        self.staff = true;
+        self
     }
 
     /// Adds the session id.

@@ -111,6 +111,11 @@ impl Progress {
     }
 
     fn apply(&mut self, e: &EventRecord, rules: &Rules, main: Option<MainVideo<'_>>) {
+        if e.event_type.is_page_activity() {
+            // Time on page, not learning: not folded at all, so a history
+            // read with or without them folds the same.
+            return;
+        }
         self.through = e.id;
         self.folded += 1;
         self.updated_at = e.ts;

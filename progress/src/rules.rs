@@ -100,5 +100,7 @@ pub fn page_view(record: &RequestRecord, rules: &Rules) -> Option<EventRecord> {
         rate: None,
         page_view: None,
         client_event_id: None,
+        active_ms: None,
+        staff: record.staff,
     })
 }

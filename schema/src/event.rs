@@ -44,11 +44,18 @@ pub enum EventType {
     /// records, never accepted from a client.
     #[serde(rename = "page.view")]
     PageView,
+    /// The page is still open, visible, and its learner active (sent every
+    /// 15 s); carries `page_view` and `active_ms`.
+    #[serde(rename = "page.ping")]
+    PagePing,
+    /// The page was hidden or closed; carries `page_view` and `active_ms`.
+    #[serde(rename = "page.hide")]
+    PageHide,
 }
 
 impl EventType {
     /// The types a page's script may send.
-    pub const CLIENT: [EventType; 7] = [
+    pub const CLIENT: [EventType; 9] = [
         EventType::VideoPlay,
         EventType::VideoPause,
         EventType::VideoSeek,
@@ -56,6 +63,8 @@ impl EventType {
         EventType::VideoEnded,
         EventType::TutorialComplete,
         EventType::TutorialIncomplete,
+        EventType::PagePing,
+        EventType::PageHide,
     ];
 
     /// The name on the wire, e.g. `video.play`.
@@ -69,7 +78,15 @@ impl EventType {
             EventType::TutorialComplete => "tutorial.complete",
             EventType::TutorialIncomplete => "tutorial.incomplete",
             EventType::PageView => "page.view",
+            EventType::PagePing => "page.ping",
+            EventType::PageHide => "page.hide",
         }
+    }
+
+    /// A `page.ping` or `page.hide`: time on page, not learning; progress
+    /// never folds it.
+    pub fn is_page_activity(self) -> bool {
+        matches!(self, EventType::PagePing | EventType::PageHide)
     }
 
     /// A `video.*` event: it carries `video_id`, `position` and `duration`.
@@ -223,6 +240,13 @@ pub struct EventRecord {
     /// of an event the server did get is stored once.
     #[serde(default)]
     pub client_event_id: Option<Uuid>,
+    /// `page.ping` and `page.hide`: milliseconds the learner was active on
+    /// the page since its previous ping (at most an hour).
+    #[serde(default)]
+    pub active_ms: Option<u64>,
+    /// The app marked the user as staff: stored, never counted in figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staff: bool,
 }
 
 impl EventRecord {
@@ -251,6 +275,8 @@ impl EventRecord {
             rate: Some(1.0),
             page_view: None,
             client_event_id: None,
+            active_ms: None,
+            staff: false,
         }
     }
 

@@ -16,12 +16,14 @@
 //! assert!(validator.validate(&json).is_ok());
 //! ```
 
+mod catalog;
 mod event;
 pub mod keys;
 mod record;
 mod redact;
 pub mod validator;
 
+pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
 pub use event::{
     EventRecord, EventType, LEARNER_MAX, Learner, learner_link_id, progress_id, user_name,
     video_position_id,

@@ -40,6 +40,8 @@ pub enum Kind {
     Request,
     /// A learning event reported by a page's script (see [`crate::EventRecord`]).
     Event,
+    /// A publication of one FOSS's catalog (see [`crate::CatalogRecord`]).
+    Catalog,
 }
 
 /// One HTTP request, as stored in the `request_logs` collection.
@@ -96,6 +98,10 @@ pub struct RequestRecord {
     pub tutorial: Option<Tutorial>,
     /// Request headers captured by configuration (never a denied one).
     pub headers: BTreeMap<String, String>,
+    /// The app marked the user as staff: the record is stored, but no
+    /// analytics figure counts it. Absent (false) in older records.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staff: bool,
 }
 
 /// Geolocation of the client address.
@@ -209,6 +215,7 @@ impl RequestRecord {
                 language: "English".to_owned(),
             }),
             headers: BTreeMap::from([("accept-language".to_owned(), "en-GB".to_owned())]),
+            staff: false,
         }
     }
 }

@@ -26,16 +26,19 @@ pub enum Collection {
     TutorialProgress,
     /// One link per browser (visitor id) and user who logged in on it.
     LearnerLinks,
+    /// One document per video the site offers.
+    Catalog,
 }
 
 impl Collection {
     /// Every collection that has a validator.
-    pub const ALL: [Collection; 5] = [
+    pub const ALL: [Collection; 6] = [
         Collection::RequestLogs,
         Collection::Events,
         Collection::VideoPositions,
         Collection::TutorialProgress,
         Collection::LearnerLinks,
+        Collection::Catalog,
     ];
 
     /// The collection's name in MongoDB.
@@ -46,6 +49,7 @@ impl Collection {
             Collection::VideoPositions => "video_positions",
             Collection::TutorialProgress => "tutorial_progress",
             Collection::LearnerLinks => "learner_links",
+            Collection::Catalog => "catalog",
         }
     }
 
@@ -57,6 +61,7 @@ impl Collection {
             Collection::VideoPositions => include_str!("../validators/video_positions.json"),
             Collection::TutorialProgress => include_str!("../validators/tutorial_progress.json"),
             Collection::LearnerLinks => include_str!("../validators/learner_links.json"),
+            Collection::Catalog => include_str!("../validators/catalog.json"),
         }
     }
 

@@ -57,7 +57,7 @@ impl Sink {
         }
         let mut written = self.derive_positions(events).await?;
         let mut groups: BTreeMap<String, Vec<EventRecord>> = BTreeMap::new();
-        for e in events {
+        for e in events.iter().filter(|e| !e.event_type.is_page_activity()) {
             groups.entry(e.progress_id()).or_default().push(e.clone());
         }
         for batch in groups.values_mut() {

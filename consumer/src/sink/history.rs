@@ -166,10 +166,13 @@ impl Sink {
 
 /// A stored event as read back; an unreadable one is logged and skipped
 /// (the fold goes on without it rather than stop every later batch).
+/// Page activity (`page.ping`, `page.hide`) is time on page, not
+/// learning: skipped too.
 fn readable(d: Document) -> Option<EventRecord> {
     event_from_document(d)
         .inspect_err(|error| tracing::warn!(%error, "unreadable stored event skipped"))
         .ok()
+        .filter(|e| !e.event_type.is_page_activity())
 }
 
 /// One progress document: a learner in one tutorial and language.

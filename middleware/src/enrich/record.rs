@@ -169,6 +169,7 @@ impl Enricher {
             view_args: route_args.or(tutorial_args).unwrap_or_default(),
             tutorial,
             headers,
+            staff: c.identity.staff,
         }
     }
 

@@ -154,7 +154,7 @@ impl Endpoint {
 
         let n = events.len();
         let items = events.into_iter().map(|event| Item::Event {
-            record: Box::new(event.stamp(now, &learner, user, visit)),
+            record: Box::new(event.stamp(now, &learner, user, visit, identity.staff)),
             session: identity.session_id.clone(),
         });
         // All or nothing: a client that retries after a 503 must not create

@@ -28,7 +28,11 @@ pub(super) const FIELDS: &[&str] = &[
     "rate",
     "page_view",
     "client_event_id",
+    "active_ms",
 ];
+
+/// Most active time one `page.ping` or `page.hide` reports: an hour.
+pub(super) const MAX_ACTIVE_MS: u64 = 3_600_000;
 
 /// Slowest and fastest playback speed accepted (what browsers offer).
 pub(super) const RATES: std::ops::RangeInclusive<f64> = 0.25..=4.0;
@@ -49,6 +53,7 @@ pub(crate) struct ClientEvent {
     pub(crate) rate: Option<f64>,
     pub(crate) page_view: Option<Uuid>,
     pub(crate) client_event_id: Option<Uuid>,
+    pub(crate) active_ms: Option<u64>,
 }
 
 impl ClientEvent {
@@ -58,6 +63,7 @@ impl ClientEvent {
         learner: &str,
         user: Option<&str>,
         visit: Option<Visit>,
+        staff: bool,
     ) -> EventRecord {
         EventRecord {
             id: Uuid::now_v7(),
@@ -82,6 +88,8 @@ impl ClientEvent {
             rate: self.rate,
             page_view: self.page_view,
             client_event_id: self.client_event_id,
+            active_ms: self.active_ms,
+            staff,
         }
     }
 }
@@ -134,12 +142,21 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
             format!("unknown type `{kind}`; one of {}", known.join(", ")),
         )
     })?;
+    if event_type.is_page_activity() {
+        return parse_page_activity(map, event_type);
+    }
     let required = |name: &'static str| -> Result<String, Refusal> {
         string(map, name, limits::VALUE)?.ok_or_else(|| Refusal::field(name, "missing"))
     };
     let foss = required("foss")?;
     let tutorial = required("tutorial")?;
     let language = required("language")?;
+    if map.get("active_ms").is_some_and(|v| !v.is_null()) {
+        return Err(Refusal::field(
+            "active_ms",
+            format!("does not apply to {event_type}"),
+        ));
+    }
     let video = event_type.is_video();
     let video_id = match video {
         true => Some(required("video_id")?),
@@ -247,6 +264,90 @@ pub(crate) fn parse_event(value: &Value) -> Result<ClientEvent, Refusal> {
         rate,
         page_view,
         client_event_id,
+        active_ms: None,
+    })
+}
+
+/// `page.ping` and `page.hide`: the page they come from (`page_view`,
+/// required) and the learner's active milliseconds since the previous ping
+/// (`active_ms`, required, at most an hour); the tutorial when the page is
+/// one (all three names, or none); nothing about videos.
+fn parse_page_activity(
+    map: &Map<String, Value>,
+    event_type: EventType,
+) -> Result<ClientEvent, Refusal> {
+    for name in [
+        "video_id",
+        "position",
+        "duration",
+        "from",
+        "to",
+        "played_from",
+        "rate",
+    ] {
+        if map.get(name).is_some_and(|v| !v.is_null()) {
+            return Err(Refusal::field(
+                name,
+                format!("does not apply to {event_type}"),
+            ));
+        }
+    }
+    let foss = string(map, "foss", limits::VALUE)?;
+    let tutorial = string(map, "tutorial", limits::VALUE)?;
+    let language = string(map, "language", limits::VALUE)?;
+    let (foss, tutorial, language) = match (foss, tutorial, language) {
+        (Some(f), Some(t), Some(l)) => (f, t, l),
+        (None, None, None) => Default::default(),
+        (f, t, _) => {
+            let missing = if f.is_none() {
+                "foss"
+            } else if t.is_none() {
+                "tutorial"
+            } else {
+                "language"
+            };
+            return Err(Refusal::field(
+                missing,
+                "missing: name all of foss, tutorial and language, or none",
+            ));
+        }
+    };
+    let page_view =
+        uuid(map, "page_view")?.ok_or_else(|| Refusal::field("page_view", "missing"))?;
+    let active_ms = match map.get("active_ms") {
+        None | Some(Value::Null) => return Err(Refusal::field("active_ms", "missing")),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(ms) if ms <= MAX_ACTIVE_MS => ms,
+            Some(_) => {
+                return Err(Refusal::field(
+                    "active_ms",
+                    format!("over {MAX_ACTIVE_MS} milliseconds"),
+                ));
+            }
+            None => {
+                return Err(Refusal::field(
+                    "active_ms",
+                    "must be a whole number of milliseconds, not negative",
+                ));
+            }
+        },
+        Some(_) => return Err(Refusal::field("active_ms", "must be a number")),
+    };
+    Ok(ClientEvent {
+        event_type,
+        foss,
+        tutorial,
+        language,
+        video_id: None,
+        position: None,
+        duration: None,
+        from: None,
+        to: None,
+        played_from: None,
+        rate: None,
+        page_view: Some(page_view),
+        client_event_id: uuid(map, "client_event_id")?,
+        active_ms: Some(active_ms),
     })
 }
 

@@ -194,6 +194,9 @@ fn app(config: Config) -> (Router, Shipper) {
     .unwrap();
     let capture = capture.identify(|req: &Parts| {
         match req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+            Some(user) if req.headers.contains_key("x-staff") => {
+                Identity::user(user).with_session("secret-session").staff()
+            }
             Some(user) => Identity::user(user).with_session("secret-session"),
             None => Identity::anonymous(),
         }
@@ -544,4 +547,68 @@ mod proptests {
             check(parse_events(&body))?;
         }
     }
+}
+
+fn ping() -> Value {
+    json!({
+        "type": "page.ping", "page_view": "0190f7a2-1c3d-7e4f-8a9b-0c1d2e3f4a5b",
+        "active_ms": 15000
+    })
+}
+
+#[test]
+fn page_activity_names_its_page_and_active_time() {
+    let e = parse_event(&ping()).unwrap();
+    assert_eq!(e.event_type, EventType::PagePing);
+    assert_eq!(e.active_ms, Some(15000));
+    assert!(e.page_view.is_some() && e.foss.is_empty() && e.video_id.is_none());
+    // On a tutorial page it names the tutorial, all three names.
+    let named = json!({"foss": "Python", "tutorial": "Intro", "language": "English"});
+    let mut hide = with(ping(), "type", json!("page.hide"));
+    for (k, v) in named.as_object().unwrap() {
+        hide[k] = v.clone();
+    }
+    let e = parse_event(&hide).unwrap();
+    assert_eq!(
+        (e.event_type, e.foss.as_str()),
+        (EventType::PageHide, "Python")
+    );
+    for (bad, field) in [
+        (without(ping(), "page_view"), "page_view"),
+        (without(ping(), "active_ms"), "active_ms"),
+        (with(ping(), "active_ms", json!(-1)), "active_ms"),
+        (with(ping(), "active_ms", json!(1.5)), "active_ms"),
+        (with(ping(), "active_ms", json!(3_600_001)), "active_ms"),
+        (with(ping(), "active_ms", json!("15000")), "active_ms"),
+        (with(ping(), "page_view", json!("not-a-uuid")), "page_view"),
+        (with(ping(), "position", json!(3.0)), "position"),
+        (with(ping(), "video_id", json!("v")), "video_id"),
+        (with(ping(), "foss", json!("Python")), "tutorial"),
+        (with(event(), "active_ms", json!(10)), "active_ms"),
+    ] {
+        assert_eq!(refused_field(bad), field);
+    }
+}
+
+#[tokio::test]
+async fn staff_events_are_marked_and_page_activity_is_shipped() {
+    let (router, mut shipper) = app(Config::default());
+    let body = json!([ping(), event()]).to_string();
+    let request = post(())
+        .header("x-user", "alice")
+        .header("x-staff", "1")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer) = answer(&router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let events = shipped_events(&mut shipper);
+    let validator = RecordValidator::new(Collection::Events).unwrap();
+    for e in &events {
+        validator
+            .validate(&serde_json::to_value(e).unwrap())
+            .unwrap();
+        assert!(e.staff, "the identity hook said staff");
+    }
+    assert_eq!(events[0].event_type, EventType::PagePing);
+    assert_eq!(events[0].active_ms, Some(15000));
 }

@@ -83,6 +83,8 @@ impl Script {
                 None
             },
             client_event_id: None,
+            active_ms: None,
+            staff: false,
         };
         f(&mut e);
         self.events.push(e);

@@ -193,7 +193,8 @@ fn the_example_event_passes_and_bad_events_fail() {
         ("/type", json!("video.rewind")),
         ("/position", json!(-1.0)),
         ("/duration", json!(1e9)),
-        ("/foss", json!("")),
+        ("/foss", json!("x".repeat(513))),
+        ("/active_ms", json!(-5)),
         ("/learner", json!("x".repeat(300))),
     ];
     for (path, value) in cases {
