@@ -28,6 +28,8 @@ pub mod limits {
     pub const SHORT: usize = 256;
     /// One captured header value or path parameter.
     pub const VALUE: usize = 512;
+    /// A response's media type (`text/html`).
+    pub const CONTENT_TYPE: usize = 128;
     /// How many path parameters or captured headers a record keeps.
     pub const MAX_ENTRIES: usize = 32;
 }
@@ -102,6 +104,10 @@ pub struct RequestRecord {
     /// analytics figure counts it. Absent (false) in older records.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub staff: bool,
+    /// The response's media type, lowercase and without parameters
+    /// (`text/html`); `None` when it had none, or in older records.
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 /// Geolocation of the client address.
@@ -216,6 +222,7 @@ impl RequestRecord {
             }),
             headers: BTreeMap::from([("accept-language".to_owned(), "en-GB".to_owned())]),
             staff: false,
+            content_type: Some("text/html".to_owned()),
         }
     }
 }

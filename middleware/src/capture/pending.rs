@@ -59,6 +59,7 @@ impl Pending {
         u.responded = true;
         u.captured.latency = u.start.elapsed();
         u.captured.status = response.status().as_u16();
+        u.captured.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
         if let Some(identity) = response.extensions().get::<Identity>() {
             u.captured.identity = identity.clone();
         }

@@ -106,6 +106,7 @@ where
             client_ip,
             visit: observed.visit,
             identity,
+            content_type: None,
         };
         // Handlers behind the layer (the learning-events endpoint) read the visit here.
         if let Some(visit) = captured.visit {

@@ -49,6 +49,8 @@ pub(crate) struct Captured {
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) visit: Option<Visit>,
     pub(crate) identity: Identity,
+    /// The response's `Content-Type`, once the head is known.
+    pub(crate) content_type: Option<HeaderValue>,
 }
 
 /// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
@@ -170,6 +172,7 @@ impl Enricher {
             tutorial,
             headers,
             staff: c.identity.staff,
+            content_type: c.content_type.as_ref().and_then(media_type),
         }
     }
 
@@ -198,6 +201,36 @@ impl Enricher {
     }
 }
 
+/// The media type of a `Content-Type` value, lowercase, without its
+/// parameters (`text/html; charset=utf-8` is `text/html`); `None` when
+/// empty or not a `type/subtype`.
+fn media_type(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let essence = text.split(';').next()?.trim();
+    let valid = essence.len() <= limits::CONTENT_TYPE
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty());
+    valid.then(|| essence.to_ascii_lowercase())
+}
+
 fn lossy(value: &HeaderValue, max: usize) -> String {
     truncate_chars(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_lose_their_parameters_and_case() {
+        let of = |s: &'static str| media_type(&HeaderValue::from_static(s));
+        assert_eq!(of("text/html; charset=utf-8").as_deref(), Some("text/html"));
+        assert_eq!(of("Application/JSON").as_deref(), Some("application/json"));
+        assert_eq!(of(""), None);
+        assert_eq!(of("html"), None);
+        assert_eq!(of("text/"), None);
+        let long = format!("text/{}", "x".repeat(200));
+        assert_eq!(media_type(&HeaderValue::from_str(&long).unwrap()), None);
+    }
 }

@@ -83,6 +83,7 @@ fn captured(i: u64) -> Captured {
         client_ip: Some(IpAddr::V4(Ipv4Addr::new(81, 2, 69, 142))),
         visit: None,
         identity: Identity::user("alice"),
+        content_type: Some(HeaderValue::from_static("text/html; charset=utf-8")),
     }
 }
 

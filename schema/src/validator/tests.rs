@@ -152,6 +152,7 @@ fn limits_match_the_validator() {
         assert_eq!(max(&props[key]), Some(limits::URL), "{key}");
     }
     assert_eq!(max(&props["route"]), Some(limits::ROUTE));
+    assert_eq!(max(&props["content_type"]), Some(limits::CONTENT_TYPE));
     assert_eq!(
         max(&props["ua"]["properties"]["raw"]),
         Some(limits::USER_AGENT)
