@@ -14,6 +14,7 @@
 //!   command line.
 
 pub mod admin;
+pub mod analytics;
 pub mod batch;
 pub mod cli;
 pub mod config;

@@ -126,6 +126,11 @@ impl Sink {
         &self.links
     }
 
+    /// The database, for what keeps its own collections (analytics marks).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The request-logs collection, for tests and the benchmark.
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests

@@ -1,0 +1,382 @@
+//! Dirty marks: which derived documents must be computed again, in the
+//! `derivations` collection, and the claims that let consumers share that
+//! work without ever leaving a stale document behind.
+//!
+//! A batch marks each (kind, key) its records touch, after it stored them
+//! and before it is acknowledged, so a crash replays the marks with the
+//! batch. A mark is one document, `_id` `<kind>:<key>`:
+//! - `gen` counts marks: every mark increments it;
+//! - `due_ms` is when to compute it: a new mark is due `interval` after it
+//!   was made, and later marks never push it later, so a busy key is
+//!   computed at most once per interval and a quiet one within it;
+//! - `from_ms` (learners) is the earliest activity the marks brought;
+//! - `fence` counts claims: every claim increments it; `lease_ms` is when
+//!   the claim lapses (a consumer that died mid-way).
+//!
+//! A claimed key is computed from stored documents read after the claim,
+//! written, then settled: if no mark came since the claim (`gen` as
+//! claimed) and nobody claimed it since (`fence` as claimed) the mark is
+//! deleted; if marks came, it is due again after `interval`; if another
+//! consumer claimed it since (our lease lapsed), our write may be older
+//! than theirs, so the key is marked again and computed once more. Every
+//! write is therefore followed by a computation that read everything
+//! stored before it: the documents converge to the fold of all records,
+//! whatever the order, the replays and the number of consumers.
+//!
+//! Counters and times are integers (milliseconds): nx-27017 stores `$min`
+//! on a date as a string and compares dates to the second.
+
+use std::collections::BTreeMap;
+
+use bson::{Bson, Document, doc};
+use futures_util::TryStreamExt;
+use mongodb::{Collection, Database};
+
+use crate::error::Result;
+
+/// The collection of dirty marks.
+pub const DERIVATIONS: &str = "derivations";
+
+/// What a mark asks to compute again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DerivedKind {
+    /// The `page_views` of one visit (key `<visitor>:<n>`), or of the page
+    /// views named by id (`page:<uuid>`: a page without a visitor cookie,
+    /// or the page a ping came from).
+    Visit,
+    /// The `sessions` of one learner (key: the learner key), from `from_ms`.
+    Learner,
+    /// The `video_stats` of one video (key: its `video_id`).
+    Video,
+    /// One `tutorial_daily` document (key: its `_id`; `args` name it).
+    TutorialDay,
+    /// One `site_daily` document (key: the day).
+    Day,
+}
+
+impl DerivedKind {
+    /// In the order a pass computes them: each kind's writes mark later kinds.
+    pub const ORDER: [DerivedKind; 5] = [
+        DerivedKind::Visit,
+        DerivedKind::Learner,
+        DerivedKind::Video,
+        DerivedKind::TutorialDay,
+        DerivedKind::Day,
+    ];
+
+    /// The name in marks' `_id` and `kind`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DerivedKind::Visit => "visit",
+            DerivedKind::Learner => "learner",
+            DerivedKind::Video => "video",
+            DerivedKind::TutorialDay => "tutorial_day",
+            DerivedKind::Day => "day",
+        }
+    }
+}
+
+/// One key to compute again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    /// What to compute.
+    pub kind: DerivedKind,
+    /// Which one.
+    pub key: String,
+    /// Learners: the earliest activity time (ms) the mark brings.
+    pub from_ms: Option<i64>,
+    /// What the computation needs besides the key (tutorial days: the
+    /// names and the day), stored with the mark when it is created.
+    pub args: Document,
+}
+
+impl Mark {
+    /// A mark with no arguments.
+    pub fn new(kind: DerivedKind, key: impl Into<String>) -> Self {
+        Self {
+            kind,
+            key: key.into(),
+            from_ms: None,
+            args: Document::new(),
+        }
+    }
+
+    /// A learner's mark, from `from_ms`.
+    pub fn learner(learner: &str, from_ms: i64) -> Self {
+        Self {
+            from_ms: Some(from_ms),
+            ..Self::new(DerivedKind::Learner, learner)
+        }
+    }
+
+    fn id(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.key)
+    }
+}
+
+/// A mark this consumer claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The mark as it was when claimed.
+    pub mark: Mark,
+    /// Its `gen` when claimed.
+    pub generation: i64,
+    /// Its `fence` after our claim.
+    pub fence: i64,
+}
+
+/// What settling claimed marks found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Marks deleted or released (their key is up to date, or due again).
+    pub done: u64,
+    /// Marks another consumer claimed meanwhile: marked again.
+    pub overtaken: u64,
+}
+
+/// The `derivations` collection, as one consumer uses it.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    coll: Collection<Document>,
+    db: Database,
+    interval_ms: i64,
+    lease_ms: i64,
+    owner: String,
+}
+
+impl Marks {
+    /// Marks in `db`; keys are computed `interval` after their first mark,
+    /// and a claim lapses after `lease`.
+    pub fn new(
+        db: &Database,
+        interval: std::time::Duration,
+        lease: std::time::Duration,
+        owner: &str,
+    ) -> Self {
+        Self {
+            coll: db.collection(DERIVATIONS),
+            db: db.clone(),
+            interval_ms: millis(interval),
+            lease_ms: millis(lease),
+            owner: owner.to_owned(),
+        }
+    }
+
+    /// The index claims use.
+    pub async fn create_indexes(&self) -> Result<()> {
+        let index = mongodb::IndexModel::builder()
+            .keys(doc! { "kind": 1, "due_ms": 1 })
+            .build();
+        self.coll.create_index(index).await?;
+        Ok(())
+    }
+
+    /// Marks keys (one statement per distinct key, in one command); returns
+    /// how many distinct keys.
+    pub async fn mark(&self, marks: impl IntoIterator<Item = Mark>) -> Result<u64> {
+        self.mark_due(marks, now_ms() + self.interval_ms).await
+    }
+
+    async fn mark_due(&self, marks: impl IntoIterator<Item = Mark>, due: i64) -> Result<u64> {
+        let mut distinct: BTreeMap<String, Mark> = BTreeMap::new();
+        for m in marks {
+            match distinct.get_mut(&m.id()) {
+                Some(seen) => {
+                    seen.from_ms = match (seen.from_ms, m.from_ms) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                None => {
+                    distinct.insert(m.id(), m);
+                }
+            }
+        }
+        if distinct.is_empty() {
+            return Ok(0);
+        }
+        let n = distinct.len() as u64;
+        let statements: Vec<Document> = distinct
+            .into_iter()
+            .map(|(id, m)| {
+                let mut min = doc! { "due_ms": due };
+                if let Some(from) = m.from_ms {
+                    min.insert("from_ms", from);
+                }
+                doc! {
+                    "q": { "_id": id },
+                    "u": {
+                        "$inc": { "gen": 1_i64 },
+                        "$min": min,
+                        "$setOnInsert": {
+                            "kind": m.kind.as_str(),
+                            "key": m.key,
+                            "args": m.args,
+                            "lease_ms": 0_i64,
+                            "fence": 0_i64,
+                        },
+                    },
+                    "upsert": true,
+                }
+            })
+            .collect();
+        for chunk in statements.chunks(1000) {
+            self.db
+                .run_command(
+                    doc! { "update": DERIVATIONS, "updates": chunk.to_vec(), "ordered": false },
+                )
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due marks of `kind` that nobody holds.
+    pub async fn claim(&self, kind: DerivedKind, limit: i64) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let due: Vec<Document> = self
+            .coll
+            .find(doc! { "kind": kind.as_str(), "due_ms": { "$lte": now }, "lease_ms": { "$lte": now } })
+            .sort(doc! { "due_ms": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let statements: Vec<Document> = due
+            .iter()
+            .filter_map(|d| {
+                let id = d.get_str("_id").ok()?;
+                Some(doc! {
+                    "q": { "_id": id, "fence": number(d.get("fence")), "lease_ms": { "$lte": now } },
+                    "u": {
+                        "$set": { "lease_ms": now + self.lease_ms, "owner": &self.owner, "claim": &token },
+                        "$inc": { "fence": 1_i64 },
+                    },
+                })
+            })
+            .collect();
+        self.db
+            .run_command(doc! { "update": DERIVATIONS, "updates": statements, "ordered": false })
+            .await?;
+        let ids: Vec<&str> = due.iter().filter_map(|d| d.get_str("_id").ok()).collect();
+        let claimed: Vec<Document> = self
+            .coll
+            .find(doc! { "_id": { "$in": ids }, "claim": &token })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(claimed.iter().filter_map(|d| claimed_of(kind, d)).collect())
+    }
+
+    /// Settles marks after their keys were computed and written (see the
+    /// module's comment).
+    pub async fn settle(&self, claimed: &[Claimed]) -> Result<Settled> {
+        let mut settled = Settled::default();
+        if claimed.is_empty() {
+            return Ok(settled);
+        }
+        let ids: Vec<String> = claimed.iter().map(|c| c.mark.id()).collect();
+        let now: BTreeMap<String, Document> = self
+            .coll
+            .find(doc! { "_id": { "$in": &ids } })
+            .await?
+            .try_collect::<Vec<Document>>()
+            .await?
+            .into_iter()
+            .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+            .collect();
+        let mut deletes = Vec::new();
+        let mut releases = Vec::new();
+        let mut again = Vec::new();
+        for (c, id) in claimed.iter().zip(&ids) {
+            let fence = now.get(id).map(|d| number(d.get("fence")));
+            if fence != Some(c.fence) {
+                settled.overtaken += 1;
+                again.push(c.mark.clone());
+                continue;
+            }
+            settled.done += 1;
+            deletes.push(
+                doc! { "q": { "_id": id, "gen": c.generation, "fence": c.fence }, "limit": 1 },
+            );
+            releases.push(doc! {
+                "q": { "_id": id, "fence": c.fence },
+                "u": { "$set": { "lease_ms": 0_i64, "due_ms": now_ms() + self.interval_ms } },
+            });
+        }
+        if !deletes.is_empty() {
+            self.db
+                .run_command(doc! { "delete": DERIVATIONS, "deletes": deletes, "ordered": false })
+                .await?;
+            // The ones a newer mark kept: due again after the interval.
+            self.db
+                .run_command(doc! { "update": DERIVATIONS, "updates": releases, "ordered": false })
+                .await?;
+        }
+        if !again.is_empty() {
+            tracing::debug!(
+                marks = again.len(),
+                "another consumer claimed keys meanwhile; computing them again"
+            );
+            self.mark_due(again, now_ms() + self.interval_ms).await?;
+        }
+        Ok(settled)
+    }
+
+    /// How late the derivations are: now minus the oldest due time of a
+    /// mark that is due; zero when none is.
+    pub async fn lag(&self) -> Result<std::time::Duration> {
+        let now = now_ms();
+        let oldest = self
+            .coll
+            .find_one(doc! { "due_ms": { "$lte": now } })
+            .sort(doc! { "due_ms": 1 })
+            .await?;
+        let late = oldest.map_or(0, |d| now - number(d.get("due_ms")));
+        Ok(std::time::Duration::from_millis(
+            u64::try_from(late).unwrap_or(0),
+        ))
+    }
+
+    /// How many keys are marked.
+    pub async fn pending(&self) -> Result<u64> {
+        Ok(self.coll.count_documents(doc! {}).await?)
+    }
+}
+
+fn claimed_of(kind: DerivedKind, d: &Document) -> Option<Claimed> {
+    let key = d.get_str("key").ok()?.to_owned();
+    let from_ms = d.get("from_ms").map(|b| number(Some(b)));
+    Some(Claimed {
+        mark: Mark {
+            kind,
+            key,
+            from_ms,
+            args: d.get_document("args").cloned().unwrap_or_default(),
+        },
+        generation: number(d.get("gen")),
+        fence: number(d.get("fence")),
+    })
+}
+
+/// An integer field, whatever width the server gave it.
+fn number(b: Option<&Bson>) -> i64 {
+    match b {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(f)) if f.is_finite() => *f as i64,
+        _ => 0,
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Now, in milliseconds since 1970.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,126 @@
+//! The dirty-mark protocol against a real server: marks throttle, claims
+//! exclude each other, settling deletes only what nothing re-marked, and a
+//! consumer overtaken by another (its lease lapsed) marks the key again.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bson::{Document, doc};
+use visitlog_consumer::analytics::{DerivedKind, Mark, Marks};
+use visitlog_consumer::sink::Sink;
+use visitlog_tests::{shared_mongodb_uri, test_database};
+
+async fn marks(owner: &str, interval: Duration, lease: Duration, db: &str) -> (Marks, Sink) {
+    let sink = Sink::new(&shared_mongodb_uri(), db).await.unwrap();
+    let marks = Marks::new(sink.database(), interval, lease, owner);
+    marks.create_indexes().await.unwrap();
+    (marks, sink)
+}
+
+async fn stored(sink: &Sink, id: &str) -> Option<Document> {
+    sink.database()
+        .collection::<Document>("derivations")
+        .find_one(doc! { "_id": id })
+        .await
+        .unwrap()
+}
+
+/// An integer field, whatever width the server stored.
+fn int(d: &Document, key: &str) -> i64 {
+    match d.get(key) {
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        Some(bson::Bson::Int64(n)) => *n,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn marks_are_throttled_claimed_once_and_settled() {
+    let db = test_database();
+    let (a, sink) = marks(
+        "a",
+        Duration::from_millis(300),
+        Duration::from_secs(60),
+        &db,
+    )
+    .await;
+    let (b, _) = marks(
+        "b",
+        Duration::from_millis(300),
+        Duration::from_secs(60),
+        &db,
+    )
+    .await;
+    a.mark([
+        Mark::learner("user:ann", 5_000),
+        Mark::learner("user:ann", 3_000),
+    ])
+    .await
+    .unwrap();
+    a.mark([Mark::learner("user:ann", 4_000)]).await.unwrap();
+    let m = stored(&sink, "learner:user:ann").await.unwrap();
+    assert_eq!(int(&m, "gen"), 2, "one increment per batch");
+    assert_eq!(int(&m, "from_ms"), 3_000, "the earliest activity");
+    // Not due before the interval.
+    assert!(a.claim(DerivedKind::Learner, 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(a.lag().await.unwrap() >= Duration::from_millis(50));
+    let claimed = a.claim(DerivedKind::Learner, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].mark.from_ms, Some(3_000));
+    assert!(
+        b.claim(DerivedKind::Learner, 10).await.unwrap().is_empty(),
+        "held by a"
+    );
+    assert!(
+        a.claim(DerivedKind::Video, 10).await.unwrap().is_empty(),
+        "kinds apart"
+    );
+    // No mark since the claim: settled means gone.
+    let s = a.settle(&claimed).await.unwrap();
+    assert_eq!((s.done, s.overtaken), (1, 0));
+    assert!(stored(&sink, "learner:user:ann").await.is_none());
+    assert_eq!(a.pending().await.unwrap(), 0);
+
+    // A mark during the computation keeps the key, due after the interval.
+    a.mark([Mark::new(DerivedKind::Video, "v1")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claimed = a.claim(DerivedKind::Video, 10).await.unwrap();
+    a.mark([Mark::new(DerivedKind::Video, "v1")]).await.unwrap();
+    a.settle(&claimed).await.unwrap();
+    let m = stored(&sink, "video:v1").await.unwrap();
+    assert_eq!(int(&m, "lease_ms"), 0, "released");
+    assert!(
+        a.claim(DerivedKind::Video, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.claim(DerivedKind::Video, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_overtaken_consumer_marks_the_key_again() {
+    let db = test_database();
+    // Leases lapse at once: b may claim what a holds.
+    let (a, sink) = marks("a", Duration::ZERO, Duration::ZERO, &db).await;
+    let (b, _) = marks("b", Duration::ZERO, Duration::ZERO, &db).await;
+    a.mark([Mark::new(DerivedKind::Day, "2026-12-01")])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let by_a = a.claim(DerivedKind::Day, 10).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let by_b = b.claim(DerivedKind::Day, 10).await.unwrap();
+    assert_eq!((by_a.len(), by_b.len()), (1, 1));
+    assert!(by_b[0].fence > by_a[0].fence);
+    // b finishes first; a's write may be the older one: computed again.
+    assert_eq!(b.settle(&by_b).await.unwrap().done, 1);
+    assert!(stored(&sink, "day:2026-12-01").await.is_none());
+    assert_eq!(a.settle(&by_a).await.unwrap().overtaken, 1);
+    let again = stored(&sink, "day:2026-12-01").await.unwrap();
+    assert_eq!(again.get_str("kind").unwrap(), "day");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let claimed = b.claim(DerivedKind::Day, 10).await.unwrap();
+    assert_eq!(claimed[0].mark.key, "2026-12-01");
+}
