@@ -131,6 +131,12 @@ impl Sink {
         &self.db
     }
 
+    /// The analytics marks, for reading their backlog (the status page);
+    /// the derivation loop makes its own with its settings.
+    pub fn marks(&self) -> crate::analytics::Marks {
+        crate::analytics::Marks::new(&self.db, Duration::ZERO, Duration::ZERO, "status")
+    }
+
     /// The request-logs collection, for tests and the benchmark.
     pub fn request_logs(&self) -> &Collection<Document> {
         &self.requests

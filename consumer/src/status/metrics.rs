@@ -123,6 +123,18 @@ impl StatusState {
             for (name, help, value) in gauges {
                 registry.register(name, help, ConstGauge::new(value));
             }
+            if let Some(d) = s.derivations {
+                registry.register(
+                    "derivation_lag_seconds",
+                    "How long the oldest analytics key due to be computed again has waited past its due time",
+                    ConstGauge::new(d.lag_seconds),
+                );
+                registry.register(
+                    "derivations_pending",
+                    "Analytics keys marked to be computed again",
+                    ConstGauge::new(d.pending as i64),
+                );
+            }
             registry.register(
                 "queue_oldest_pending_age_seconds",
                 "Age of the record at the head of the queue (0 when empty)",

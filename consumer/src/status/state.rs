@@ -56,6 +56,8 @@ pub struct Sample {
     pub totals: Totals,
     /// The newest stored record's time, over the fleet.
     pub newest_stored: Option<DateTime<Utc>>,
+    /// How far behind the analytics derivations are.
+    pub derivations: Option<Derivations>,
     /// What went wrong reading it, if anything.
     pub error: Option<String>,
 }
@@ -70,9 +72,20 @@ impl Sample {
             consumers: Vec::new(),
             totals: Totals::default(),
             newest_stored: None,
+            derivations: None,
             error: None,
         }
     }
+}
+
+/// The analytics derivations' backlog, over the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Derivations {
+    /// How long the oldest due key has waited past its due time, in
+    /// seconds (0 when none is due).
+    pub lag_seconds: f64,
+    /// Keys marked to be computed again.
+    pub pending: u64,
 }
 
 /// One point of the charts.
@@ -174,6 +187,7 @@ impl StatusState {
                 consumers: o.consumers,
                 totals: o.totals,
                 newest_stored: o.newest_stored,
+                derivations: None,
                 error: None,
             },
             Err(e) => {
@@ -182,6 +196,15 @@ impl StatusState {
                 old.error = Some(format!("Redis: {}", redact_urls_in(&e.to_string())));
                 old
             }
+        };
+        let marks = self.sink.marks();
+        let backlog = async { Ok::<_, crate::error::Error>((marks.lag().await?, marks.pending().await?)) };
+        sample.derivations = match tokio::time::timeout(Duration::from_secs(2), backlog).await {
+            Ok(Ok((lag, pending))) => Some(Derivations {
+                lag_seconds: lag.as_secs_f64(),
+                pending,
+            }),
+            _ => self.last_sample().and_then(|s| s.derivations),
         };
         match tokio::time::timeout(Duration::from_secs(2), self.sink.dead_letter_estimate()).await {
             Ok(Ok(n)) => sample.dead_letters = Some(n),
