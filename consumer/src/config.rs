@@ -81,6 +81,21 @@ pub struct Config {
     /// too; turn on when the site accepts anonymous events.
     #[arg(long, env = "VISITLOG_ANONYMOUS_VISITS", action = clap::ArgAction::Set)]
     pub anonymous_visits: bool,
+    /// Compute the site analytics (page_views, sessions, video_stats,
+    /// tutorial_daily, site_daily); off, records are still stored and
+    /// marked, and a consumer with it on computes them later.
+    #[arg(long, env = "VISITLOG_ANALYTICS", action = clap::ArgAction::Set)]
+    pub analytics: bool,
+    /// Longest a touched analytics figure waits before it is computed
+    /// again, and the shortest time between two computations of it (e.g. 10s).
+    #[arg(long, env = "VISITLOG_DERIVE_INTERVAL", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub derive_interval: Duration,
+    /// Idle time after which a learner's next request or event starts a new
+    /// session (e.g. 30m).
+    #[arg(long, env = "VISITLOG_SESSION_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
     /// Where the status page, JSON API and /metrics listen; `run --no-status`
     /// turns them off.
     #[arg(long, env = "VISITLOG_STATUS_ADDR")]
@@ -143,6 +158,9 @@ impl Default for Config {
             dead_letter_max_bytes: 4 * 1024 * 1024,
             completion_threshold: 0.8,
             anonymous_visits: false,
+            analytics: true,
+            derive_interval: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(30 * 60),
             status_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 5555)),
             status_token: None,
             status_max_connections: 64,
@@ -260,6 +278,17 @@ impl Config {
         }
         if self.status_token.as_deref().is_some_and(|t| t.len() < 16) {
             return invalid("status-token", "must be at least 16 characters");
+        }
+        if self.derive_interval > Duration::from_secs(3600) {
+            return invalid(
+                "derive-interval",
+                "must be at most 1h (figures would be stale for longer)",
+            );
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(24 * 3600))
+            .contains(&self.session_timeout)
+        {
+            return invalid("session-timeout", "must be between 1m and 24h");
         }
         if !(self.completion_threshold > 0.0 && self.completion_threshold <= 1.0) {
             return invalid("completion-threshold", "must be more than 0 and at most 1");

@@ -343,7 +343,7 @@ impl Marks {
 
     /// How many keys are marked.
     pub async fn pending(&self) -> Result<u64> {
-        Ok(self.coll.count_documents(doc! {}).await?)
+        Ok(self.coll.estimated_document_count().await?)
     }
 }
 

@@ -198,7 +198,8 @@ impl StatusState {
             }
         };
         let marks = self.sink.marks();
-        let backlog = async { Ok::<_, crate::error::Error>((marks.lag().await?, marks.pending().await?)) };
+        let backlog =
+            async { Ok::<_, crate::error::Error>((marks.lag().await?, marks.pending().await?)) };
         sample.derivations = match tokio::time::timeout(Duration::from_secs(2), backlog).await {
             Ok(Ok((lag, pending))) => Some(Derivations {
                 lag_seconds: lag.as_secs_f64(),
