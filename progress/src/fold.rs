@@ -71,6 +71,7 @@ impl Progress {
             through: Uuid::nil(),
             folded: 0,
             updated_at: at,
+            staff: false,
         }
     }
 
@@ -118,6 +119,9 @@ impl Progress {
         }
         self.through = e.id;
         self.folded += 1;
+        // Sticky: one staff event marks the whole document as staff's, so
+        // analytics leave it out whatever else was folded.
+        self.staff |= e.staff;
         self.updated_at = e.ts;
         if let Some(id) = e.client_event_id {
             // The same client event stored twice (a retry) counts once.

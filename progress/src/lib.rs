@@ -67,7 +67,7 @@ pub use tutorial::{
 };
 pub use validation::json_for_validation;
 pub use video::VideoPosition;
-pub use watching::{Credit, MAX_VIDEOS, VideoProgress, credit};
+pub use watching::{Credit, MAX_VIDEOS, SEGMENT_S, VideoProgress, credit};
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,26 @@ pub(crate) mod whole {
     }
 }
 
+/// `#[serde(with = "wholes")]`: a list of counts stored as `long`s, read
+/// from any numbers.
+pub(crate) mod wholes {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|n| i64::from(*n))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        Ok(Vec::<AnyNumber>::deserialize(d)?
+            .into_iter()
+            .map(|n| u32::from_f64(n.0))
+            .collect())
+    }
+}
+
 /// `#[serde(with = "intervals")]`: `[[start, end], ...]` whole seconds,
 /// stored as `long`s.
 pub(crate) mod intervals {

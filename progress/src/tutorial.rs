@@ -174,6 +174,11 @@ pub struct Progress {
     /// Server time of the newest event folded in.
     #[serde(with = "chrono_datetime_as_bson_datetime")]
     pub updated_at: DateTime<Utc>,
+    /// Some event folded in came from a user the app marked as staff: the
+    /// document is kept, but no analytics figure counts it. Absent (false)
+    /// in older documents.
+    #[serde(default)]
+    pub staff: bool,
 }
 
 impl Progress {

@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Rules;
 use crate::bits::{MAX_SECONDS, Seconds};
-use crate::serde_helpers::whole;
+use crate::serde_helpers::{whole, wholes};
+
+/// Width in media seconds of the segments [`VideoProgress::views`] counts
+/// (the drop-off curve of `video_stats`).
+pub const SEGMENT_S: u32 = 5;
 
 /// Most videos followed per tutorial page; events of further videos count
 /// in `ignored` only, so the document stays bounded.
@@ -40,6 +44,16 @@ pub struct VideoProgress {
     pub end_reached: bool,
     /// Seen seconds over the duration, 0 to 1; `None` until the duration is known.
     pub coverage: Option<f64>,
+    /// Credited viewings: stretches that are a viewing by [`credit`] and
+    /// plausible (suspect ones are not plays). Absent (0) in older documents.
+    #[serde(default, with = "whole")]
+    pub plays: u64,
+    /// Per [`SEGMENT_S`]-second segment `k` (`[5k, 5k+5)`), how many credited
+    /// stretches set a second in it; trailing segments no stretch reached
+    /// are left out, so it is bounded by the duration (or [`MAX_SECONDS`]).
+    /// Absent (empty) in older documents.
+    #[serde(default, with = "wholes")]
+    pub views: Vec<u32>,
 }
 
 /// What a stretch of playback is worth (rule of sub-second stretches).
@@ -97,6 +111,8 @@ impl VideoProgress {
             suspect: 0,
             end_reached: false,
             coverage: None,
+            plays: 0,
+            views: Vec::new(),
         }
     }
 
@@ -116,6 +132,8 @@ impl VideoProgress {
         // Seconds past a known duration are not set (a stale report).
         let top = self.duration.map_or(MAX_SECONDS, seconds_of);
         let seconds = seconds.start..seconds.end.min(top);
+        self.plays += 1;
+        self.count_views(&seconds);
         self.seen.insert(seconds.clone());
         if let Some(counted) = &mut self.counted {
             counted.insert(seconds);
@@ -126,6 +144,22 @@ impl VideoProgress {
                 self.end_reached = true;
             }
             self.coverage = Some(fraction(&self.seen, d));
+        }
+    }
+
+    /// One more view of each segment the credited `seconds` touch (none for
+    /// a viewing too short to set a second).
+    fn count_views(&mut self, seconds: &std::ops::Range<u32>) {
+        if seconds.start >= seconds.end {
+            return;
+        }
+        let first = (seconds.start / SEGMENT_S) as usize;
+        let last = ((seconds.end - 1) / SEGMENT_S) as usize;
+        if self.views.len() <= last {
+            self.views.resize(last + 1, 0);
+        }
+        for v in &mut self.views[first..=last] {
+            *v = v.saturating_add(1);
         }
     }
 

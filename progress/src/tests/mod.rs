@@ -518,6 +518,10 @@ fn documents_keep_their_stored_shape() {
             "suspect": 0_i64,
             "end_reached": true,
             "coverage": 0.8,
+            // Two credited stretches: 0..30 and 50..100.
+            "plays": 2_i64,
+            "views": [1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 0_i64, 0_i64, 0_i64, 0_i64,
+                1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64, 1_i64],
         }],
         "ignored": 0_i64,
         "page_views": p.page_views.iter().map(|v| Bson::Document(doc! {
@@ -539,6 +543,7 @@ fn documents_keep_their_stored_shape() {
         "through": p.through.to_string(),
         "folded": p.folded as i64,
         "updated_at": bson::DateTime::from_chrono(p.updated_at),
+        "staff": false,
     };
     let bytes = |d: &bson::Document| bson::to_vec(d).unwrap();
     assert_eq!(bytes(&p.to_document().unwrap()), bytes(&expected));
@@ -599,6 +604,7 @@ fn documents_read_back_with_any_number_type() {
     let mut old = stored.clone();
     for key in [
         "completed_rule",
+        "staff",
         "videos",
         "ignored",
         "page_views",

@@ -276,6 +276,44 @@ fn r7_more_than_the_page_could_play_is_suspect() {
 }
 
 #[test]
+fn plays_and_segment_views_count_credited_stretches_only() {
+    let mut s = lecture();
+    s.on_page().view().play(0.0);
+    // Suspect: the whole video 10 s after the page was served.
+    s.push(EventType::VideoPause, |e| {
+        e.played_from = Some(0.0);
+        e.position = Some(600.0);
+    });
+    let p = s.fold();
+    assert_eq!((p.videos[0].plays, p.videos[0].views.len()), (0, 0));
+    // Two honest stretches overlapping in 10..12, and one too short to be
+    // a viewing at all.
+    s.wait(20.0).watched(0.0, 12.0);
+    s.watched(10.0, 21.0);
+    s.push(EventType::VideoPause, |e| {
+        e.played_from = Some(40.0);
+        e.position = Some(40.1);
+    });
+    let v = &s.fold().videos[0];
+    assert_eq!(v.plays, 2);
+    // Seconds 0..12 touch segments 0..=2; seconds 10..21 touch 2..=4.
+    assert_eq!(v.views, vec![1, 1, 2, 1, 1]);
+    assert_eq!(v.suspect, 1);
+}
+
+#[test]
+fn one_staff_event_marks_the_document_as_staff() {
+    let mut s = lecture();
+    s.view().play(0.0).watched(0.0, 30.0);
+    assert!(!s.fold().staff);
+    s.last().staff = true;
+    let p = s.fold();
+    assert!(p.staff);
+    let doc = p.to_document().unwrap();
+    assert_eq!(Progress::from_document(&doc).unwrap(), p);
+}
+
+#[test]
 fn r7_a_forged_page_view_is_held_to_the_visit() {
     let mut s = lecture();
     s.view().play(0.0);
