@@ -306,8 +306,7 @@ impl TutorialDay {
     /// A page view (of this tutorial, starting this day).
     pub fn add_page(&mut self, p: &PageView) {
         let ok = p.day == self.key.day
-            && p
-                .tutorial
+            && p.tutorial
                 .as_ref()
                 .is_some_and(|t| self.mine(&t.foss, &t.tutorial, &t.language));
         if ok {

@@ -10,7 +10,12 @@
 //!   records (from /proc), for several batch sizes;
 //! - `learning`: the same for learning events (video heartbeats of many
 //!   learners, interleaved), which also derive `video_positions` and
-//!   `tutorial_progress`.
+//!   `tutorial_progress`;
+//! - `mix`: a realistic mix (60 % page views of tutorial pages, 30 % other
+//!   requests, 10 % learning events and pings; 1,000 learners, 50
+//!   tutorials in 3 languages) with the analytics off and on: the drain
+//!   rate, and with them on also the time and CPU until every figure is
+//!   computed (no key pending).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +98,97 @@ fn learning_payloads(n: usize, learners: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// `n` records of a site's traffic: 1,000 learners moving through 50
+/// tutorials in 3 languages, each tutorial page followed by pings and
+/// video heartbeats, between visits to other pages.
+fn mix_payloads(n: usize) -> Vec<Vec<u8>> {
+    use visitlog_schema::{EventRecord, EventType, Tutorial};
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(3);
+    let languages = ["English", "Hindi", "Marathi"];
+    let mut out = Vec::with_capacity(n);
+    let mut pages: Vec<Option<(uuid::Uuid, Tutorial)>> = vec![None; 1000];
+    for i in 0..n {
+        let learner = i % 1000;
+        let step = i / 1000;
+        let ts = t0 + chrono::Duration::milliseconds(i as i64 * 10);
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ts.timestamp() as u64,
+            ts.timestamp_subsec_nanos(),
+        ));
+        let user = format!("learner{learner}");
+        let visitor = uuid::Uuid::from_u128(learner as u128 + 1);
+        let roll = (i * 7919) % 100;
+        if roll < 90 || pages[learner].is_none() {
+            let mut r = RequestRecord::example();
+            r.id = id;
+            r.ts = ts;
+            r.user = Some(user);
+            r.visitor_id = Some(visitor);
+            r.visit_number = Some(1 + (step / 20) as u32);
+            if roll < 60 || pages[learner].is_none() {
+                let t = Tutorial {
+                    foss: format!("Foss-{}", (learner + step) % 10),
+                    tutorial: format!("Tutorial-{}", (learner + step) % 50),
+                    language: languages[learner % 3].to_owned(),
+                };
+                r.path = format!("/watch/{}/{}/{}/", t.foss, t.tutorial, t.language);
+                r.tutorial = Some(t.clone());
+                pages[learner] = Some((id, t));
+            } else {
+                r.route = None;
+                r.tutorial = None;
+                r.view_args.clear();
+                if roll < 75 {
+                    r.path = "/".to_owned();
+                } else {
+                    r.path = format!("/static/app-{}.css", roll % 3);
+                    r.content_type = Some("text/css".to_owned());
+                }
+            }
+            out.push(serde_json::to_vec(&r).unwrap());
+        } else if let Some((page, t)) = &pages[learner] {
+            let mut e = EventRecord::example();
+            e.id = id;
+            e.ts = ts;
+            e.learner = format!("user:{user}");
+            e.user = Some(user);
+            e.visitor_id = Some(visitor);
+            e.foss = t.foss.clone();
+            e.tutorial = t.tutorial.clone();
+            e.language = t.language.clone();
+            e.page_view = Some(*page);
+            e.rate = None;
+            if roll < 95 {
+                e.event_type = EventType::PagePing;
+                e.active_ms = Some(15_000);
+                e.video_id = None;
+                e.position = None;
+                e.duration = None;
+                e.played_from = None;
+            } else {
+                e.video_id = Some(format!("{}/{}/{}", t.foss, t.tutorial, t.language));
+                e.duration = Some(600.0);
+                e.played_from = Some((step % 59) as f64 * 10.0);
+                e.position = Some((step % 59) as f64 * 10.0 + 10.0);
+            }
+            out.push(serde_json::to_vec(&e).unwrap());
+        }
+    }
+    out
+}
+
+/// What one drain measured.
+struct Drained {
+    /// Records per second until the queue was empty.
+    rate: f64,
+    /// Consumer CPU seconds per 100,000 records until then.
+    cpu: f64,
+    /// With `settle`: seconds and CPU per 100,000 until no analytics key
+    /// was pending.
+    settled: Option<(f64, f64)>,
+}
+
 async fn drain(
     uri: &str,
     payloads: &[Vec<u8>],
@@ -100,6 +196,19 @@ async fn drain(
     batch: usize,
     in_flight: usize,
 ) -> (f64, f64) {
+    let d = drain_with(uri, payloads, collection, batch, in_flight, &[], false).await;
+    (d.rate, d.cpu)
+}
+
+async fn drain_with(
+    uri: &str,
+    payloads: &[Vec<u8>],
+    collection: &str,
+    batch: usize,
+    in_flight: usize,
+    args: &[&str],
+    settle: bool,
+) -> Drained {
     let n = payloads.len();
     let ns = Namespace::new();
     let db = test_database();
@@ -129,6 +238,7 @@ async fn drain(
             "--max-in-flight",
             &in_flight.to_string(),
         ])
+        .args(args)
         .args(["run", "--no-setup", "--no-status"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -143,8 +253,24 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    assert_eq!(count(uri, &db, collection).await.unwrap(), n as u64);
     let cpu = cpu_seconds(child.id());
+    let mut settled = None;
+    if settle {
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let marks = client
+            .database(&db)
+            .collection::<bson::Document>("derivations");
+        while marks.estimated_document_count().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        settled = Some((
+            started.elapsed().as_secs_f64(),
+            cpu_seconds(child.id()) * 100_000.0 / n as f64,
+        ));
+    }
+    if !collection.is_empty() {
+        assert_eq!(count(uri, &db, collection).await.unwrap(), n as u64);
+    }
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -153,7 +279,11 @@ async fn drain(
     child.wait().unwrap();
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
     client.database(&db).drop().await.unwrap();
-    (n as f64 / elapsed, cpu * 100_000.0 / n as f64)
+    Drained {
+        rate: n as f64 / elapsed,
+        cpu: cpu * 100_000.0 / n as f64,
+        settled,
+    }
 }
 
 #[tokio::main]
@@ -183,6 +313,20 @@ async fn main() {
         let (rate, cpu) = drain(&uri, &events, "events", 1000, 2).await;
         println!(
             "learning events, {learners:>4} learners, batch-size 1000, in-flight 2: {rate:>9.0} events/s, consumer CPU {cpu:.2} s per 100k events"
+        );
+    }
+    let mix = mix_payloads(n);
+    for analytics in ["false", "true"] {
+        let args = ["--analytics", analytics];
+        let d = drain_with(&uri, &mix, "", 1000, 2, &args, analytics == "true").await;
+        let settled = d.settled.map_or(String::new(), |(s, cpu)| {
+            format!(
+                "; every figure computed after {s:.1} s, consumer CPU {cpu:.2} s per 100k records"
+            )
+        });
+        println!(
+            "mix, analytics {analytics:>5}: {:>9.0} records/s, consumer CPU {:.2} s per 100k records{settled}",
+            d.rate, d.cpu
         );
     }
 }

@@ -27,6 +27,9 @@ pub struct Prepared {
     pub dead: Vec<DeadLetter>,
     /// The learner links request records make, by their index in `requests`.
     pub links: Vec<(usize, LearnerLink)>,
+    /// The analytics keys the request records touch (their events' are
+    /// marked once they are stored).
+    pub marks: Vec<crate::analytics::Mark>,
 }
 
 /// One document for `events`, and what it contributes to derived state.
@@ -139,6 +142,8 @@ impl Preparer {
                         .map(|e| event_document(&e).map(|doc| (doc, e)))
                         .transpose()?;
                     let link = LearnerLink::of(&record);
+                    out.marks
+                        .extend(crate::analytics::batch::request_marks(&record));
                     Ok((Some((request_document(&record)?, link)), view))
                 }
                 Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),

@@ -317,6 +317,15 @@ impl Config {
         }
     }
 
+    /// The analytics rules in effect.
+    pub fn analytics_rules(&self) -> visitlog_analytics::AnalyticsRules {
+        visitlog_analytics::AnalyticsRules {
+            session_timeout: self.session_timeout,
+            progress: self.rules(),
+            ..visitlog_analytics::AnalyticsRules::default()
+        }
+    }
+
     /// The consumer id in effect.
     pub fn consumer_id(&self) -> String {
         self.consumer_id.clone().unwrap_or_else(|| {

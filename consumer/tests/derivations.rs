@@ -97,6 +97,32 @@ async fn marks_are_throttled_claimed_once_and_settled() {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(a.claim(DerivedKind::Video, 10).await.unwrap().len(), 1);
+
+    // A learner marked while computed starts from its new activity next
+    // time, not from the first activity ever.
+    a.mark([Mark::learner("user:bob", 10_000)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claimed = a.claim(DerivedKind::Learner, 10).await.unwrap();
+    assert_eq!(claimed[0].mark.from_ms, Some(10_000));
+    a.mark([Mark::learner("user:bob", 20_000)]).await.unwrap();
+    a.settle(&claimed).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claimed = a.claim(DerivedKind::Learner, 10).await.unwrap();
+    assert_eq!(claimed[0].mark.from_ms, Some(20_000));
+    // A claim that was never settled (its consumer died) hands its start
+    // on: the next claim starts from the earlier of the two.
+    a.mark([Mark::learner("user:bob", 30_000)]).await.unwrap();
+    let (c, _) = marks("c", Duration::ZERO, Duration::ZERO, &db).await;
+    sink.database()
+        .collection::<Document>("derivations")
+        .update_one(
+            doc! { "_id": "learner:user:bob" },
+            doc! { "$set": { "lease_ms": 0_i64, "due_ms": 0_i64 } },
+        )
+        .await
+        .unwrap();
+    let taken = c.claim(DerivedKind::Learner, 10).await.unwrap();
+    assert_eq!(taken[0].mark.from_ms, Some(20_000));
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@
 //! - `due_ms` is when to compute it: a new mark is due `interval` after it
 //!   was made, and later marks never push it later, so a busy key is
 //!   computed at most once per interval and a quiet one within it;
-//! - `from_ms` (learners) is the earliest activity the marks brought;
+//! - `from_ms` (learners) is the earliest activity the marks brought since
+//!   the last claim; a claim moves it to `claimed_from`;
 //! - `fence` counts claims: every claim increments it; `lease_ms` is when
 //!   the claim lapses (a consumer that died mid-way).
 //!
@@ -249,13 +250,28 @@ impl Marks {
             .iter()
             .filter_map(|d| {
                 let id = d.get_str("_id").ok()?;
-                Some(doc! {
-                    "q": { "_id": id, "fence": number(d.get("fence")), "lease_ms": { "$lte": now } },
-                    "u": {
-                        "$set": { "lease_ms": now + self.lease_ms, "owner": &self.owner, "claim": &token },
-                        "$inc": { "fence": 1_i64 },
-                    },
-                })
+                let mut filter = doc! { "_id": id, "fence": number(d.get("fence")), "lease_ms": { "$lte": now } };
+                let mut set = doc! { "lease_ms": now + self.lease_ms, "owner": &self.owner, "claim": &token };
+                // `from_ms` moves into the claim, so that marks made from now
+                // on start afresh (a key marked without pause would otherwise
+                // be computed from its first activity forever); it stays
+                // there until the claim is settled, for whoever takes the
+                // key over if this consumer dies.
+                let from = d.get("from_ms").map(|b| number(Some(b)));
+                let before = d.get("claimed_from").map(|b| number(Some(b)));
+                match from {
+                    Some(f) => filter.insert("from_ms", f),
+                    None => filter.insert("from_ms", doc! { "$exists": false }),
+                };
+                let mut update = doc! { "$inc": { "fence": 1_i64 } };
+                if let Some(f) = [from, before].into_iter().flatten().min() {
+                    set.insert("claimed_from", f);
+                }
+                if from.is_some() {
+                    update.insert("$unset", doc! { "from_ms": "" });
+                }
+                update.insert("$set", set);
+                Some(doc! { "q": filter, "u": update })
             })
             .collect();
         self.db
@@ -304,7 +320,10 @@ impl Marks {
             );
             releases.push(doc! {
                 "q": { "_id": id, "fence": c.fence },
-                "u": { "$set": { "lease_ms": 0_i64, "due_ms": now_ms() + self.interval_ms } },
+                "u": {
+                    "$set": { "lease_ms": 0_i64, "due_ms": now_ms() + self.interval_ms },
+                    "$unset": { "claimed_from": "" },
+                },
             });
         }
         if !deletes.is_empty() {
@@ -349,7 +368,7 @@ impl Marks {
 
 fn claimed_of(kind: DerivedKind, d: &Document) -> Option<Claimed> {
     let key = d.get_str("key").ok()?.to_owned();
-    let from_ms = d.get("from_ms").map(|b| number(Some(b)));
+    let from_ms = d.get("claimed_from").map(|b| number(Some(b)));
     Some(Claimed {
         mark: Mark {
             kind,

@@ -2,9 +2,23 @@
 //! `sessions`, `video_stats`, `tutorial_daily`, `site_daily`), computed
 //! again from stored records whenever a batch touched them, never counted
 //! up: a replayed, reordered or doubly consumed batch cannot change a
-//! figure. [`marks`] holds which keys must be computed again and the claims
-//! that share the work between consumers.
+//! figure. The rules are `visitlog-analytics`'; this module reads, writes
+//! and schedules.
+//!
+//! [`marks`] holds which keys must be computed again and the claims that
+//! share the work between consumers; [`batch`] the marks a stored batch
+//! makes; [`engine`] the loop; one file per kind computes it
+//! (`visits`, `learners`, `videos`, `days`); [`store`] reads and writes.
 
+pub mod batch;
+mod days;
+pub mod engine;
+mod learners;
 pub mod marks;
+mod setup;
+pub mod store;
+mod videos;
+mod visits;
 
+pub use engine::Analytics;
 pub use marks::{Claimed, DerivedKind, Mark, Marks, Settled};

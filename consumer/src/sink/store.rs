@@ -30,6 +30,9 @@ pub struct ToDerive {
     /// The links whose stored document is this batch's (see
     /// [`Sink::record_links`]).
     pub links: Vec<LearnerLink>,
+    /// The analytics keys the batch touches: its request records', and its
+    /// stored events'.
+    pub marks: Vec<crate::analytics::Mark>,
 }
 
 /// What storing one batch did.
@@ -71,6 +74,7 @@ impl Sink {
             ..Stored::default()
         };
         let mut dead = prepared.dead;
+        let mut marks = prepared.marks;
         let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
             .requests
             .into_iter()
@@ -140,6 +144,10 @@ impl Sink {
         Ok((
             stored,
             ToDerive {
+                marks: {
+                    marks.extend(crate::analytics::batch::event_marks(&folds));
+                    marks
+                },
                 events: folds,
                 links,
             },

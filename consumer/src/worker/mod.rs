@@ -52,6 +52,9 @@ struct Ctx {
     id: String,
     source: Source,
     sink: Sink,
+    /// The analytics: every batch marks what it touched; the loop (when
+    /// `analytics` is on) computes it.
+    analytics: crate::analytics::Analytics,
     preparer: Preparer,
     metrics: Arc<Metrics>,
     status: Arc<StatusState>,
@@ -92,6 +95,11 @@ pub async fn run(
             false => batches.spawn(slot, records),
         }
     }
+    let derivations = ctx.config.analytics.then(|| {
+        AbortOnDrop(vec![tokio::spawn(
+            ctx.analytics.clone().run(shutdown.clone()),
+        )])
+    });
     let (batch_tx, batch_rx) = mpsc::channel(ctx.config.max_in_flight);
     let fetcher = tokio::spawn(fetch::fetch_loop(
         ctx.clone(),
@@ -111,6 +119,9 @@ pub async fn run(
     // runtime ends would meet the driver's pool already dropped (it panics).
     while batches.tasks.join_next().await.is_some() {}
     let _ = fetcher.await;
+    if let Some(derivations) = derivations {
+        derivations.stop().await;
+    }
     leave(&ctx, unfinished).await;
     if let Some(status) = status {
         status.stop().await;
@@ -179,8 +190,15 @@ async fn load(
         sink.clone(),
         deps.clone(),
     ));
+    let analytics = crate::analytics::Analytics::new(
+        sink.clone(),
+        config.analytics_rules(),
+        config.derive_interval,
+        &id,
+    );
     Ok(Some(Ctx {
         lines: lines::Lines::new(),
+        analytics,
         preparer: Preparer::with_rules(config.rules())?,
         config,
         id,

@@ -73,7 +73,10 @@ pub(super) async fn start(
             "setting up MongoDB collections",
             &ctx.deps.mongodb,
             &mut retry,
-            || ctx.sink.setup(ctx.config.retention),
+            || async {
+                ctx.sink.setup(ctx.config.retention).await?;
+                ctx.analytics.setup().await
+            },
             |_| false,
         )
         .await?;

@@ -25,7 +25,7 @@ pub(super) async fn store_batch(
     let records = Arc::new(records);
     let mut retry = ctx.retry(ctx.config.max_backoff);
     let mut batch_retries = 0;
-    let (folds, batch_counts) = loop {
+    let (mut folds, batch_counts) = loop {
         let ctx2 = ctx.clone();
         let raw = records.clone();
         // Parsing and validating a thousand records is CPU work.
@@ -107,6 +107,20 @@ pub(super) async fn store_batch(
         derived += written;
     }
     drop(places);
+    // The analytics keys the batch touched, before it is acknowledged: a
+    // crash now replays the batch and its marks.
+    let marks = std::mem::take(&mut folds.marks);
+    if retry_derive(&ctx, &mut batch_retries, || {
+        ctx.analytics
+            .marks()
+            .mark(marks.clone())
+            .map_ok(|_| (0, ()))
+    })
+    .await
+    .is_none()
+    {
+        return slot;
+    }
     let mut retry = ctx.retry(Duration::from_secs(5).min(ctx.config.max_backoff));
     // Stored but not acknowledged: a crash now means a harmless replay.
     let acked = retry

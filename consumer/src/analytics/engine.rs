@@ -1,0 +1,109 @@
+//! The derivation loop: every second, for each kind in dependency order,
+//! claim the due marks, compute their documents from what is stored, write
+//! them, mark what they feed, and settle the claims. Runs in every consumer
+//! with analytics on; the claims keep two consumers off the same key.
+
+use std::time::Duration;
+
+use visitlog_analytics::AnalyticsRules;
+
+use super::marks::{Claimed, DerivedKind, Mark, Marks};
+use crate::error::Result;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+
+/// Keys claimed at once: one round of reads per kind.
+const CLAIM: i64 = 200;
+
+/// How long a claim holds: well past any computation's time, so that only
+/// a consumer that died lets another take its keys.
+pub const LEASE: Duration = Duration::from_secs(120);
+
+/// What the derivations need.
+#[derive(Debug, Clone)]
+pub struct Analytics {
+    pub(super) sink: Sink,
+    pub(super) marks: Marks,
+    pub(super) rules: AnalyticsRules,
+}
+
+/// What one computation of claimed keys did.
+#[derive(Debug, Default)]
+pub(super) struct Computed {
+    /// Documents written or deleted.
+    pub(super) written: u64,
+    /// The keys of later kinds the writes feed.
+    pub(super) feeds: Vec<Mark>,
+}
+
+impl Analytics {
+    /// Derivations on `sink`'s database by `owner`, computing a touched key
+    /// within `interval`.
+    pub fn new(sink: Sink, rules: AnalyticsRules, interval: Duration, owner: &str) -> Self {
+        let marks = Marks::new(sink.database(), interval, LEASE, owner);
+        Self { sink, marks, rules }
+    }
+
+    /// The marks, for a batch to write its own.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// Derives until `shutdown` fires. A failed pass is logged and tried
+    /// again a little later: its marks stay, and claims lapse by themselves.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match self.pass().await {
+                Ok(written) => {
+                    if written > 0 {
+                        tracing::debug!(documents = written, "analytics derived");
+                    }
+                    pause = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "analytics derivation failed; trying again");
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+            tokio::select! {
+                () = shutdown.requested() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One pass over every kind, in dependency order, until no key of a
+    /// kind is due; returns how many documents it wrote.
+    pub async fn pass(&self) -> Result<u64> {
+        let mut written = 0;
+        for kind in DerivedKind::ORDER {
+            loop {
+                let claimed = self.marks.claim(kind, CLAIM).await?;
+                if claimed.is_empty() {
+                    break;
+                }
+                let computed = self.compute(kind, &claimed).await?;
+                written += computed.written;
+                // Before settling: a crash in between leaves the claimed
+                // marks, computed again once their lease lapses.
+                self.marks.mark(computed.feeds).await?;
+                self.marks.settle(&claimed).await?;
+                if (claimed.len() as i64) < CLAIM {
+                    break;
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    async fn compute(&self, kind: DerivedKind, claimed: &[Claimed]) -> Result<Computed> {
+        match kind {
+            DerivedKind::Visit => self.visits(claimed).await,
+            DerivedKind::Learner => self.learners(claimed).await,
+            DerivedKind::Video => self.videos(claimed).await,
+            DerivedKind::TutorialDay => self.tutorial_days(claimed).await,
+            DerivedKind::Day => self.days(claimed).await,
+        }
+    }
+}

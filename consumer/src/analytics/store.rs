@@ -1,0 +1,100 @@
+//! Reading stored records back for the analytics, and writing what they
+//! derive: whole documents replaced by `_id`, each checked client-side
+//! against its collection's validator first (a bug guard: code built them).
+
+use bson::{Bson, Document, doc};
+use chrono::SecondsFormat;
+use futures_util::TryStreamExt;
+use mongodb::Collection;
+use visitlog_schema::RequestRecord;
+
+use crate::error::Result;
+use crate::sink::Sink;
+
+/// `page_views`.
+pub const PAGE_VIEWS: &str = "page_views";
+/// `sessions`.
+pub const SESSIONS: &str = "sessions";
+/// `video_stats`.
+pub const VIDEO_STATS: &str = "video_stats";
+/// `tutorial_daily`.
+pub const TUTORIAL_DAILY: &str = "tutorial_daily";
+/// `site_daily`.
+pub const SITE_DAILY: &str = "site_daily";
+
+/// Documents per reply when the analytics stream stored documents: what
+/// memory holds of a stream at a time.
+pub const READ_BATCH: u32 = 1000;
+
+/// Reads a stored `request_logs` document back: `ts` is a BSON date there
+/// and an RFC 3339 string in the record type.
+pub fn request_from_document(mut doc: Document) -> Option<RequestRecord> {
+    if let Some(Bson::DateTime(ts)) = doc.get("ts") {
+        let text = ts.to_chrono().to_rfc3339_opts(SecondsFormat::Millis, true);
+        doc.insert("ts", text);
+    }
+    bson::from_document(doc)
+        .inspect_err(
+            |error| tracing::warn!(%error, "unreadable request record skipped by the analytics"),
+        )
+        .ok()
+}
+
+/// All documents `filter` finds in `coll`, sorted.
+pub async fn find_all(
+    coll: &Collection<Document>,
+    filter: Document,
+    sort: Document,
+) -> Result<Vec<Document>> {
+    Ok(coll
+        .find(filter)
+        .sort(sort)
+        .batch_size(READ_BATCH)
+        .await?
+        .try_collect()
+        .await?)
+}
+
+/// Replaces (or creates) each document by its `_id`, in one unordered
+/// command per thousand; returns how many it wrote.
+pub async fn replace_all(sink: &Sink, collection: &str, docs: Vec<Document>) -> Result<u64> {
+    let mut written = 0;
+    let statements: Vec<Document> = docs
+        .into_iter()
+        .filter_map(|d| {
+            let id = d.get("_id")?.clone();
+            Some(doc! { "q": { "_id": id }, "u": d, "upsert": true })
+        })
+        .collect();
+    for chunk in statements.chunks(1000) {
+        let reply = sink
+            .database()
+            .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
+            .await?;
+        let errors = reply.get_array("writeErrors").map_or(0, Vec::len);
+        for e in reply
+            .get_array("writeErrors")
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Bson::as_document)
+        {
+            tracing::error!(collection, error = %e.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
+        }
+        written += (chunk.len() - errors) as u64;
+    }
+    Ok(written)
+}
+
+/// Deletes the documents of `collection` with these ids.
+pub async fn delete_ids(sink: &Sink, collection: &str, ids: Vec<String>) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let result = sink
+        .database()
+        .collection::<Document>(collection)
+        .delete_many(doc! { "_id": { "$in": ids } })
+        .await?;
+    Ok(result.deleted_count)
+}
