@@ -476,7 +476,14 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
     log_in(&mut browser, &world.site, "heidi").await;
     browser.goto(&world.site.url(PAGE)).await.unwrap();
     world.wait_play_and_pause("user:heidi", watched).await;
-    assert_eq!(saved_outboxes(&mut browser).await, json!([]));
+    // Heidi's saved outbox is taken. (Ivan's logout page may have saved his
+    // `page.hide` for his next page: page activity goes with every page.)
+    let left = saved_outboxes(&mut browser).await;
+    let heidis = &saved[0];
+    assert!(
+        !left.as_array().unwrap().contains(heidis),
+        "{heidis} still saved: {left}"
+    );
     world.stop().await;
 }
 
