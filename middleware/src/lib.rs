@@ -15,6 +15,10 @@
 //! `RPUSH`es, buffers them (bounded) while Redis is unreachable, and flushes
 //! on shutdown. Logging never fails or slows a request.
 //!
+//! The app can also declare what it offers, its tutorials and videos, with
+//! a [`CatalogPublisher`] ([`CaptureLayer::catalog`]): its records take the
+//! same shipper to the same queue.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
@@ -47,6 +51,7 @@
 //! `SocketAddr` and a [`MatchedRoute`] into the request extensions.
 
 mod capture;
+mod catalog;
 mod config;
 mod enrich;
 mod error;
@@ -59,6 +64,7 @@ mod stats;
 mod visitor;
 
 pub use capture::{Capture, CaptureLayer, MatchedRoute, RecordId, ResponseBody, ResponseFuture};
+pub use catalog::{CatalogError, CatalogPublisher};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
@@ -67,7 +73,7 @@ pub use events::MAX_EVENTS_PER_REQUEST;
 pub use identity::{Identify, Identity};
 pub use shipper::{Shipper, ShipperHandle};
 pub use stats::Stats;
-pub use visitlog_schema::Learner;
+pub use visitlog_schema::{CatalogItem, Learner};
 
 #[cfg(test)]
 mod tests;

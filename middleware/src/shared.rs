@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use http::HeaderName;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
-use visitlog_schema::EventRecord;
+use visitlog_schema::{CatalogRecord, EventRecord};
 
 use crate::config::Config;
 use crate::enrich::Captured;
@@ -36,6 +36,8 @@ pub(crate) enum Item {
         record: Box<EventRecord>,
         session: Option<String>,
     },
+    /// A publication of one FOSS's catalog, checked; shipped as it is.
+    Catalog(Box<CatalogRecord>),
 }
 
 /// What every request needs, shared by all services the layer made.
@@ -111,8 +113,8 @@ impl Shared {
 
     /// Hands over all `n` items or none: reserves channel room for every one
     /// first, and leaves a quarter of the channel free for request records,
-    /// so a burst of learning events never crowds page views out.
-    #[cfg(feature = "axum")]
+    /// so a burst of learning events (or a catalog) never crowds page views
+    /// out.
     pub(crate) fn hand_over_all(&self, n: usize, items: impl Iterator<Item = Item>) -> bool {
         let headroom = self.tx.max_capacity() / 4;
         if self.tx.capacity() < n.saturating_add(headroom) {

@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_cookies: AtomicU64,
     pub(crate) events: AtomicU64,
     pub(crate) events_refused: AtomicU64,
+    pub(crate) catalog: AtomicU64,
 }
 
 impl Counters {
@@ -30,6 +31,7 @@ impl Counters {
             rejected_cookies: self.rejected_cookies.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             events_refused: self.events_refused.load(Ordering::Relaxed),
+            catalog: self.catalog.load(Ordering::Relaxed),
         }
     }
 
@@ -47,7 +49,8 @@ impl Counters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Records handed to the shipper: requests, and learning events.
+    /// Records handed to the shipper: requests, learning events and catalog
+    /// publications.
     pub captured: u64,
     /// Records Redis acknowledged.
     pub shipped: u64,
@@ -64,6 +67,9 @@ pub struct Stats {
     /// Learning-event requests refused whole with 429 (rate limit) or 503
     /// (shipper busy); their events were never captured, the client keeps them.
     pub events_refused: u64,
+    /// Catalog publications handed to the shipper by a
+    /// [`crate::CatalogPublisher`] (counted in `captured` too).
+    pub catalog: u64,
 }
 
 #[cfg(test)]

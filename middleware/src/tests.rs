@@ -67,6 +67,7 @@ fn next_request(shipper: &mut Shipper) -> Option<RequestRecord> {
     match shipper.rx.try_recv().ok()? {
         crate::shared::Item::Request(captured) => Some(shipper.enricher.record(captured)),
         crate::shared::Item::Event { .. } => panic!("expected a request, got an event"),
+        crate::shared::Item::Catalog(_) => panic!("expected a request, got a catalog"),
     }
 }
 
@@ -218,6 +219,53 @@ async fn the_app_can_name_the_user_on_the_response() {
     let record = next_request(&mut shipper).unwrap();
     assert_eq!(record.user.as_deref(), Some("bob"));
     assert_eq!(record.method, "POST");
+}
+
+/// Issue 12: staff (marked by the identity hook) are stored, flagged, so
+/// that figures leave them out; an HTML response is recorded as
+/// `text/html`, what makes a request a page view.
+#[tokio::test]
+async fn staff_and_the_responses_media_type_are_recorded() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let layer =
+        layer.identify(
+            |req: &http::request::Parts| match req.headers.contains_key("x-staff") {
+                true => Identity::user("carol").staff(),
+                false => Identity::user("dave"),
+            },
+        );
+    let html = |_: Request<Full<Bytes>>| async {
+        let mut response = Response::new(Full::<Bytes>::from("<!doctype html><p>hi</p>"));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("Text/HTML; charset=utf-8"),
+        );
+        Ok::<_, Infallible>(response)
+    };
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(html);
+    let staff = request("/").header("x-staff", "1").body(Full::default());
+    send(svc.clone(), staff.unwrap()).await;
+    let record = next_request(&mut shipper).unwrap();
+    assert_eq!(record.user.as_deref(), Some("carol"));
+    assert!(record.staff, "the hook said staff");
+    assert_eq!(record.content_type.as_deref(), Some("text/html"));
+    let json = serde_json::to_value(&record).unwrap();
+    assert_eq!(
+        (&json["staff"], &json["content_type"]),
+        (&true.into(), &"text/html".into())
+    );
+
+    send(svc, request("/").body(Full::default()).unwrap()).await;
+    let record = next_request(&mut shipper).unwrap();
+    assert!(!record.staff, "a learner is not staff");
+    // No content type (the plain `hello` service) is recorded as none.
+    let (_, plain) = drive(
+        &layer,
+        &mut shipper,
+        request("/x").body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(plain.content_type, None);
 }
 
 #[tokio::test]

@@ -61,7 +61,9 @@ impl World {
         }
     }
 
-    /// `learner`'s stored events, in server order.
+    /// `learner`'s stored learning events, in server order. Page activity
+    /// (`page.ping`, `page.hide`: issue 12, tested in page_activity.rs) is
+    /// left out: it comes and goes with timers and page changes.
     async fn events(&self, learner: &str) -> Vec<EventRecord> {
         let docs: Vec<bson::Document> = mongodb::Client::with_uri_str(&self.uri)
             .await
@@ -77,6 +79,7 @@ impl World {
         let mut events: Vec<EventRecord> = docs
             .into_iter()
             .map(|d| event_from_document(d).unwrap())
+            .filter(|e| !e.event_type.is_page_activity())
             .collect();
         events.sort_by_key(|e| e.id);
         events
@@ -473,7 +476,14 @@ async fn a_learners_unsent_events_never_go_out_under_another_login() {
     log_in(&mut browser, &world.site, "heidi").await;
     browser.goto(&world.site.url(PAGE)).await.unwrap();
     world.wait_play_and_pause("user:heidi", watched).await;
-    assert_eq!(saved_outboxes(&mut browser).await, json!([]));
+    // Heidi's saved outbox is taken. (Ivan's logout page may have saved his
+    // `page.hide` for his next page: page activity goes with every page.)
+    let left = saved_outboxes(&mut browser).await;
+    let heidis = &saved[0];
+    assert!(
+        !left.as_array().unwrap().contains(heidis),
+        "{heidis} still saved: {left}"
+    );
     world.stop().await;
 }
 

@@ -1,18 +1,39 @@
 // visitlog page script: reports what the learner does with a tutorial's
-// video to visitlog's learning-events endpoint (POST /visitlog/events), and
-// resumes the video where they stopped. One dependency-free file: copy it.
+// video to visitlog's learning-events endpoint (POST /visitlog/events),
+// resumes the video where they stopped, and reports how long the page was
+// open and the learner active on it. One dependency-free file: copy it.
 //
-// The page needs one <video id="player"> with these data-* attributes:
-//   data-foss, data-tutorial, data-language, data-video-id  (required)
-//   data-logged-in="true"     events are sent only then (the endpoint
-//                             refuses anonymous learners unless configured)
+// Any page may load it. The <script> tag (or the player) carries:
 //   data-page-view="<uuid>"   the id of the request record that served this
 //                             page (visitlog_middleware::RecordId); sent as
-//                             `page_view` with every event
+//                             `page_view` with every event; without it no
+//                             page activity is sent
+//   data-logged-in="true"     events are sent only then (the endpoint
+//                             refuses anonymous learners unless configured);
+//                             data-anonymous="true" sends them anyway, for a
+//                             site with VISITLOG_EVENTS_ANONYMOUS
+//   data-ping-ms="15000"      (optional) the page.ping interval, and
+//   data-active-window-ms="30000"  how long after the last input the
+//                             learner still counts as active
+// A tutorial page also has one <video id="player"> with these attributes:
+//   data-foss, data-tutorial, data-language, data-video-id  (required)
 //   data-resume="<seconds>"   where to start; or data-resume-fraction="0.37"
 //                             (another language's point: mapped once the
 //                             duration is known)
 // and, optionally, buttons #mark-complete / #mark-incomplete and #status.
+//
+// Page activity: `page.ping` every data-ping-ms (15 s) while the page is
+// visible and the learner active (an input, pointer, key, wheel, scroll or
+// touch, in the last data-active-window-ms (30 s), or the video playing;
+// arriving on the page and coming back to it count as input), and
+// `page.hide` once per hiding when the page is hidden or closed. Both carry
+// `page_view`, `active_ms` (the milliseconds the learner was active on the
+// visible page since the previous ping or hide, never more than the time
+// elapsed) and, on a tutorial page, its foss/tutorial/language. An inactive
+// page sends no ping; its active time so far goes with the next ping or the
+// hide. After hidden -> visible, pinging starts over with a fresh interval.
+// At 4 requests a minute this stays far under the endpoint's per-learner
+// rate limit (VISITLOG_EVENTS_RATE, default 20 requests a second).
 //
 // Events: video.play, video.progress (every 10 s while playing, and when
 // the speed changes), video.pause, video.seek, video.ended,
@@ -294,9 +315,125 @@
   restore();
   pump(false);
 
-  // ---- the video ---------------------------------------------------------
+  // ---- what the page says -----------------------------------------------
 
   var video = document.getElementById("player");
+  // The script tag's data-* first, then the player's (older pages put the
+  // page view and the login there).
+  function attr(name) {
+    var v = me && me.dataset ? me.dataset[name] : undefined;
+    return v === undefined && video ? video.dataset[name] : v;
+  }
+  function millis(name, fallback) {
+    var n = parseInt(attr(name) || "", 10);
+    return n > 0 ? n : fallback;
+  }
+  var pageView = attr("pageView") || null;
+  var sending = attr("loggedIn") === "true" || attr("anonymous") === "true";
+
+  function send(events, hold) {
+    if (sending) queue(events, hold);
+  }
+
+  // ---- page activity: page.ping and page.hide ---------------------------
+
+  var PING_MS = millis("pingMs", 15000);
+  var ACTIVE_WINDOW_MS = millis("activeWindowMs", 30000);
+  var MAX_ACTIVE_MS = 3600000; // the endpoint's limit per event
+  var clock = window.performance && performance.now ? function () { return performance.now(); } : Date.now;
+  var tutorial = video && video.dataset.foss && video.dataset.tutorial && video.dataset.language
+    ? { foss: video.dataset.foss, tutorial: video.dataset.tutorial, language: video.dataset.language }
+    : null;
+  var visible = document.visibilityState !== "hidden";
+  var lastInput = clock(); // arriving on the page is the learner's doing
+  var since = lastInput; // active time is counted up to here
+  var reportedAt = lastInput; // the previous ping or hide
+  var activeMs = 0; // active since the previous ping or hide
+  var playing = !!video && !video.paused && !video.ended;
+  var pinger = null;
+
+  // Counts the active part of [since, t]. Every change of what makes the
+  // learner active (an input, play, pause, hiding) counts up to its moment
+  // first, so the state in force over the whole stretch is known.
+  function accrue(t) {
+    if (visible) {
+      var end = playing ? t : Math.min(t, lastInput + ACTIVE_WINDOW_MS);
+      if (end > since) activeMs += end - since;
+    }
+    since = t;
+  }
+
+  function active(t) {
+    return visible && (playing || t - lastInput <= ACTIVE_WINDOW_MS);
+  }
+
+  function report(type, hold) {
+    var t = clock();
+    accrue(t);
+    var e = { type: type, client_event_id: uuid(), page_view: pageView };
+    e.active_ms = Math.round(Math.max(0, Math.min(activeMs, t - reportedAt, MAX_ACTIVE_MS)));
+    if (tutorial) for (var k in tutorial) e[k] = tutorial[k];
+    activeMs = 0;
+    reportedAt = t;
+    send([e], hold);
+  }
+
+  function input() {
+    var t = clock();
+    if (t - lastInput < 250) return; // pointermove floods; a quarter second is precise enough
+    accrue(t);
+    lastInput = t;
+  }
+
+  function playState(now) {
+    var t = clock();
+    accrue(t);
+    playing = now;
+    lastInput = t; // play and pause are the learner's acts (or just ended)
+  }
+
+  function ping() {
+    if (active(clock())) report("page.ping", false);
+  }
+
+  // Visible again (or back from the back/forward cache): a fresh interval.
+  function resume() {
+    if (visible && pinger !== null) return;
+    var t = clock();
+    visible = true;
+    since = t;
+    lastInput = t; // coming back to the page is the learner's doing
+    clearInterval(pinger);
+    pinger = setInterval(ping, PING_MS);
+  }
+
+  if (pageView) {
+    ["pointerdown", "pointermove", "keydown", "wheel", "touchstart", "scroll"].forEach(function (name) {
+      document.addEventListener(name, input, { capture: true, passive: true });
+    });
+    if (video) {
+      video.addEventListener("play", function () { playState(true); });
+      video.addEventListener("pause", function () { playState(false); });
+      video.addEventListener("ended", function () { playState(false); });
+    }
+    // Runs in leave(), once per hiding, before the outbox is saved and sent.
+    onLeave.push(function () {
+      report("page.hide", true);
+      visible = false;
+      clearInterval(pinger);
+      pinger = null;
+    });
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") resume();
+    });
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted && document.visibilityState !== "hidden") resume();
+    });
+    if (visible) pinger = setInterval(ping, PING_MS);
+  }
+
+  // ---- the video ---------------------------------------------------------
+
   if (!video) return;
   var info = {
     foss: video.dataset.foss,
@@ -304,8 +441,6 @@
     language: video.dataset.language,
     video_id: video.dataset.videoId,
   };
-  var pageView = video.dataset.pageView || null;
-  var loggedIn = video.dataset.loggedIn === "true";
   var started = false; // the metadata is known: tracking runs
   var stretchFrom = null; // where the current stretch of playback began
   var stretchRate = 1; // its playback speed
@@ -326,10 +461,6 @@
   function speed() {
     var r = video.playbackRate;
     return isFinite(r) && r > 0 ? Math.max(0.25, Math.min(4, r)) : 1;
-  }
-
-  function send(events, hold) {
-    if (loggedIn) queue(events, hold);
   }
 
   function event(type) {
@@ -442,7 +573,8 @@
     stretchFrom = null;
   });
 
-  onLeave.push(function () { heartbeat(true); }); // the stretch so far
+  // The stretch so far, ahead of the page.hide.
+  onLeave.unshift(function () { heartbeat(true); });
 
   if (video.readyState >= 1) start(); // the metadata came before this script
 

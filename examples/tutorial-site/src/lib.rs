@@ -13,8 +13,17 @@
 //! /api/progress/{foss}/{tutorial}/{language}` answers the learner's progress
 //! as JSON, and `GET /visitlog/stats` shows the layer's counters.
 //!
+//! Every HTML page loads the page script with its `data-page-view`, so any
+//! page reports time on page (`page.ping`, `page.hide`); `?ping_ms=` and
+//! `?active_window_ms=` shorten the script's intervals for tests. The site
+//! publishes its catalog ([`catalog`]) at start-up, and users named in
+//! `VISITLOG_EXAMPLE_STAFF` (default `admin`) are marked staff.
+//!
 //! The sample video (`assets/sample.webm`, 30 s, 24 KB) was made with
 //! `ffmpeg -f lavfi -i testsrc=size=160x90:rate=2:duration=30 -c:v libvpx -crf 40 -b:v 12k -an sample.webm`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 mod assets;
 mod pages;
@@ -24,7 +33,7 @@ mod session;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use visitlog_middleware::{CaptureLayer, Identity};
+use visitlog_middleware::{CaptureLayer, CatalogItem, Identity};
 use visitlog_progress::ProgressReader;
 
 pub use session::{LoginForm, Sessions};
@@ -45,19 +54,107 @@ pub const CATALOGUE: &[(&str, &str, &[&str])] = &[
 ];
 
 /// The sample video's duration in seconds: every page plays it, so the site
-/// knows each language's duration (maps a position from another language).
+/// knows each language's duration (maps a position from another language),
+/// and its catalog says so. Measured once: the WebM's Segment Info
+/// `Duration` element (EBML id `0x4489`) holds 30000.0 at a `TimecodeScale`
+/// of 1 ms (`0x2AD7B1` = 1000000 ns), and Chromium reports
+/// `video.duration` 30 (the page-script tests assert it).
 pub const SAMPLE_SECONDS: f64 = 30.0;
+
+/// Levels of the tutorials that have one (the catalog's `level` is optional).
+const LEVELS: &[(&str, &str, &str)] = &[
+    ("Python", "Getting-started", "beginner"),
+    ("Python", "Functions", "intermediate"),
+    ("LibreOffice-Writer", "Introduction", "beginner"),
+];
+
+/// The users marked staff when `VISITLOG_EXAMPLE_STAFF` is not set.
+pub const DEFAULT_STAFF: &str = "admin";
+
+/// The site's catalog, as it publishes it at start-up: one video per
+/// tutorial and language (the page's `data-video-id`,
+/// `{foss}/{tutorial}/{language}`), each the main video of its page, 30 s
+/// (the sample), `order` the tutorial's position in its FOSS's series.
+pub fn catalog() -> Vec<CatalogItem> {
+    let mut items = Vec::new();
+    let mut position: Vec<(&str, u32)> = Vec::new();
+    for (foss, tutorial, languages) in CATALOGUE {
+        let order = match position.iter_mut().find(|(f, _)| f == foss) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                position.push((foss, 1));
+                1
+            }
+        };
+        let level = LEVELS
+            .iter()
+            .find(|(f, t, _)| f == foss && t == tutorial)
+            .map(|(_, _, level)| (*level).to_owned());
+        for language in *languages {
+            items.push(CatalogItem {
+                foss: (*foss).to_owned(),
+                tutorial: (*tutorial).to_owned(),
+                language: (*language).to_owned(),
+                video_id: format!("{foss}/{tutorial}/{language}"),
+                title: format!("{foss}: {} ({language})", tutorial.replace('-', " ")),
+                duration: Some(SAMPLE_SECONDS),
+                order,
+                main: true,
+                level: level.clone(),
+            });
+        }
+    }
+    items
+}
+
+/// The users whose requests and events are marked staff: stored, but left
+/// out of every analytics figure.
+#[derive(Clone, Default)]
+pub struct Staff(Arc<HashSet<String>>);
+
+impl Staff {
+    /// Staff named in a comma-separated list (blanks ignored), as
+    /// `VISITLOG_EXAMPLE_STAFF` gives it.
+    pub fn from_list(list: &str) -> Self {
+        Self(Arc::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+
+    /// `user`'s identity for visitlog: staff or not.
+    pub(crate) fn identity(&self, user: &str) -> Identity {
+        let identity = Identity::user(user);
+        match self.0.contains(user) {
+            true => identity.staff(),
+            false => identity,
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     sessions: Sessions,
     progress: Option<ProgressReader>,
+    staff: Staff,
 }
 
 impl FromRef<AppState> for Sessions {
     fn from_ref(state: &AppState) -> Sessions {
         state.sessions.clone()
+    }
+}
+
+impl FromRef<AppState> for Staff {
+    fn from_ref(state: &AppState) -> Staff {
+        state.staff.clone()
     }
 }
 
@@ -69,15 +166,23 @@ pub fn app(capture: CaptureLayer) -> Router {
     app_with_progress(capture, None)
 }
 
-/// The site's router, reading resume positions and progress with `progress`.
+/// The site's router, reading resume positions and progress with `progress`;
+/// the staff are [`DEFAULT_STAFF`].
 pub fn app_with_progress(capture: CaptureLayer, progress: Option<ProgressReader>) -> Router {
+    app_with(capture, progress, Staff::from_list(DEFAULT_STAFF))
+}
+
+/// The site's router, reading progress with `progress`, marking `staff`.
+pub fn app_with(capture: CaptureLayer, progress: Option<ProgressReader>, staff: Staff) -> Router {
     let sessions = Sessions::default();
     let lookup = sessions.clone();
-    // The identity hook: reads the session cookie, no I/O.
+    let marks = staff.clone();
+    // The identity hook: reads the session cookie, no I/O; staff are
+    // marked so that figures leave them out.
     let capture = capture.identify(move |req: &axum::http::request::Parts| {
         match session::session_cookie(&req.headers) {
             Some(id) => match lookup.user(id) {
-                Some(user) => Identity::user(user).with_session(id),
+                Some(user) => marks.identity(&user).with_session(id),
                 None => Identity::anonymous(),
             },
             None => Identity::anonymous(),
@@ -104,7 +209,11 @@ pub fn app_with_progress(capture: CaptureLayer, progress: Option<ProgressReader>
             }),
         )
         .fallback(pages::not_found)
-        .with_state(AppState { sessions, progress })
+        .with_state(AppState {
+            sessions,
+            progress,
+            staff,
+        })
         // `Router::layer` runs after routing, so the matched route is known.
         .layer(capture)
 }

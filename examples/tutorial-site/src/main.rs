@@ -25,6 +25,10 @@ struct Args {
     /// The consumer's database.
     #[arg(long, env = "VISITLOG_DATABASE", default_value = "visitlog")]
     database: String,
+    /// Users marked staff (comma-separated): their requests and events are
+    /// stored, flagged `staff`, and left out of every analytics figure.
+    #[arg(long, env = "VISITLOG_EXAMPLE_STAFF", default_value = visitlog_example::DEFAULT_STAFF)]
+    staff: String,
     /// How long to keep sending buffered records to Redis on shutdown.
     #[arg(long, default_value = "5s")]
     flush_deadline: humantime::Duration,
@@ -42,6 +46,14 @@ async fn main() -> anyhow::Result<()> {
     let queue = config.queue_name().to_owned();
     let (capture, shipper) = CaptureLayer::new(config)?;
     let shipper = shipper.spawn();
+    // What the site offers, so figures show unwatched videos too and
+    // progress knows each tutorial's main video. Idempotent: every start
+    // publishes it again, and the newest publication wins.
+    let published = capture
+        .catalog()
+        .publish(visitlog_example::catalog())
+        .context("publishing the catalog")?;
+    tracing::info!(publications = published, "catalog published");
     let progress = match &args.mongodb_uri {
         Some(uri) => Some(
             ProgressReader::connect(uri, &args.database)
@@ -50,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let app = visitlog_example::app_with_progress(capture, progress);
+    let staff = visitlog_example::Staff::from_list(&args.staff);
+    let app = visitlog_example::app_with(capture, progress, staff);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,6 +1,7 @@
 //! The HTML pages: the tutorial list, a tutorial's page with its `<video>`
 //! (resumed where the learner stopped, in this language or another), and
-//! "not found".
+//! "not found". Every one loads the page script with the id of its own
+//! request record, so any page reports time on page.
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -15,7 +16,67 @@ use crate::progress::learner_state;
 use crate::session::{Sessions, current_user};
 use crate::{AppState, CATALOGUE};
 
-pub(crate) fn page(title: &str, user: Option<&str>, body: &str) -> Html<String> {
+/// `?ping_ms=` and `?active_window_ms=`: shorter page-script intervals, so
+/// that tests take seconds, not minutes (the script's defaults are 15 s and
+/// 30 s).
+#[derive(Deserialize, Default)]
+pub(crate) struct ScriptQuery {
+    ping_ms: Option<String>,
+    active_window_ms: Option<String>,
+}
+
+/// What the page script needs from every page.
+#[derive(Default)]
+pub(crate) struct PageScript<'a> {
+    /// The id of this page's request record (`data-page-view`).
+    page_view: Option<RecordId>,
+    /// Test overrides of the script's intervals.
+    timing: Option<&'a ScriptQuery>,
+}
+
+impl<'a> PageScript<'a> {
+    pub(crate) fn new(page_view: Option<Extension<RecordId>>, timing: &'a ScriptQuery) -> Self {
+        Self {
+            page_view: page_view.map(|Extension(id)| id),
+            timing: Some(timing),
+        }
+    }
+
+    /// The `<script>` tag: the page view, who is logged in (the outbox's
+    /// owner), and the intervals when given as whole milliseconds from
+    /// 100 to an hour (anything else is ignored, never echoed).
+    fn tag(&self, user: Option<&str>) -> String {
+        let mut tag = String::from(r#"<script src="/static/progress.js""#);
+        if let Some(RecordId(id)) = self.page_view {
+            tag.push_str(&format!(r#" data-page-view="{id}""#));
+        }
+        tag.push_str(&format!(r#" data-logged-in="{}""#, user.is_some()));
+        if let Some(user) = user {
+            tag.push_str(&format!(r#" data-learner="{}""#, outbox_owner(user)));
+        }
+        let timing = self.timing.into_iter();
+        for (attribute, value) in timing.flat_map(|t| {
+            [
+                ("data-ping-ms", &t.ping_ms),
+                ("data-active-window-ms", &t.active_window_ms),
+            ]
+        }) {
+            let ms = value.as_deref().and_then(|v| v.parse::<u32>().ok());
+            if let Some(ms) = ms.filter(|ms| (100..=3_600_000).contains(ms)) {
+                tag.push_str(&format!(r#" {attribute}="{ms}""#));
+            }
+        }
+        tag.push_str("></script>");
+        tag
+    }
+}
+
+pub(crate) fn page(
+    title: &str,
+    user: Option<&str>,
+    body: &str,
+    script: &PageScript<'_>,
+) -> Html<String> {
     let account = match user {
         Some(user) => format!(
             r#"Logged in as <b id="user">{}</b> <form method="post" action="/logout" style="display:inline"><button>Log out</button></form>"#,
@@ -25,12 +86,18 @@ pub(crate) fn page(title: &str, user: Option<&str>, body: &str) -> Html<String> 
     };
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{title}</title></head>
-<body><header><a href="/">Tutorials</a> · {account}</header><main>{body}</main></body></html>"#,
-        title = escape(title)
+<body><header><a href="/">Tutorials</a> · {account}</header><main>{body}</main>{script}</body></html>"#,
+        title = escape(title),
+        script = script.tag(user),
     ))
 }
 
-pub(crate) async fn home(State(sessions): State<Sessions>, headers: HeaderMap) -> Html<String> {
+pub(crate) async fn home(
+    State(sessions): State<Sessions>,
+    Query(timing): Query<ScriptQuery>,
+    page_view: Option<Extension<RecordId>>,
+    headers: HeaderMap,
+) -> Html<String> {
     let mut list = String::from("<h1>Tutorials</h1><ul>");
     for (foss, tutorial, languages) in CATALOGUE {
         for language in *languages {
@@ -44,6 +111,7 @@ pub(crate) async fn home(State(sessions): State<Sessions>, headers: HeaderMap) -
         "Tutorials",
         current_user(&sessions, &headers).as_deref(),
         &list,
+        &PageScript::new(page_view, &timing),
     )
 }
 
@@ -53,6 +121,8 @@ pub(crate) struct WatchQuery {
     /// `none`, `metadata` (the default) or `auto`; `none` also shows how the
     /// page script copes with playback that starts before the metadata.
     preload: Option<String>,
+    #[serde(flatten)]
+    timing: ScriptQuery,
 }
 
 pub(crate) async fn watch(
@@ -62,8 +132,9 @@ pub(crate) async fn watch(
     page_view: Option<Extension<RecordId>>,
     headers: HeaderMap,
 ) -> Response {
+    let script = PageScript::new(page_view, &query.timing);
     if !in_catalogue(&foss, &tutorial, &language) {
-        return not_found().await.into_response();
+        return not_found_page(&script).into_response();
     }
     let user = current_user(&state.sessions, &headers);
     let video_id = format!("{foss}/{tutorial}/{language}");
@@ -89,25 +160,21 @@ pub(crate) async fn watch(
         .unwrap_or("metadata");
     // The id of the request record of this very page: the script sends it
     // with every event, so the consumer can bound what one page view reports.
-    let page_view = page_view.map_or_else(String::new, |Extension(RecordId(id))| {
+    // (The script tag carries it too; the player keeps it for older scripts.)
+    let page_view = script.page_view.map_or_else(String::new, |RecordId(id)| {
         format!(r#" data-page-view="{id}""#)
     });
     let body = format!(
         r#"<h1>{foss}: {tutorial}</h1><p>Language: {language}</p>{progress}
-<video id="player" controls preload="{preload}" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}"{fraction}{page_view} data-logged-in="{logged_in}"></video>
-<script src="/static/progress.js"{owner}></script>"#,
+<video id="player" controls preload="{preload}" width="640" src="/static/sample.webm" data-video-id="{video_id}" data-foss="{foss}" data-tutorial="{tutorial}" data-language="{language}" data-resume="{resume}"{fraction}{page_view} data-logged-in="{logged_in}"></video>"#,
         foss = escape(&foss),
         tutorial = escape(&tutorial),
         language = escape(&language),
         video_id = escape(&video_id),
         resume = resume.unwrap_or(0.0),
         logged_in = user.is_some(),
-        owner = user.as_deref().map_or_else(String::new, |u| format!(
-            r#" data-learner="{}""#,
-            outbox_owner(u)
-        )),
     );
-    page(&tutorial, user.as_deref(), &body).into_response()
+    page(&tutorial, user.as_deref(), &body, &script).into_response()
 }
 
 /// Names the page script's saved outbox after the learner, so that a user's
@@ -178,10 +245,15 @@ pub(crate) fn clock(seconds: f64) -> String {
     }
 }
 
-pub(crate) async fn not_found() -> impl IntoResponse {
+/// The fallback: "not found", still with the page script (a page is a page).
+pub(crate) async fn not_found(page_view: Option<Extension<RecordId>>) -> impl IntoResponse {
+    not_found_page(&PageScript::new(page_view, &ScriptQuery::default()))
+}
+
+fn not_found_page(script: &PageScript<'_>) -> impl IntoResponse + use<> {
     (
         StatusCode::NOT_FOUND,
-        page("Not found", None, "<h1>Not found</h1>"),
+        page("Not found", None, "<h1>Not found</h1>", script),
     )
 }
 

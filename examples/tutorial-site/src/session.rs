@@ -5,15 +5,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::{SESSION_COOKIE, Staff};
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use rand::RngCore;
 use serde::Deserialize;
-use visitlog_middleware::Identity;
-
-use crate::SESSION_COOKIE;
 
 /// Logged-in sessions: session id to user name. In memory, as it is an example.
 #[derive(Clone, Default)]
@@ -64,6 +62,7 @@ pub struct LoginForm {
 
 pub(crate) async fn login(
     State(sessions): State<Sessions>,
+    State(staff): State<Staff>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let user = form.username.trim();
@@ -91,7 +90,7 @@ pub(crate) async fn login(
     // The request came in anonymous; tell visitlog who it turned out to be.
     response
         .extensions_mut()
-        .insert(Identity::user(user).with_session(session_id));
+        .insert(staff.identity(user).with_session(session_id));
     response
 }
 

@@ -22,3 +22,14 @@ fn help_never_shows_a_password_from_the_environment() {
         assert!(!help.contains(secret), "{help}");
     }
 }
+
+#[test]
+fn help_names_the_staff_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tutorial-site"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("VISITLOG_EXAMPLE_STAFF"), "{help}");
+    assert!(help.contains("[default: admin]"), "{help}");
+}

@@ -1,4 +1,5 @@
-//! The background task that moves captured requests to Redis.
+//! The background task that moves captured requests (and learning events,
+//! and catalog publications) to Redis.
 //!
 //! The request path only does a `try_send` into a bounded channel. This task
 //! turns each capture into a record (see [`crate::enrich`]), keeps records in
@@ -223,13 +224,7 @@ impl Shipper {
             Counters::add(&self.counters.dropped, 1);
             return false;
         }
-        let json = match item {
-            Item::Request(captured) => serde_json::to_vec(&self.enricher.record(captured)),
-            Item::Event { record, session } => {
-                serde_json::to_vec(&self.enricher.event(*record, session))
-            }
-        };
-        match json {
+        match self.serialise(item) {
             Ok(json) => {
                 buffer.push(json);
                 true
@@ -240,6 +235,17 @@ impl Shipper {
                 Counters::add(&self.counters.dropped, 1);
                 false
             }
+        }
+    }
+
+    /// One item as the JSON record that goes on the Redis list.
+    pub(crate) fn serialise(&self, item: Item) -> Result<Vec<u8>, serde_json::Error> {
+        match item {
+            Item::Request(captured) => serde_json::to_vec(&self.enricher.record(captured)),
+            Item::Event { record, session } => {
+                serde_json::to_vec(&self.enricher.event(*record, session))
+            }
+            Item::Catalog(record) => serde_json::to_vec(&record),
         }
     }
 
