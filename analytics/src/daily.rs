@@ -255,7 +255,7 @@ impl Counter {
             })
             .collect();
         // Most first; ties by name (the map gave them sorted, the sort is stable).
-        list.sort_by(|a, b| b.count.cmp(&a.count));
+        list.sort_by_key(|c| std::cmp::Reverse(c.count));
         list.truncate(n);
         list
     }
@@ -306,8 +306,7 @@ impl TutorialDay {
     /// A page view (of this tutorial, starting this day).
     pub fn add_page(&mut self, p: &PageView) {
         let ok = p.day == self.key.day
-            && p
-                .tutorial
+            && p.tutorial
                 .as_ref()
                 .is_some_and(|t| self.mine(&t.foss, &t.tutorial, &t.language));
         if ok {

@@ -178,25 +178,24 @@ fn build(
     mine.sort_by_key(|e| e.id);
     mine.dedup_by_key(|e| e.id);
     let seconds = |d: chrono::Duration| d.num_milliseconds() as f64 / 1000.0;
-    let (last_seen, time_on_page_s, estimated, engaged_s) =
-        match mine.iter().map(|e| e.ts).max() {
-            Some(last) => {
-                let time = seconds(last - r.ts);
-                let engaged: f64 = mine.iter().map(|e| rules.engaged_of(e.active_ms)).sum();
-                (last, Some(time), false, engaged.min(time))
+    let (last_seen, time_on_page_s, estimated, engaged_s) = match mine.iter().map(|e| e.ts).max() {
+        Some(last) => {
+            let time = seconds(last - r.ts);
+            let engaged: f64 = mine.iter().map(|e| rules.engaged_of(e.active_ms)).sum();
+            (last, Some(time), false, engaged.min(time))
+        }
+        None => match next {
+            Some(n) => {
+                let cap = seconds(
+                    chrono::Duration::from_std(rules.visit_timeout)
+                        .unwrap_or(chrono::Duration::MAX),
+                );
+                (r.ts, Some(seconds(n - r.ts).min(cap)), true, 0.0)
             }
-            None => match next {
-                Some(n) => {
-                    let cap = seconds(
-                        chrono::Duration::from_std(rules.visit_timeout)
-                            .unwrap_or(chrono::Duration::MAX),
-                    );
-                    (r.ts, Some(seconds(n - r.ts).min(cap)), true, 0.0)
-                }
-                // Unknown, not 0: the visit's last page without pings.
-                None => (r.ts, None, false, 0.0),
-            },
-        };
+            // Unknown, not 0: the visit's last page without pings.
+            None => (r.ts, None, false, 0.0),
+        },
+    };
     let text = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     PageView {
         id: r.id.to_string(),

@@ -275,13 +275,15 @@ impl SessionFold {
             tutorials: s
                 .tutorials
                 .into_iter()
-                .map(|((foss, tutorial, language), (engaged_s, video_s))| SessionTutorial {
-                    foss,
-                    tutorial,
-                    language,
-                    engaged_s,
-                    video_s,
-                })
+                .map(
+                    |((foss, tutorial, language), (engaged_s, video_s))| SessionTutorial {
+                        foss,
+                        tutorial,
+                        language,
+                        engaged_s,
+                        video_s,
+                    },
+                )
                 .collect(),
             video_s: s.video_s,
             devices: s.devices,

@@ -213,7 +213,9 @@ impl VideoStatsFold {
         let users_at_end = duration.map_or(0, |d| {
             let point = self.rules.progress.end_point(d).max(0.0);
             let k = (point / f64::from(width)) as usize;
-            segments.get(k.min(n.saturating_sub(1))).map_or(0, |s| s.viewers)
+            segments
+                .get(k.min(n.saturating_sub(1)))
+                .map_or(0, |s| s.viewers)
         });
         let (foss, tutorial, language) = match self.tutorial {
             Some((f, t, l)) => (Some(f), Some(t), Some(l)),

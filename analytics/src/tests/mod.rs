@@ -4,8 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use visitlog_schema::{
-    Collection, EventRecord, EventType, RecordValidator, RequestRecord,
-    Tutorial,
+    Collection, EventRecord, EventType, RecordValidator, RequestRecord, Tutorial,
 };
 
 use super::*;
@@ -80,7 +79,10 @@ fn event(r: &RequestRecord, secs: f64, kind: EventType) -> EventRecord {
     e.user = r.user.clone();
     e.visitor_id = r.visitor_id;
     e.visit_number = r.visit_number;
-    let t = r.tutorial.clone().unwrap_or_else(|| tutorial("Getting-started"));
+    let t = r
+        .tutorial
+        .clone()
+        .unwrap_or_else(|| tutorial("Getting-started"));
     (e.foss, e.tutorial, e.language) = (t.foss, t.tutorial, t.language);
     e.video_id = kind.is_video().then(|| format!("{}/video", e.tutorial));
     e.position = None;
@@ -101,8 +103,10 @@ fn watched(r: &RequestRecord, secs: f64, from: f64, to: f64) -> EventRecord {
 
 /// The `page.view` event the consumer stores for a tutorial page.
 fn view_event(r: &RequestRecord) -> EventRecord {
-    let mut rules = visitlog_progress::Rules::default();
-    rules.anonymous_visits = true;
+    let rules = visitlog_progress::Rules {
+        anonymous_visits: true,
+        ..Default::default()
+    };
     visitlog_progress::page_view(r, &rules).unwrap()
 }
 

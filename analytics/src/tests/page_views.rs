@@ -12,13 +12,17 @@ fn one(r: &RequestRecord, pings: &[EventRecord]) -> PageView {
 fn page_views_are_successful_html_gets_by_people() {
     let ok = page(0.0, Uuid::now_v7(), 1, None);
     assert!(is_page_view(&ok));
-    let cases: Vec<(&str, Box<dyn Fn(&mut RequestRecord)>)> = vec![
+    type Change = Box<dyn Fn(&mut RequestRecord)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("POST", Box::new(|r| r.method = "POST".into())),
         ("304", Box::new(|r| r.status = 304)),
         ("404", Box::new(|r| r.status = 404)),
         ("bot", Box::new(|r| r.ua.is_bot = true)),
         ("staff", Box::new(|r| r.staff = true)),
-        ("json", Box::new(|r| r.content_type = Some("application/json".into()))),
+        (
+            "json",
+            Box::new(|r| r.content_type = Some("application/json".into())),
+        ),
         (
             "old record, a file",
             Box::new(|r| {
@@ -90,10 +94,21 @@ fn without_pings_time_on_page_runs_to_the_next_page_capped_and_the_last_is_null(
             .clone()
     };
     let (pa, pb, pc) = (by_id(&a), by_id(&b), by_id(&c));
-    assert_eq!((pa.time_on_page_s, pa.estimated, pa.engaged_s), (Some(90.0), true, 0.0));
+    assert_eq!(
+        (pa.time_on_page_s, pa.estimated, pa.engaged_s),
+        (Some(90.0), true, 0.0)
+    );
     assert_eq!(pa.last_seen, pa.start);
-    assert_eq!((pb.time_on_page_s, pb.estimated), (Some(1800.0), true), "capped");
-    assert_eq!((pc.time_on_page_s, pc.estimated), (None, false), "last: null, not 0");
+    assert_eq!(
+        (pb.time_on_page_s, pb.estimated),
+        (Some(1800.0), true),
+        "capped"
+    );
+    assert_eq!(
+        (pc.time_on_page_s, pc.estimated),
+        (None, false),
+        "last: null, not 0"
+    );
     let alone = views.iter().find(|p| p.visit_number == Some(2)).unwrap();
     assert_eq!(alone.time_on_page_s, None);
     // Sorted by start.
@@ -117,7 +132,10 @@ fn pings_of_another_learner_page_or_time_are_ignored() {
     // The horizon itself still counts, and a ping stored twice counts once.
     let last = ping(&r, 24.0 * 3600.0, 10_000);
     let p = one(&r, &[last.clone(), last]);
-    assert_eq!((p.pings, p.time_on_page_s, p.engaged_s), (1, Some(86_400.0), 10.0));
+    assert_eq!(
+        (p.pings, p.time_on_page_s, p.engaged_s),
+        (1, Some(86_400.0), 10.0)
+    );
 }
 
 #[test]
@@ -136,7 +154,10 @@ fn a_page_without_a_cookie_is_a_visit_of_its_own() {
     assert_eq!(visit_key(&v), format!("{}:3", v.visitor_id.unwrap()));
     let p = one(&v, &[]);
     assert_eq!(p.visit(), visit_key(&v));
-    assert_eq!(p.learner, Some(format!("visitor:{}", v.visitor_id.unwrap())));
+    assert_eq!(
+        p.learner,
+        Some(format!("visitor:{}", v.visitor_id.unwrap()))
+    );
 }
 
 #[test]
@@ -147,7 +168,10 @@ fn page_views_carry_what_the_daily_figures_count() {
     r.returning = None;
     let p = one(&r, &[]);
     assert_eq!(p.referrer_domain.as_deref(), Some("example.org"));
-    assert_eq!((p.country.as_deref(), p.browser.as_deref(), p.os.as_deref()), (Some("GB"), Some("Firefox"), Some("Linux")));
+    assert_eq!(
+        (p.country.as_deref(), p.browser.as_deref(), p.os.as_deref()),
+        (Some("GB"), Some("Firefox"), Some("Linux"))
+    );
     assert_eq!((p.new_visit, p.returning), (true, None));
     assert_eq!(p.day, "2025-11-13");
     assert_eq!(p.tutorial, r.tutorial);
@@ -157,9 +181,15 @@ fn page_views_carry_what_the_daily_figures_count() {
 fn referrer_domains_are_bare_lowercase_hosts() {
     let cases = [
         ("https://www.google.com/search?q=x", Some("google.com")),
-        ("http://user:pw@Spoken-Tutorial.org:80/x", Some("spoken-tutorial.org")),
+        (
+            "http://user:pw@Spoken-Tutorial.org:80/x",
+            Some("spoken-tutorial.org"),
+        ),
         ("https://[2001:db8::1]:443/", Some("2001:db8::1")),
-        ("android-app://com.google.android.gm/", Some("com.google.android.gm")),
+        (
+            "android-app://com.google.android.gm/",
+            Some("com.google.android.gm"),
+        ),
         ("example.net/path", Some("example.net")),
         ("https:///nothing", None),
         ("", None),

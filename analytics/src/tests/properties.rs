@@ -67,14 +67,27 @@ fn history() -> impl Strategy<Value = History> {
 }
 
 /// Everything derived from a history, given its documents in one order.
-fn derive(h: &History) -> (Vec<PageView>, Vec<Session>, SiteDaily, TutorialDaily, VideoStats) {
+fn derive(
+    h: &History,
+) -> (
+    Vec<PageView>,
+    Vec<Session>,
+    SiteDaily,
+    TutorialDaily,
+    VideoStats,
+) {
     let r = rules();
     let mut visits: Vec<String> = h.pages.iter().map(visit_key).collect();
     visits.sort();
     visits.dedup();
     let mut pages: Vec<PageView> = Vec::new();
     for v in &visits {
-        let mine: Vec<RequestRecord> = h.pages.iter().filter(|p| visit_key(p) == *v).cloned().collect();
+        let mine: Vec<RequestRecord> = h
+            .pages
+            .iter()
+            .filter(|p| visit_key(p) == *v)
+            .cloned()
+            .collect();
         pages.extend(visit_page_views(&mine, &h.pings, &r));
     }
     // As the consumer reads them: pages by start then _id, events by _id.
@@ -100,7 +113,10 @@ fn derive(h: &History) -> (Vec<PageView>, Vec<Session>, SiteDaily, TutorialDaily
         },
         &r,
     );
-    for p in &pages {
+    // The daily figures take pages in the order the records came.
+    let mut arrival = pages.clone();
+    arrival.sort_by_key(|p| h.pages.iter().position(|r| r.id.to_string() == p.id));
+    for p in &arrival {
         site.add_page(p);
         tday.add_page(p);
     }
@@ -114,7 +130,13 @@ fn derive(h: &History) -> (Vec<PageView>, Vec<Session>, SiteDaily, TutorialDaily
         tday.add_completion(p);
         video.add(p);
     }
-    (pages, sessions, site.finish(), tday.finish(), video.finish())
+    (
+        pages,
+        sessions,
+        site.finish(),
+        tday.finish(),
+        video.finish(),
+    )
 }
 
 proptest! {

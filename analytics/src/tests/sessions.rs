@@ -26,7 +26,10 @@ fn a_session_splits_after_more_than_the_timeout_not_at_it() {
     // The timeout is configurable.
     let mut r = rules();
     r.session_timeout = std::time::Duration::from_secs(60);
-    let close = [page(0.0, v, 1, Some("alice")), page(61.0, v, 1, Some("alice"))];
+    let close = [
+        page(0.0, v, 1, Some("alice")),
+        page(61.0, v, 1, Some("alice")),
+    ];
     let s = sessions("user:alice", &views(&close, &[]), &[], &r);
     assert_eq!(s.len(), 2);
 }
@@ -40,7 +43,11 @@ fn pings_and_events_keep_a_session_going() {
     let pings = [ping(&a, 1500.0, 15_000)];
     let mut pause = event(&a, 2700.0, EventType::VideoPause);
     pause.position = Some(10.0);
-    let s = of("user:alice", &views(&[a.clone(), b], &pings), &[pings[0].clone(), pause]);
+    let s = of(
+        "user:alice",
+        &views(&[a.clone(), b], &pings),
+        &[pings[0].clone(), pause],
+    );
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].end, s[0].engaged_s), (at(3000.0), 15.0));
     assert_eq!(s[0].tutorials[0].engaged_s, 15.0);
@@ -79,7 +86,12 @@ fn bounce_is_one_page_under_ten_engaged_seconds() {
     let a = page(0.0, v, 1, Some("alice"));
     let bounce = |active_ms: u64| {
         let pings = [ping(&a, 15.0, active_ms)];
-        of("user:alice", &views(std::slice::from_ref(&a), &pings), &pings)[0].bounce
+        of(
+            "user:alice",
+            &views(std::slice::from_ref(&a), &pings),
+            &pings,
+        )[0]
+        .bounce
     };
     assert!(bounce(9_999));
     assert!(!bounce(10_000));
@@ -94,7 +106,11 @@ fn short_sessions_are_kept_and_flagged() {
     assert_eq!(s.len(), 1, "kept");
     assert!(s[0].short && s[0].duration_s == 0.0);
     let pings = [ping(&a, 5.0, 5_000)];
-    let s = of("user:alice", &views(std::slice::from_ref(&a), &pings), &pings);
+    let s = of(
+        "user:alice",
+        &views(std::slice::from_ref(&a), &pings),
+        &pings,
+    );
     assert!(!s[0].short, "5 s is not under 5 s");
     assert!(!s[0].returning);
 }
@@ -123,8 +139,15 @@ fn staff_events_are_not_activity() {
     late.staff = true;
     let mut staff_ping = ping(&a, 300.0, 20_000);
     staff_ping.staff = true;
-    let s = of("user:alice", &views(std::slice::from_ref(&a), &[]), &[staff_ping, late]);
-    assert_eq!((s[0].end, s[0].video_s, s[0].engaged_s), (at(0.0), 0.0, 0.0));
+    let s = of(
+        "user:alice",
+        &views(std::slice::from_ref(&a), &[]),
+        &[staff_ping, late],
+    );
+    assert_eq!(
+        (s[0].end, s[0].video_s, s[0].engaged_s),
+        (at(0.0), 0.0, 0.0)
+    );
 }
 
 #[test]
@@ -133,6 +156,9 @@ fn sessions_of_events_alone_have_no_pages() {
     let pings = [ping(&a, 15.0, 12_000)];
     let s = of("user:alice", &[], &pings);
     assert_eq!(s.len(), 1);
-    assert_eq!((s[0].page_views, s[0].entry_path.clone(), s[0].bounce), (0, None, false));
+    assert_eq!(
+        (s[0].page_views, s[0].entry_path.clone(), s[0].bounce),
+        (0, None, false)
+    );
     assert_eq!(s[0].engaged_s, 12.0);
 }

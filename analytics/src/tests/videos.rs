@@ -49,7 +49,10 @@ fn viewers_plays_watch_time_and_unique_seconds() {
 fn coverage_mean_and_lower_median_over_viewers() {
     let s = stats(&four_learners(), Some(100.0));
     let mean = s.coverage_mean.unwrap();
-    assert!((mean - (1.0 + 0.3 + 0.1 + 0.5) / 4.0).abs() < 1e-12, "{mean}");
+    assert!(
+        (mean - (1.0 + 0.3 + 0.1 + 0.5) / 4.0).abs() < 1e-12,
+        "{mean}"
+    );
     // Sorted 0.1, 0.3, 0.5, 1.0: the lower of the middle two.
     assert_eq!(s.coverage_p50, Some(0.3));
 }
@@ -80,7 +83,10 @@ fn staff_documents_and_other_videos_count_nowhere() {
     let mut other = progress("f", &[(0.0, 100.0)]);
     other.videos[0].video_id = "another".into();
     let s = stats(&[staff, other], Some(100.0));
-    assert_eq!((s.viewers, s.plays, s.completions, s.unique_s), (0, 0, 0, 0));
+    assert_eq!(
+        (s.viewers, s.plays, s.completions, s.unique_s),
+        (0, 0, 0, 0)
+    );
     assert_eq!(s.watch_s, 0.0);
     assert!(s.segments.iter().all(|g| g.viewers == 0 && g.views == 0));
     assert_eq!((s.coverage_mean, s.coverage_p50), (None, None));
