@@ -255,7 +255,7 @@ impl Counter {
             })
             .collect();
         // Most first; ties by name (the map gave them sorted, the sort is stable).
-        list.sort_by(|a, b| b.count.cmp(&a.count));
+        list.sort_by_key(|c| std::cmp::Reverse(c.count));
         list.truncate(n);
         list
     }

@@ -28,17 +28,32 @@ pub enum Collection {
     LearnerLinks,
     /// One document per video the site offers.
     Catalog,
+    /// One document per HTML page served to a person, with its time on page.
+    PageViews,
+    /// One document per learner session.
+    Sessions,
+    /// One document per video: its engagement.
+    VideoStats,
+    /// One document per tutorial, language and UTC day.
+    TutorialDaily,
+    /// One document per UTC day for the whole site.
+    SiteDaily,
 }
 
 impl Collection {
     /// Every collection that has a validator.
-    pub const ALL: [Collection; 6] = [
+    pub const ALL: [Collection; 11] = [
         Collection::RequestLogs,
         Collection::Events,
         Collection::VideoPositions,
         Collection::TutorialProgress,
         Collection::LearnerLinks,
         Collection::Catalog,
+        Collection::PageViews,
+        Collection::Sessions,
+        Collection::VideoStats,
+        Collection::TutorialDaily,
+        Collection::SiteDaily,
     ];
 
     /// The collection's name in MongoDB.
@@ -50,6 +65,11 @@ impl Collection {
             Collection::TutorialProgress => "tutorial_progress",
             Collection::LearnerLinks => "learner_links",
             Collection::Catalog => "catalog",
+            Collection::PageViews => "page_views",
+            Collection::Sessions => "sessions",
+            Collection::VideoStats => "video_stats",
+            Collection::TutorialDaily => "tutorial_daily",
+            Collection::SiteDaily => "site_daily",
         }
     }
 
@@ -62,6 +82,11 @@ impl Collection {
             Collection::TutorialProgress => include_str!("../validators/tutorial_progress.json"),
             Collection::LearnerLinks => include_str!("../validators/learner_links.json"),
             Collection::Catalog => include_str!("../validators/catalog.json"),
+            Collection::PageViews => include_str!("../validators/page_views.json"),
+            Collection::Sessions => include_str!("../validators/sessions.json"),
+            Collection::VideoStats => include_str!("../validators/video_stats.json"),
+            Collection::TutorialDaily => include_str!("../validators/tutorial_daily.json"),
+            Collection::SiteDaily => include_str!("../validators/site_daily.json"),
         }
     }
 
