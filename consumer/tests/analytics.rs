@@ -231,6 +231,14 @@ fn morning() -> Traffic {
     t.page(at(9, 22, 0), "/", Some("ann"), 2, 1, None, PHONE, false);
     // An hour later: a new session.
     t.page(at(10, 30, 0), "/", Some("ann"), 1, 2, None, FIREFOX, false);
+    // A ping naming no page of hers (forged, or lost): no activity.
+    t.ping(
+        at(11, 30, 0),
+        ("ann", 1),
+        Uuid::from_u128(99),
+        EventType::PagePing,
+        15_000,
+    );
     // Staff and a bot: stored, counted nowhere.
     let staff = t.page(
         at(9, 5, 0),

@@ -10,7 +10,7 @@ use visitlog_progress::Progress;
 
 use super::engine::{Analytics, Computed};
 use super::marks::Claimed;
-use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, SITE_DAILY, TUTORIAL_DAILY, replace_all};
+use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, replace_all};
 use crate::error::Result;
 
 impl Analytics {
@@ -67,7 +67,8 @@ impl Analytics {
             }
         }
         Ok(Computed {
-            written: replace_all(&self.sink, TUTORIAL_DAILY, docs).await?,
+            written: replace_all(&self.sink, visitlog_schema::Collection::TutorialDaily, docs)
+                .await?,
             feeds: Vec::new(),
         })
     }
@@ -105,7 +106,7 @@ impl Analytics {
             }
         }
         Ok(Computed {
-            written: replace_all(&self.sink, SITE_DAILY, docs).await?,
+            written: replace_all(&self.sink, visitlog_schema::Collection::SiteDaily, docs).await?,
             feeds: Vec::new(),
         })
     }

@@ -11,6 +11,7 @@ use bson::{DateTime as BsonDate, doc};
 use chrono::{DateTime, Utc};
 use visitlog_analytics::{PageView, Session, SessionFold};
 use visitlog_progress::event_from_document;
+use visitlog_schema::EventRecord;
 
 use super::batch::tutorial_day;
 use super::engine::{Analytics, Computed};
@@ -69,7 +70,7 @@ impl Analytics {
         .filter_map(|d| PageView::from_document(d).ok())
         .filter(|p| p.start >= start)
         .collect();
-        let events = find_all(
+        let events: Vec<EventRecord> = find_all(
             self.sink.events(),
             doc! { "learner": learner, "ts": { "$gte": date(start - second) } },
             doc! { "_id": 1 },
@@ -77,7 +78,37 @@ impl Analytics {
         .await?
         .into_iter()
         .filter_map(|d| event_from_document(d).ok())
-        .filter(|e| e.ts >= start);
+        .filter(|e| e.ts >= start)
+        .collect();
+        // A ping counts only for a page view of this learner: one naming
+        // a page that is not (a forged id, staff's or a bot's page, a
+        // page that failed) is no activity.
+        let mut known: BTreeSet<String> = pages.iter().map(|p| p.id.clone()).collect();
+        let asked: Vec<String> = events
+            .iter()
+            .filter(|e| e.event_type.is_page_activity())
+            .filter_map(|e| e.page_view.map(|p| p.to_string()))
+            .filter(|p| !known.contains(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !asked.is_empty() {
+            for d in find_all(
+                &db.collection(PAGE_VIEWS),
+                doc! { "_id": { "$in": asked }, "learner": learner },
+                doc! { "_id": 1 },
+            )
+            .await?
+            {
+                if let Ok(id) = d.get_str("_id") {
+                    known.insert(id.to_owned());
+                }
+            }
+        }
+        let events = events.into_iter().filter(|e| {
+            !e.event_type.is_page_activity()
+                || e.page_view.is_some_and(|p| known.contains(&p.to_string()))
+        });
         let mut fold = SessionFold::new(learner, self.rules);
         let mut pages = pages.iter().peekable();
         for e in events {
@@ -109,7 +140,8 @@ impl Analytics {
             .map(|s| s.id.clone())
             .collect();
         let docs = new.iter().filter_map(|s| s.to_document().ok()).collect();
-        computed.written += replace_all(&self.sink, SESSIONS, docs).await?;
+        computed.written +=
+            replace_all(&self.sink, visitlog_schema::Collection::Sessions, docs).await?;
         computed.written += delete_ids(&self.sink, SESSIONS, gone).await?;
         Ok(computed)
     }

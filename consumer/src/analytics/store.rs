@@ -6,21 +6,15 @@ use bson::{Bson, Document, doc};
 use chrono::SecondsFormat;
 use futures_util::TryStreamExt;
 use mongodb::Collection;
-use visitlog_schema::RequestRecord;
+use visitlog_schema::{Collection as Coll, RecordValidator, RequestRecord};
 
 use crate::error::Result;
 use crate::sink::Sink;
 
 /// `page_views`.
-pub const PAGE_VIEWS: &str = "page_views";
+pub const PAGE_VIEWS: &str = Coll::PageViews.name();
 /// `sessions`.
-pub const SESSIONS: &str = "sessions";
-/// `video_stats`.
-pub const VIDEO_STATS: &str = "video_stats";
-/// `tutorial_daily`.
-pub const TUTORIAL_DAILY: &str = "tutorial_daily";
-/// `site_daily`.
-pub const SITE_DAILY: &str = "site_daily";
+pub const SESSIONS: &str = Coll::Sessions.name();
 
 /// Documents per reply when the analytics stream stored documents: what
 /// memory holds of a stream at a time.
@@ -56,11 +50,20 @@ pub async fn find_all(
 }
 
 /// Replaces (or creates) each document by its `_id`, in one unordered
-/// command per thousand; returns how many it wrote.
-pub async fn replace_all(sink: &Sink, collection: &str, docs: Vec<Document>) -> Result<u64> {
+/// command per thousand; returns how many it wrote. A document that fails
+/// its collection's validator is logged and not written.
+pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> Result<u64> {
+    let Some(validator) = validator(collection) else {
+        return Ok(0); // Never: the validators are compiled into the schema crate, and tested.
+    };
+    let collection = collection.name();
     let mut written = 0;
     let statements: Vec<Document> = docs
         .into_iter()
+        .filter(|d| {
+            let id = d.get("_id").map(ToString::to_string).unwrap_or_default();
+            crate::sink::valid(validator, d, &id)
+        })
         .filter_map(|d| {
             let id = d.get("_id")?.clone();
             Some(doc! { "q": { "_id": id }, "u": d, "upsert": true })
@@ -84,6 +87,25 @@ pub async fn replace_all(sink: &Sink, collection: &str, docs: Vec<Document>) -> 
         written += (chunk.len() - errors) as u64;
     }
     Ok(written)
+}
+
+/// The validator of a derived collection, compiled once.
+fn validator(collection: Coll) -> Option<&'static RecordValidator> {
+    static ALL: std::sync::OnceLock<Vec<RecordValidator>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        [
+            Coll::PageViews,
+            Coll::Sessions,
+            Coll::VideoStats,
+            Coll::TutorialDaily,
+            Coll::SiteDaily,
+        ]
+        .into_iter()
+        .filter_map(|c| RecordValidator::new(c).ok())
+        .collect()
+    })
+    .iter()
+    .find(|v| v.collection() == collection)
 }
 
 /// Deletes the documents of `collection` with these ids.

@@ -12,7 +12,7 @@ use visitlog_schema::Collection as Coll;
 
 use super::engine::{Analytics, Computed};
 use super::marks::Claimed;
-use super::store::{READ_BATCH, VIDEO_STATS, replace_all};
+use super::store::{READ_BATCH, replace_all};
 use crate::error::Result;
 
 impl Analytics {
@@ -64,7 +64,7 @@ impl Analytics {
             }
         }
         Ok(Computed {
-            written: replace_all(&self.sink, VIDEO_STATS, docs).await?,
+            written: replace_all(&self.sink, visitlog_schema::Collection::VideoStats, docs).await?,
             feeds: Vec::new(),
         })
     }

@@ -14,7 +14,7 @@ use visitlog_schema::{EventRecord, RequestRecord};
 use super::batch::tutorial_day;
 use super::engine::{Analytics, Computed};
 use super::marks::{Claimed, DerivedKind, Mark};
-use super::store::{PAGE_VIEWS, find_all, replace_all, request_from_document};
+use super::store::{find_all, replace_all, request_from_document};
 use crate::error::Result;
 
 /// Visits read per query.
@@ -144,7 +144,8 @@ impl Analytics {
                     }
                 }
             }
-            computed.written += replace_all(&self.sink, PAGE_VIEWS, docs).await?;
+            computed.written +=
+                replace_all(&self.sink, visitlog_schema::Collection::PageViews, docs).await?;
         }
         Ok(computed)
     }
