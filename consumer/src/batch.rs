@@ -481,6 +481,44 @@ mod tests {
     }
 
     #[test]
+    fn catalog_publications_are_kept_or_refused_naming_the_field() {
+        let item = |video: &str| visitlog_schema::CatalogItem {
+            foss: "Python".into(),
+            tutorial: "Intro".into(),
+            language: "English".into(),
+            video_id: video.into(),
+            title: "Intro".into(),
+            duration: Some(600.0),
+            order: 1,
+            main: true,
+            level: None,
+        };
+        let good = CatalogRecord::new("Python", vec![item("p1")]);
+        let two_mains = CatalogRecord::new("Python", vec![item("p1"), item("p2")]);
+        let mut unknown = serde_json::to_value(&good).unwrap();
+        unknown["items"][0]["colour"] = Value::from("red");
+        let prepared = Preparer::new().unwrap().prepare(vec![
+            serde_json::to_vec(&good).unwrap(),
+            serde_json::to_vec(&two_mains).unwrap(),
+            serde_json::to_vec(&unknown).unwrap(),
+        ]);
+        assert_eq!(prepared.catalogs.len(), 1);
+        assert_eq!(prepared.catalogs[0].0, good);
+        assert!(prepared.requests.is_empty() && prepared.events.is_empty());
+        assert_eq!(prepared.dead.len(), 2);
+        assert!(
+            prepared.dead[0].reason.contains("items[1].main"),
+            "{}",
+            prepared.dead[0].reason
+        );
+        assert!(
+            prepared.dead[1].reason.contains("colour"),
+            "{}",
+            prepared.dead[1].reason
+        );
+    }
+
+    #[test]
     fn dead_letter_documents_keep_the_payload_within_bounds() {
         let big = DeadLetter {
             raw: vec![b'x'; 10_000],

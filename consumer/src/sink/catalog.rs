@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use visitlog_schema::{CatalogItem, CatalogRecord};
 
 use super::history::Target;
-use super::{CATALOG, Sink, valid};
+use super::{CATALOG, Refolds, Sink, valid};
 use crate::error::Result;
+use visitlog_progress::Rules;
 
 /// A tutorial in one language, `(foss, tutorial, language)`: what a
 /// catalog's main video belongs to and a progress document is of.
@@ -234,7 +235,9 @@ impl Sink {
             return Ok(summary);
         }
         let before = self
-            .catalog_entries(doc! { "$or": [ { "foss": &record.foss }, { "_id": { "$in": &ids } } ] })
+            .catalog_entries(
+                doc! { "$or": [ { "foss": &record.foss }, { "_id": { "$in": &ids } } ] },
+            )
             .await?;
         let by_id: HashMap<&str, &CatalogEntry> =
             before.iter().map(|e| (e.video_id.as_str(), e)).collect();
@@ -342,6 +345,19 @@ impl Sink {
             );
         }
         Ok(mains_of(&entries))
+    }
+
+    /// Folds again every learner's progress in these tutorials (their main
+    /// video changed); returns how many documents it wrote.
+    pub async fn refold_tutorials(&self, keys: &[TutorialKey], rules: &Rules) -> Result<u64> {
+        let mut refolds = Refolds::default();
+        for target in self.tutorial_targets(keys).await? {
+            refolds.add_target(target);
+        }
+        if refolds.is_empty() {
+            return Ok(0);
+        }
+        self.refold(&refolds, rules).await
     }
 
     /// Every progress document of these tutorials, as refold targets.

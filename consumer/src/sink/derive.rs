@@ -13,7 +13,10 @@ use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 
 use super::history::Target;
-use super::{CatalogMain, DUPLICATE_KEY, Sink, TutorialKey, TUTORIAL_PROGRESS, ToDerive, VIDEO_POSITIONS, number_of, valid};
+use super::{
+    CatalogMain, DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, ToDerive, TutorialKey, VIDEO_POSITIONS,
+    number_of, valid,
+};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use visitlog_progress::{Progress, Rules, VideoPosition, needs_refold};
@@ -78,9 +81,8 @@ impl Sink {
             .map(|e| (e.foss.clone(), e.tutorial.clone(), e.language.clone()))
             .collect();
         let mains = self.catalog_mains(&keys).await?;
-        let main_of = |e: &EventRecord| {
-            mains.get(&(e.foss.clone(), e.tutorial.clone(), e.language.clone()))
-        };
+        let main_of =
+            |e: &EventRecord| mains.get(&(e.foss.clone(), e.tutorial.clone(), e.language.clone()));
         let mut pending: Vec<String> = groups.keys().cloned().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
