@@ -299,26 +299,38 @@ impl Sink {
         let statements: Vec<Document> = docs
             .into_iter()
             .map(|d| {
-                let mut q = older.clone();
-                q.insert("_id", d.get("_id").cloned().unwrap_or(Bson::Null));
+                // `_id` first: nx-27017, given `{$or, _id}`, matched (and
+                // replaced) another older document of the collection.
+                let mut q = doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null) };
+                q.extend(older.clone());
                 doc! { "q": q, "u": d, "upsert": true }
             })
             .collect();
         // A duplicate key here is a newer publication's document: it stays.
         self.update_all(CATALOG, statements).await?;
-        let mut retire = older;
-        retire.insert("foss", &record.foss);
-        self.catalog
-            .update_many(
-                retire,
-                doc! { "$set": {
-                    "active": false,
-                    "version": bson::DateTime::from_chrono(record.version),
-                    "version_ms": record.version.timestamp_millis(),
-                    "publication": record.id.to_string(),
-                } },
-            )
-            .await?;
+        // Then what is left older of this FOSS: each replaced whole, since
+        // nx-27017 both ignores `foss` beside `$or` in an update's filter and
+        // stores `$set: {active: false}` as 0; and only if still older.
+        let mut retire = doc! { "foss": &record.foss };
+        retire.extend(older.clone());
+        let mut cursor = self.catalog.find(retire).await?;
+        let mut statements = Vec::new();
+        while let Some(mut d) = cursor.try_next().await? {
+            let Some(id) = d.get("_id").cloned() else {
+                continue;
+            };
+            d.insert("active", false);
+            d.insert("version", bson::DateTime::from_chrono(record.version));
+            d.insert("version_ms", record.version.timestamp_millis());
+            d.insert("publication", record.id.to_string());
+            if !valid(&self.validators.catalog, &d, &id.to_string()) {
+                continue;
+            }
+            let mut q = doc! { "_id": id };
+            q.extend(older.clone());
+            statements.push(doc! { "q": q, "u": d, "upsert": false });
+        }
+        self.update_all(CATALOG, statements).await?;
         let after = self
             .catalog_mains(keys.iter().filter(|k| k.0 == record.foss))
             .await?;
