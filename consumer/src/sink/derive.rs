@@ -454,3 +454,30 @@ pub(super) struct UpdateOutcome {
     /// Indexes of statements that lost a race.
     pub(super) conflicts: Vec<usize>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_folded_on_another_main_video_is_folded_again() {
+        let main = CatalogMain {
+            video_id: "main".into(),
+            duration: Some(200.0),
+        };
+        let mut p = Progress::new("user:a", "F", "T", "L", chrono::Utc::now());
+        assert!(folded_on(&p, Some(&main)), "nothing watched yet");
+        assert!(folded_on(&p, None));
+        p.video_id = Some("long".into());
+        assert!(
+            !folded_on(&p, Some(&main)),
+            "the longest, not the catalog's"
+        );
+        assert!(folded_on(&p, None));
+        p.video_id = Some("main".into());
+        p.duration = Some(300.0);
+        assert!(!folded_on(&p, Some(&main)), "the reported duration");
+        p.duration = Some(200.0);
+        assert!(folded_on(&p, Some(&main)));
+    }
+}
