@@ -9,11 +9,11 @@ use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use visitlog_schema::{Collection, EventRecord, RecordValidator, RequestRecord};
+use visitlog_schema::{CatalogRecord, Collection, EventRecord, RecordValidator, RequestRecord};
 
 use visitlog_progress::{Rules, page_view};
 
-use crate::sink::LearnerLink;
+use crate::sink::{LearnerLink, catalog_document};
 
 /// One batch, sorted.
 #[derive(Debug, Default)]
@@ -30,6 +30,8 @@ pub struct Prepared {
     /// The analytics keys the request records touch (their events' are
     /// marked once they are stored).
     pub marks: Vec<crate::analytics::Mark>,
+    /// Catalog publications, checked, with the payload each came from.
+    pub catalogs: Vec<(CatalogRecord, Vec<u8>)>,
 }
 
 /// One document for `events`, and what it contributes to derived state.
@@ -48,6 +50,7 @@ pub struct PreparedEvent {
 enum Parsed {
     Request(Box<RequestRecord>),
     Event(Box<EventRecord>),
+    Catalog(Box<CatalogRecord>),
 }
 
 /// A payload that could not be stored, and why.
@@ -109,6 +112,7 @@ fn quoted(value: &str) -> String {
 pub struct Preparer {
     requests: RecordValidator,
     events: RecordValidator,
+    catalog: RecordValidator,
     rules: Rules,
 }
 
@@ -123,6 +127,7 @@ impl Preparer {
         Ok(Self {
             requests: RecordValidator::new(Collection::RequestLogs)?,
             events: RecordValidator::new(Collection::Events)?,
+            catalog: RecordValidator::new(Collection::Catalog)?,
             rules,
         })
     }
@@ -136,7 +141,14 @@ impl Preparer {
     pub fn prepare(&self, raw: Vec<Vec<u8>>) -> Prepared {
         let mut out = Prepared::default();
         for payload in raw {
-            let documents = self.parse(&payload).and_then(|parsed| match parsed {
+            let parsed = match self.parse(&payload) {
+                Ok(Parsed::Catalog(record)) => {
+                    out.catalogs.push((*record, payload));
+                    continue;
+                }
+                other => other,
+            };
+            let documents = parsed.and_then(|parsed| match parsed {
                 Parsed::Request(record) => {
                     let view = page_view(&record, &self.rules)
                         .map(|e| event_document(&e).map(|doc| (doc, e)))
@@ -147,6 +159,7 @@ impl Preparer {
                     Ok((Some((request_document(&record)?, link)), view))
                 }
                 Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),
+                Parsed::Catalog(_) => Ok((None, None)),
             });
             match documents {
                 Ok((Some((request, link)), view)) => {
@@ -207,6 +220,26 @@ impl Preparer {
                     return Err("`page.view` events are derived, not accepted".to_owned());
                 }
                 Ok(Parsed::Event(Box::new(event)))
+            }
+            "catalog" => {
+                let record: CatalogRecord = serde_json::from_value(value)
+                    .map_err(|e| format!("not a catalog record: {e}"))?;
+                record
+                    .check()
+                    .map_err(|e| format!("catalog refused at {}: {}", e.field, e.message))?;
+                // What will be stored, checked as the validator would.
+                for (i, item) in record.items.iter().enumerate() {
+                    let doc = catalog_document(&record, item);
+                    self.catalog
+                        .validate(&visitlog_progress::json_for_validation(&doc))
+                        .map_err(|f| {
+                            format!(
+                                "items[{i}] fails the catalog validator at {}: {}",
+                                f.path, f.message
+                            )
+                        })?;
+                }
+                Ok(Parsed::Catalog(Box::new(record)))
             }
             "" => Err("no `kind` field: not a visitlog record".to_owned()),
             other => Err(format!("unknown record kind {}", quoted(other))),
@@ -450,6 +483,44 @@ mod tests {
                 dead.reason
             );
         }
+    }
+
+    #[test]
+    fn catalog_publications_are_kept_or_refused_naming_the_field() {
+        let item = |video: &str| visitlog_schema::CatalogItem {
+            foss: "Python".into(),
+            tutorial: "Intro".into(),
+            language: "English".into(),
+            video_id: video.into(),
+            title: "Intro".into(),
+            duration: Some(600.0),
+            order: 1,
+            main: true,
+            level: None,
+        };
+        let good = CatalogRecord::new("Python", vec![item("p1")]);
+        let two_mains = CatalogRecord::new("Python", vec![item("p1"), item("p2")]);
+        let mut unknown = serde_json::to_value(&good).unwrap();
+        unknown["items"][0]["colour"] = Value::from("red");
+        let prepared = Preparer::new().unwrap().prepare(vec![
+            serde_json::to_vec(&good).unwrap(),
+            serde_json::to_vec(&two_mains).unwrap(),
+            serde_json::to_vec(&unknown).unwrap(),
+        ]);
+        assert_eq!(prepared.catalogs.len(), 1);
+        assert_eq!(prepared.catalogs[0].0, good);
+        assert!(prepared.requests.is_empty() && prepared.events.is_empty());
+        assert_eq!(prepared.dead.len(), 2);
+        assert!(
+            prepared.dead[0].reason.contains("items[1].main"),
+            "{}",
+            prepared.dead[0].reason
+        );
+        assert!(
+            prepared.dead[1].reason.contains("colour"),
+            "{}",
+            prepared.dead[1].reason
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The command line: `run`, `setup`, `check-config`, `dead-letters`, `stats`.
+//! The command line: `run`, `setup`, `check-config`, `dead-letters`,
+//! `catalog`, `stats`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,33 @@ enum Command {
     DeadLetters(DeadLetters),
     /// Queue, processing and dead-letter counts, as JSON.
     Stats,
+    /// The catalog of tutorials and videos.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogCommand {
+    /// Import a catalog kept elsewhere: all or nothing, idempotent.
+    ///
+    /// FILE is a JSON array of items, or CSV whose header row names the
+    /// columns foss,tutorial,language,video_id,title,duration,order,main,level
+    /// (foss to title required; `main` is true/false/1/0/yes/no; an empty
+    /// duration or level is none). `-` reads standard input. Any bad row
+    /// and nothing is imported: the errors name the line (CSV) or item
+    /// index (JSON) and the field.
+    ///
+    /// Each FOSS in the file is published whole, as the app's own
+    /// publications are: videos of a FOSS that the file does not list
+    /// become inactive (`active: false`, kept). Import a FOSS's full list,
+    /// never part of it.
+    Import {
+        /// The file (`.json` or `.csv`; `-` for standard input).
+        file: PathBuf,
+        /// Check the file and print what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,6 +238,9 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
                 config.database
             );
         }
+        Command::Catalog(CatalogCommand::Import { file, dry_run }) => {
+            import_catalog(&config, &file, dry_run).await?;
+        }
         Command::CheckConfig => print!("{}", config.to_redacted_toml()),
         Command::Stats => println!("{:#}", admin::stats(&config).await?),
         Command::DeadLetters(DeadLetters::List { limit }) => {
@@ -224,6 +255,46 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::DeadLetters(DeadLetters::Purge(args)) => {
             let n = admin::purge(&config, &args.into()).await?;
             println!("deleted {n} dead letters");
+        }
+    }
+    Ok(())
+}
+
+/// `catalog import`: see [`CatalogCommand::Import`].
+async fn import_catalog(
+    config: &Config,
+    file: &std::path::Path,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use crate::catalog_import::{Format, SHOWN_ERRORS, import, publications, read_input};
+    let text =
+        read_input(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let records = match publications(&text, Format::of(file, &text), chrono::Utc::now()) {
+        Ok(records) => records,
+        Err(errors) => {
+            for e in errors.iter().take(SHOWN_ERRORS) {
+                eprintln!("{e}");
+            }
+            if errors.len() > SHOWN_ERRORS {
+                eprintln!("… and {} more", errors.len() - SHOWN_ERRORS);
+            }
+            anyhow::bail!(
+                "catalog not imported: {} errors in {}",
+                errors.len(),
+                file.display()
+            );
+        }
+    };
+    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    if !dry_run {
+        sink.setup(config.retention).await?;
+    }
+    let summaries = import(&sink, &records, &config.rules(), dry_run).await?;
+    for summary in summaries {
+        if dry_run {
+            println!("{summary} (dry run: nothing written)");
+        } else {
+            println!("{summary}");
         }
     }
     Ok(())

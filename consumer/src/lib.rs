@@ -11,11 +11,12 @@
 //! - [`worker`]: the loop, with bounded batches in flight and graceful
 //!   shutdown; every retry goes through one backoff that listens for
 //!   shutdown. [`error`] is the library's error type; [`cli`] is the
-//!   command line.
+//!   command line; [`catalog_import`] is `catalog import`.
 
 pub mod admin;
 pub mod analytics;
 pub mod batch;
+pub mod catalog_import;
 pub mod cli;
 pub mod config;
 pub mod error;

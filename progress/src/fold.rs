@@ -106,8 +106,20 @@ impl Progress {
     /// Folds one more event (newer than any folded so far) on top of
     /// `state`, or on an empty state.
     pub fn fold_one(state: Option<Progress>, event: &EventRecord, rules: &Rules) -> Progress {
+        Self::fold_one_with(state, event, rules, None)
+    }
+
+    /// [`Progress::fold_one`], with the catalog's main video when it names
+    /// one: a refold streams a history event by event and must judge it on
+    /// the same main video as [`Progress::fold_with`] would.
+    pub fn fold_one_with(
+        state: Option<Progress>,
+        event: &EventRecord,
+        rules: &Rules,
+        main: Option<MainVideo<'_>>,
+    ) -> Progress {
         let mut p = state.unwrap_or_else(|| Progress::empty(event));
-        p.apply(event, rules, None);
+        p.apply(event, rules, main);
         p
     }
 

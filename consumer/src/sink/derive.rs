@@ -6,14 +6,17 @@
 //! Over 400 lines because the race handling (conditions, retries after a
 //! lost race, refolds) only reads right in one place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 
 use super::history::Target;
-use super::{DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, ToDerive, VIDEO_POSITIONS, number_of, valid};
+use super::{
+    CatalogMain, DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, ToDerive, TutorialKey, VIDEO_POSITIONS,
+    number_of, valid,
+};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use visitlog_progress::{Progress, Rules, VideoPosition, needs_refold};
@@ -46,10 +49,18 @@ impl Sink {
     /// they logged in on it (see `links`): a batch's events of a linked
     /// visitor, and the links it wrote, make the user's documents they
     /// touch fold again.
+    ///
+    /// Progress is folded on the catalog's main video of its tutorial and
+    /// language when the catalog names one (its duration wins over the
+    /// reported ones); the tutorials whose main video the batch's
+    /// publications changed are folded again for every learner.
     pub async fn derive(&self, batch: &ToDerive, rules: &Rules) -> Result<(u64, Refolds)> {
         let events = &batch.events;
         let mut refolds = Refolds::default();
         for target in self.link_targets(events, &batch.links).await? {
+            refolds.add_target(target);
+        }
+        for target in self.tutorial_targets(&batch.catalog_tutorials).await? {
             refolds.add_target(target);
         }
         if events.is_empty() {
@@ -64,6 +75,14 @@ impl Sink {
             batch.sort_by_key(|e| e.id);
             batch.dedup_by_key(|e| e.id);
         }
+        let keys: HashSet<TutorialKey> = groups
+            .values()
+            .filter_map(|b| b.first())
+            .map(|e| (e.foss.clone(), e.tutorial.clone(), e.language.clone()))
+            .collect();
+        let mains = self.catalog_mains(&keys).await?;
+        let main_of =
+            |e: &EventRecord| mains.get(&(e.foss.clone(), e.tutorial.clone(), e.language.clone()));
         let mut pending: Vec<String> = groups.keys().cloned().collect();
         let mut pauses = contention_backoff();
         for attempt in 0..DERIVE_ATTEMPTS {
@@ -75,11 +94,18 @@ impl Sink {
                 let old = olds.get(key);
                 // Late events, replays, and documents that cannot be read:
                 // the whole stored history is folded again, later.
-                if needs_refold(old, batch) || (existing.contains_key(key) && old.is_none()) {
+                let main = batch.first().and_then(main_of);
+                // Also a document folded on another main video than the
+                // catalog's now (a publication raced this batch's read).
+                if needs_refold(old, batch)
+                    || (existing.contains_key(key) && old.is_none())
+                    || old.is_some_and(|p| !folded_on(p, main))
+                {
                     refolds.add(batch);
                     continue;
                 }
-                let new = Progress::fold(old.cloned(), batch, rules);
+                let main = main.map(CatalogMain::as_main);
+                let new = Progress::fold_with(old.cloned(), batch, rules, main);
                 if let Some(statement) = self.progress_statement(key, new, old, None) {
                     statements.push(statement);
                     keys.push(key.clone());
@@ -326,7 +352,7 @@ impl Refolds {
     }
 
     /// Adds one progress document's history.
-    fn add_target(&mut self, target: Target) {
+    pub(super) fn add_target(&mut self, target: Target) {
         self.0.insert(target.id(), target);
     }
 
@@ -338,6 +364,21 @@ impl Refolds {
     /// How many histories.
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+}
+
+/// Whether `p` can have been folded on the catalog's `main` video: it shows
+/// no other main video, nor another duration of it. (A document folded
+/// without the catalog shows the longest video; one folded on the catalog
+/// shows its main video, or none while that is unwatched.)
+fn folded_on(p: &Progress, main: Option<&CatalogMain>) -> bool {
+    let Some(main) = main else {
+        return true; // Nothing to compare with.
+    };
+    match p.video_id.as_deref() {
+        None => true,
+        Some(v) if v != main.video_id => false,
+        Some(_) => main.duration.is_none_or(|d| p.duration == Some(d)),
     }
 }
 
@@ -412,4 +453,31 @@ pub(super) struct UpdateOutcome {
     pub(super) written: u64,
     /// Indexes of statements that lost a race.
     pub(super) conflicts: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_folded_on_another_main_video_is_folded_again() {
+        let main = CatalogMain {
+            video_id: "main".into(),
+            duration: Some(200.0),
+        };
+        let mut p = Progress::new("user:a", "F", "T", "L", chrono::Utc::now());
+        assert!(folded_on(&p, Some(&main)), "nothing watched yet");
+        assert!(folded_on(&p, None));
+        p.video_id = Some("long".into());
+        assert!(
+            !folded_on(&p, Some(&main)),
+            "the longest, not the catalog's"
+        );
+        assert!(folded_on(&p, None));
+        p.video_id = Some("main".into());
+        p.duration = Some(300.0);
+        assert!(!folded_on(&p, Some(&main)), "the reported duration");
+        p.duration = Some(200.0);
+        assert!(folded_on(&p, Some(&main)));
+    }
 }

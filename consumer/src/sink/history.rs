@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 
 use bson::{Document, doc};
 use futures_util::TryStreamExt;
-use visitlog_progress::{Progress, Rules, event_from_document};
+use visitlog_progress::{MainVideo, Progress, Rules, event_from_document};
 use visitlog_schema::EventRecord;
 
-use super::{LearnerLink, Sink};
+use super::{CatalogMain, LearnerLink, Sink, TutorialKey};
 use crate::error::{Error, Result};
 
 /// Events per reply when a history is read back for a refold: what memory
@@ -41,12 +41,16 @@ impl Sink {
             .into_iter()
             .collect();
         let links = self.links_by("user", &users).await?;
+        // The catalog's main videos, read once for all the histories.
+        let keys: HashSet<TutorialKey> = targets.iter().map(|t| t.key()).collect();
+        let mains = self.catalog_mains(&keys).await?;
         let (linked, plain): (Vec<&Target>, Vec<&Target>) =
             targets.iter().partition(|t| links.contains_key(&t.learner));
-        let mut out = self.fold_plain(&plain, rules).await?;
+        let mut out = self.fold_plain(&plain, rules, &mains).await?;
         for target in linked {
+            let main = mains.get(&target.key()).map(CatalogMain::as_main);
             if let Some(p) = self
-                .fold_linked(target, &links[&target.learner], rules)
+                .fold_linked(target, &links[&target.learner], rules, main)
                 .await?
             {
                 out.insert(target.id(), p);
@@ -70,6 +74,7 @@ impl Sink {
         target: &Target,
         links: &[LearnerLink],
         rules: &Rules,
+        main: Option<MainVideo<'_>>,
     ) -> Result<Option<Progress>> {
         let clause = |learner: &str| doc! { "learner": learner, "foss": &target.foss, "tutorial": &target.tutorial, "language": &target.language };
         let mut any = vec![clause(&target.learner)];
@@ -104,7 +109,7 @@ impl Sink {
                     e.ts,
                 ),
             };
-            state = Some(Progress::fold_one(Some(p), &e, rules));
+            state = Some(Progress::fold_one_with(Some(p), &e, rules, main));
         }
         Ok(state)
     }
@@ -118,6 +123,7 @@ impl Sink {
         &self,
         targets: &[&Target],
         rules: &Rules,
+        mains: &HashMap<TutorialKey, CatalogMain>,
     ) -> Result<HashMap<String, Progress>> {
         let mut out: HashMap<String, Progress> = HashMap::new();
         for chunk in targets.chunks(100) {
@@ -154,7 +160,10 @@ impl Sink {
                 if state.is_none() && out.contains_key(&key) {
                     return Err(Error::History(format!("{key} not read in one piece")));
                 }
-                current = Some((key, Progress::fold_one(state, &e, rules)));
+                let main = mains
+                    .get(&(e.foss.clone(), e.tutorial.clone(), e.language.clone()))
+                    .map(CatalogMain::as_main);
+                current = Some((key, Progress::fold_one_with(state, &e, rules, main)));
             }
             if let Some((k, p)) = current {
                 out.insert(k, p);
@@ -192,6 +201,15 @@ impl Target {
             tutorial: tutorial.to_owned(),
             language: language.to_owned(),
         }
+    }
+
+    /// Its tutorial and language.
+    pub(crate) fn key(&self) -> TutorialKey {
+        (
+            self.foss.clone(),
+            self.tutorial.clone(),
+            self.language.clone(),
+        )
     }
 
     /// The progress document's `_id`.

@@ -2,7 +2,8 @@
 //! bulk inserts that make replays harmless ([`store`]), the documents
 //! derived from events ([`derive`]) and the histories they are folded
 //! again from ([`history`]), which browser a user logged in on
-//! ([`links`]), and dead letters ([`dead_letters`]).
+//! ([`links`]), the catalog of tutorials and videos ([`catalog`]), and
+//! dead letters ([`dead_letters`]).
 //! This file holds the handles they share and the collection names, which
 //! come from `visitlog_schema::Collection` (the validators' owner) but for
 //! `dead_letters`, which has no validator.
@@ -19,6 +20,7 @@ use visitlog_schema::RecordValidator;
 
 use crate::error::Result;
 
+mod catalog;
 mod dead_letters;
 mod derive;
 mod history;
@@ -26,6 +28,7 @@ mod links;
 mod setup;
 mod store;
 
+pub use catalog::{CatalogEntry, CatalogMain, CatalogSummary, TutorialKey, catalog_document};
 pub use derive::{Refolds, position_statement};
 pub use links::LearnerLink;
 pub use store::{Stored, ToDerive};
@@ -45,6 +48,8 @@ pub const VIDEO_POSITIONS: &str = Coll::VideoPositions.name();
 pub const TUTORIAL_PROGRESS: &str = Coll::TutorialProgress.name();
 /// Which user logged in on which browser.
 pub const LEARNER_LINKS: &str = Coll::LearnerLinks.name();
+/// The tutorials and videos the site offers.
+pub const CATALOG: &str = Coll::Catalog.name();
 
 /// Handles to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -55,6 +60,7 @@ pub struct Sink {
     events: Collection<Document>,
     progress: Collection<Document>,
     links: Collection<Document>,
+    catalog: Collection<Document>,
     dead: Collection<Document>,
     validators: std::sync::Arc<DerivedValidators>,
 }
@@ -65,6 +71,7 @@ struct DerivedValidators {
     positions: RecordValidator,
     progress: RecordValidator,
     links: RecordValidator,
+    catalog: RecordValidator,
 }
 
 impl Sink {
@@ -87,11 +94,13 @@ impl Sink {
             events: db.collection(EVENTS),
             progress: db.collection(TUTORIAL_PROGRESS),
             links: db.collection(LEARNER_LINKS),
+            catalog: db.collection(CATALOG),
             dead: db.collection(DEAD_LETTERS),
             validators: std::sync::Arc::new(DerivedValidators {
                 positions: RecordValidator::new(Coll::VideoPositions)?,
                 progress: RecordValidator::new(Coll::TutorialProgress)?,
                 links: RecordValidator::new(Coll::LearnerLinks)?,
+                catalog: RecordValidator::new(Coll::Catalog)?,
             }),
             db,
             client,
@@ -135,6 +144,11 @@ impl Sink {
     /// the derivation loop makes its own with its settings.
     pub fn marks(&self) -> crate::analytics::Marks {
         crate::analytics::Marks::new(&self.db, Duration::ZERO, Duration::ZERO, "status")
+    }
+
+    /// The catalog collection.
+    pub fn catalog(&self) -> &Collection<Document> {
+        &self.catalog
     }
 
     /// The request-logs collection, for tests and the benchmark.

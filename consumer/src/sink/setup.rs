@@ -121,6 +121,24 @@ impl Sink {
                 .keys(doc! { "learner": 1, "foss": 1 })
                 .build()])
             .await?;
+        // A publication reads and retires its FOSS's documents; progress
+        // looks up a tutorial's main video.
+        self.catalog
+            .create_indexes([
+                IndexModel::builder()
+                    .keys(doc! { "foss": 1, "version_ms": 1 })
+                    .build(),
+                IndexModel::builder()
+                    .keys(doc! { "foss": 1, "tutorial": 1, "language": 1 })
+                    .build(),
+            ])
+            .await?;
+        // A catalog change folds again every learner's progress in a tutorial.
+        self.progress
+            .create_indexes([IndexModel::builder()
+                .keys(doc! { "foss": 1, "tutorial": 1, "language": 1 })
+                .build()])
+            .await?;
         self.db
             .collection::<Document>(VIDEO_POSITIONS)
             .create_indexes([IndexModel::builder().keys(doc! { "learner": 1 }).build()])

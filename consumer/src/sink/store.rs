@@ -2,8 +2,9 @@
 //! record is a duplicate-key no-op, a client's retry of an event already
 //! stored (same `client_event_id`) is dropped, per-document refusals become
 //! dead letters, and only trouble worth retrying the whole batch is an
-//! error. The batch's learner links are stored here too, before anything
-//! is derived.
+//! error. The batch's learner links and catalog publications are stored
+//! here too, before anything is derived (so progress folds its events on
+//! the catalog they came with).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,7 +15,7 @@ use mongodb::Collection;
 use mongodb::error::{ErrorKind, WriteFailure};
 use uuid::Uuid;
 
-use super::{DUPLICATE_KEY, LearnerLink, Sink};
+use super::{DUPLICATE_KEY, LearnerLink, Sink, TutorialKey};
 use crate::batch::{DeadLetter, Prepared, PreparedEvent};
 use crate::error::Result;
 use visitlog_schema::EventRecord;
@@ -33,6 +34,10 @@ pub struct ToDerive {
     /// The analytics keys the batch touches: its request records', and its
     /// stored events'.
     pub marks: Vec<crate::analytics::Mark>,
+    /// Tutorials whose catalog main video (or its duration) the batch's
+    /// publications changed: every learner's progress in them is folded
+    /// again.
+    pub catalog_tutorials: Vec<TutorialKey>,
 }
 
 /// What storing one batch did.
@@ -75,6 +80,25 @@ impl Sink {
         };
         let mut dead = prepared.dead;
         let mut marks = prepared.marks;
+        // Publications in queue order; whatever the order, the newest wins.
+        let mut catalog_tutorials = std::collections::BTreeSet::new();
+        for (record, _) in &prepared.catalogs {
+            let summary = self.apply_catalog(record, false).await?;
+            tracing::info!(%summary, publication = %record.id, "catalog publication applied");
+            if summary.new + summary.updated + summary.retired > 0 {
+                stored.inserted += 1;
+            } else {
+                stored.duplicates += 1;
+            }
+            catalog_tutorials.extend(summary.mains_changed);
+            // `video_stats` take their duration and tutorial from the catalog.
+            marks.extend(record.items.iter().map(|item| {
+                crate::analytics::Mark::new(
+                    crate::analytics::DerivedKind::Video,
+                    item.video_id.clone(),
+                )
+            }));
+        }
         let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
             .requests
             .into_iter()
@@ -150,6 +174,7 @@ impl Sink {
                 },
                 events: folds,
                 links,
+                catalog_tutorials: catalog_tutorials.into_iter().collect(),
             },
         ))
     }
