@@ -17,6 +17,9 @@ pub async fn stats(config: &Config) -> Result<serde_json::Value> {
     let stored = sink.request_logs().estimated_document_count().await?;
     let events = sink.events().estimated_document_count().await?;
     let progress = sink.tutorial_progress().estimated_document_count().await?;
+    let marks = sink.marks();
+    let derivations_pending = marks.pending().await?;
+    let derivation_lag_seconds = marks.lag().await?.as_secs_f64();
     Ok(serde_json::json!({
         "queue": config.queue,
         "pending": queue.pending,
@@ -26,6 +29,8 @@ pub async fn stats(config: &Config) -> Result<serde_json::Value> {
         "request_logs": stored,
         "events": events,
         "tutorial_progress": progress,
+        "derivations_pending": derivations_pending,
+        "derivation_lag_seconds": derivation_lag_seconds,
     }))
 }
 

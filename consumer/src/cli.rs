@@ -93,6 +93,30 @@ enum Command {
     /// The catalog of tutorials and videos.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// The site's figures over a range of days (UTC): page views, visits,
+    /// learners, time on page, sessions, video watched, completions, and
+    /// the most viewed tutorials.
+    Report {
+        /// First day, YYYY-MM-DD (default: 29 days before --to).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day, included, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// Only tutorials of this FOSS (repeatable).
+        #[arg(long)]
+        foss: Vec<String>,
+        /// `table` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+}
+
+/// How `report` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ReportFormat {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,6 +257,14 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Setup => {
             let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
             sink.setup(config.retention).await?;
+            crate::analytics::Analytics::new(
+                sink.clone(),
+                config.analytics_rules(),
+                config.derive_interval,
+                "setup",
+            )
+            .setup()
+            .await?;
             println!(
                 "collections, validators and indexes of `{}` are in place",
                 config.database
@@ -240,6 +272,24 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Catalog(CatalogCommand::Import { file, dry_run }) => {
             import_catalog(&config, &file, dry_run).await?;
+        }
+        Command::Report {
+            from,
+            to,
+            foss,
+            format,
+        } => {
+            let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let from = from.unwrap_or(to - chrono::Duration::days(29));
+            if from > to {
+                anyhow::bail!("--from {from} is after --to {to}");
+            }
+            let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+            let report = crate::report::report(&sink, from, to, &foss).await?;
+            match format {
+                ReportFormat::Table => print!("{}", report.table()),
+                ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
         }
         Command::CheckConfig => print!("{}", config.to_redacted_toml()),
         Command::Stats => println!("{:#}", admin::stats(&config).await?),

@@ -336,10 +336,19 @@ fn analytics_config(
     }
 }
 
-/// Runs `payloads` through one consumer and returns the derived collections.
+/// Runs `payloads` through `consumers` consumers and returns the derived
+/// collections.
 async fn derive(payloads: &[Vec<u8>], consumers: usize) -> BTreeMap<&'static str, Vec<Document>> {
+    derive_in(payloads, consumers, &test_database()).await
+}
+
+async fn derive_in(
+    payloads: &[Vec<u8>],
+    consumers: usize,
+    db: &str,
+) -> BTreeMap<&'static str, Vec<Document>> {
     let uri = shared_mongodb_uri();
-    let db = test_database();
+    let db = db.to_owned();
     let ns = Namespace::new();
     push(ns.redis_url(), ns.queue(), payloads).await.unwrap();
     let running: Vec<InProcess> = (0..consumers)
@@ -373,7 +382,8 @@ fn f64_of(d: &Document, key: &str) -> Option<f64> {
 #[tokio::test]
 async fn a_morning_of_traffic_gives_the_figures_the_rules_say() {
     let traffic = morning();
-    let derived = derive(&traffic.payloads, 1).await;
+    let db = test_database();
+    let derived = derive_in(&traffic.payloads, 1, &db).await;
     let pages = &derived["page_views"];
     // Staff and the bot have no page view.
     assert_eq!(pages.len(), 5, "{pages:#?}");
@@ -457,6 +467,33 @@ async fn a_morning_of_traffic_gives_the_figures_the_rules_say() {
     assert_eq!(f64_of(site, "visits"), Some(3.0));
     assert_eq!(f64_of(site, "sessions"), Some(2.0));
     assert_eq!(f64_of(site, "learners"), Some(1.0));
+
+    // The terminal report reads the same figures back.
+    let sink = visitlog_consumer::sink::Sink::new(&shared_mongodb_uri(), &db)
+        .await
+        .unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let report = visitlog_consumer::report::report(&sink, day, day, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.page_views,
+            report.visits,
+            report.visitors,
+            report.learners,
+            report.sessions
+        ),
+        (5, 3, 2, 1, 2)
+    );
+    assert_eq!(report.tutorials.len(), 1);
+    assert_eq!(report.tutorials[0].views, 1);
+    assert!(report.table().contains("Python: Functions (English)"));
+    let before = day.pred_opt().unwrap();
+    let empty = visitlog_consumer::report::report(&sink, before, before, &[])
+        .await
+        .unwrap();
+    assert_eq!((empty.page_views, empty.tutorials.len()), (0, 0));
 }
 
 #[tokio::test]
