@@ -141,9 +141,17 @@ async fn every_endpoint_follows_the_records_and_the_fleet() {
         "visitlog_consumer_dead_letters 1",
         "visitlog_consumer_dependency_up{dependency=\"redis\"} 1",
         "# TYPE visitlog_consumer_batch_duration_seconds histogram",
+        "# TYPE visitlog_consumer_derivation_lag_seconds gauge",
+        "# TYPE visitlog_consumer_derivations_pending gauge",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    // The analytics' backlog: the page views of 600 records, marked.
+    let d = &s["derivations"];
+    assert!(
+        d["lag_seconds"].as_f64().is_some() && d["pending"].as_u64().is_some(),
+        "{s}"
+    );
     assert_eq!(get(&format!("{base}/readyz"), None).await.0, 200);
 
     // A second instance shows up in the first one's fleet, and is gone once

@@ -384,3 +384,109 @@ async fn chromium_plays_the_video_and_the_page_resumes_it() {
     site.shutdown(Duration::from_secs(5)).await;
     consumer.stop().await;
 }
+
+/// The `data-page-view` a page embeds: its request record's id.
+fn page_view_of(html: &str) -> String {
+    let at = html.find("data-page-view=\"").unwrap() + "data-page-view=\"".len();
+    html[at..at + 36].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learners_visit_becomes_the_sites_figures() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let consumer = InProcess::start(visitlog_consumer::config::Config {
+        derive_interval: Duration::from_millis(200),
+        ..config(&ns, &uri, &db, "analytics-1")
+    });
+    let site = Site::start_with_progress(ns.config(), &uri, &db)
+        .await
+        .unwrap();
+    assert_eq!(
+        site.publish_catalog().unwrap(),
+        3,
+        "one publication per FOSS"
+    );
+
+    // Ann logs in, reads a tutorial with its pings, watches 5 s, goes home.
+    let mut laptop = Browser::new(&site);
+    laptop.login(&site, "ann").await;
+    let html = laptop.get(site.url(PAGE)).await.text().await.unwrap();
+    let page = page_view_of(&html);
+    let ping = |kind: &str, ms: u64| {
+        json!({"type": kind, "page_view": page, "active_ms": ms,
+               "foss": "Python", "tutorial": "Getting-started", "language": "English"})
+    };
+    laptop.send(&site, video("video.play", 0.0, None)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    laptop.send(&site, ping("page.ping", 1_000)).await;
+    let mut pause = video("video.pause", 5.0, Some(0.0));
+    pause["page_view"] = page.clone().into();
+    laptop.send(&site, pause).await;
+    laptop.send(&site, ping("page.hide", 200)).await;
+    laptop.get(site.url("/")).await;
+
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let db = client.database(&db);
+    let found = |name: &'static str, filter: bson::Document| {
+        let coll = db.collection::<bson::Document>(name);
+        async move {
+            eventually(WAIT, Duration::from_millis(200), async || {
+                match coll.find_one(filter.clone()).await.unwrap() {
+                    Some(d) => Ok(d),
+                    None => Err(format!("nothing in {name} matches {filter}")),
+                }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let viewed = found("page_views", doc! { "_id": &page, "pings": 2 }).await;
+    assert_eq!(viewed.get_str("learner"), Ok("user:ann"));
+    assert_eq!(viewed.get_bool("estimated"), Ok(false), "{viewed}");
+    assert!(viewed.get_f64("time_on_page_s").unwrap() >= 1.0, "{viewed}");
+    assert!(
+        (viewed.get_f64("engaged_s").unwrap() - 1.2).abs() < 1e-9,
+        "{viewed}"
+    );
+    let session = found(
+        "sessions",
+        doc! { "learner": "user:ann", "page_views": { "$gte": 2 } },
+    )
+    .await;
+    assert!(
+        session.get_f64("video_s").unwrap() >= 5.0 - 1e-9,
+        "{session}"
+    );
+    assert_eq!(session.get_bool("bounce"), Ok(false));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let daily = found(
+        "tutorial_daily",
+        doc! { "foss": "Python", "tutorial": "Getting-started", "language": "English", "day": &today, "page_views": 1 },
+    )
+    .await;
+    let n = |d: &bson::Document, k: &str| {
+        d.get(k)
+            .and_then(bson::Bson::as_i64)
+            .or_else(|| d.get(k).and_then(bson::Bson::as_i32).map(i64::from))
+    };
+    assert_eq!(n(&daily, "time_on_page_n"), Some(1), "{daily}");
+    assert_eq!(n(&daily, "learners"), Some(1), "{daily}");
+    found("site_daily", doc! { "_id": &today, "learners": 1 }).await;
+    // The catalog makes every video show, watched or not.
+    let watched = found(
+        "video_stats",
+        doc! { "_id": "Python/Getting-started/English", "viewers": 1 },
+    )
+    .await;
+    assert_eq!(
+        watched.get_f64("duration"),
+        Ok(visitlog_example::SAMPLE_SECONDS)
+    );
+    found(
+        "video_stats",
+        doc! { "_id": "Scilab/Vectors/English", "viewers": 0 },
+    )
+    .await;
+    consumer.stop().await;
+}

@@ -80,6 +80,14 @@ impl Site {
         })
     }
 
+    /// Publishes the example site's catalog, as its `main` does at start-up.
+    pub fn publish_catalog(&self) -> anyhow::Result<usize> {
+        Ok(self
+            .capture
+            .catalog()
+            .publish(visitlog_example::catalog())?)
+    }
+
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
