@@ -287,7 +287,16 @@ pub async fn import(
     for record in records {
         let summary = sink.apply_catalog(record, dry_run).await?;
         if !dry_run {
-            sink.refold_tutorials(&summary.mains_changed, rules).await?;
+            let (_, mut marks) = sink.refold_tutorials(&summary.mains_changed, rules).await?;
+            // As a queued publication does: its videos' stats take the
+            // catalog's duration and tutorial, and unwatched ones show.
+            marks.extend(record.items.iter().map(|item| {
+                crate::analytics::Mark::new(
+                    crate::analytics::DerivedKind::Video,
+                    item.video_id.clone(),
+                )
+            }));
+            sink.marks().mark(marks).await?;
         }
         out.push(summary);
     }

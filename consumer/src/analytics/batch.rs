@@ -3,6 +3,7 @@
 //! replayed batch makes the same marks, and marking twice is harmless.
 
 use visitlog_analytics::{day_of, is_page_view, tutorial_day_id, visit_key};
+use visitlog_progress::Progress;
 use visitlog_schema::{EventRecord, EventType, Learner, RequestRecord};
 
 use super::marks::{DerivedKind, Mark};
@@ -53,5 +54,97 @@ pub fn tutorial_day(foss: &str, tutorial: &str, language: &str, day: &str) -> Ma
             DerivedKind::TutorialDay,
             tutorial_day_id(foss, tutorial, language, day),
         )
+    }
+}
+
+/// The marks of a progress document folded again: the day of its
+/// completion (before and after: one may have moved it) and its videos.
+pub fn progress_marks(p: &Progress) -> Vec<Mark> {
+    let mut marks: Vec<Mark> = p
+        .videos
+        .iter()
+        .map(|v| Mark::new(DerivedKind::Video, v.video_id.clone()))
+        .collect();
+    if let Some(at) = p.completed_at {
+        let day = day_of(at);
+        marks.push(tutorial_day(&p.foss, &p.tutorial, &p.language, &day));
+        marks.push(Mark::new(DerivedKind::Day, day));
+    }
+    marks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visitlog_schema::EventType;
+
+    fn kinds(marks: &[Mark]) -> Vec<(DerivedKind, String)> {
+        let mut k: Vec<_> = marks.iter().map(|m| (m.kind, m.key.clone())).collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn a_page_view_marks_its_visit_and_other_requests_nothing() {
+        let page = RequestRecord::example();
+        let mark = request_marks(&page).unwrap();
+        assert_eq!(
+            (mark.kind, mark.key),
+            (DerivedKind::Visit, visit_key(&page))
+        );
+        let mut css = RequestRecord::example();
+        css.content_type = Some("text/css".into());
+        assert!(request_marks(&css).is_none());
+        let mut staff = RequestRecord::example();
+        staff.staff = true;
+        assert!(request_marks(&staff).is_none());
+    }
+
+    #[test]
+    fn events_mark_their_learner_video_and_days_and_pings_their_page() {
+        let e = EventRecord::example();
+        let day = day_of(e.ts);
+        let marks = event_marks(std::slice::from_ref(&e));
+        assert_eq!(
+            kinds(&marks),
+            vec![
+                (DerivedKind::Learner, e.learner.clone()),
+                (DerivedKind::Video, e.video_id.clone().unwrap()),
+                (
+                    DerivedKind::TutorialDay,
+                    tutorial_day_id(&e.foss, &e.tutorial, &e.language, &day)
+                ),
+                (DerivedKind::Day, day.clone()),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        let mut ping = EventRecord::example();
+        ping.event_type = EventType::PagePing;
+        ping.page_view = Some(uuid::Uuid::nil());
+        let marks = event_marks(&[ping.clone()]);
+        assert!(
+            kinds(&marks).contains(&(DerivedKind::Visit, format!("page:{}", uuid::Uuid::nil())))
+        );
+        assert!(!kinds(&marks).iter().any(|(k, _)| *k == DerivedKind::Day));
+        ping.staff = true;
+        assert!(event_marks(&[ping]).is_empty(), "staff touch no figure");
+    }
+
+    #[test]
+    fn a_refolded_document_marks_its_completion_day_and_videos() {
+        let e = EventRecord::example();
+        let mut p = Progress::fold(None, [&e], &visitlog_progress::Rules::default()).unwrap();
+        assert!(
+            kinds(&progress_marks(&p))
+                .iter()
+                .all(|(k, _)| *k == DerivedKind::Video)
+        );
+        p.completed_at = Some(e.ts);
+        let marks = kinds(&progress_marks(&p));
+        assert!(marks.contains(&(DerivedKind::Day, day_of(e.ts))));
+        assert!(marks.iter().any(|(k, _)| *k == DerivedKind::TutorialDay));
     }
 }

@@ -360,14 +360,19 @@ impl Sink {
     }
 
     /// Folds again every learner's progress in these tutorials (their main
-    /// video changed); returns how many documents it wrote.
-    pub async fn refold_tutorials(&self, keys: &[TutorialKey], rules: &Rules) -> Result<u64> {
+    /// video changed); returns how many documents it wrote, and the
+    /// analytics keys they touch.
+    pub async fn refold_tutorials(
+        &self,
+        keys: &[TutorialKey],
+        rules: &Rules,
+    ) -> Result<(u64, Vec<crate::analytics::Mark>)> {
         let mut refolds = Refolds::default();
         for target in self.tutorial_targets(keys).await? {
             refolds.add_target(target);
         }
         if refolds.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         self.refold(&refolds, rules).await
     }

@@ -138,7 +138,16 @@ impl Sink {
     /// write here misses (11000) and the history is read and folded again;
     /// if it writes afterwards, its events are either newer than `through`
     /// (folded on top) or not (it refolds too).
-    pub async fn refold(&self, refolds: &Refolds, rules: &Rules) -> Result<u64> {
+    ///
+    /// Also returns the analytics keys the new documents touch: a history
+    /// folded again may move a completion to another day, or add seconds
+    /// watched to videos no event of the batch named (a login's link).
+    pub async fn refold(
+        &self,
+        refolds: &Refolds,
+        rules: &Rules,
+    ) -> Result<(u64, Vec<crate::analytics::Mark>)> {
+        let mut marks = Vec::new();
         let mut written = 0;
         let mut pending: Vec<&Target> = refolds.0.values().collect();
         let mut pauses = contention_backoff();
@@ -160,6 +169,11 @@ impl Sink {
                 }
                 let new = folded.remove(key);
                 let old = olds.get(key);
+                marks.extend(
+                    old.into_iter()
+                        .chain(new.as_ref())
+                        .flat_map(crate::analytics::batch::progress_marks),
+                );
                 let unreadable = existing.get(key).filter(|_| old.is_none());
                 if let Some(statement) = self.progress_statement(key, new, old, unreadable) {
                     statements.push(statement);
@@ -175,7 +189,7 @@ impl Sink {
             }
         }
         if pending.is_empty() {
-            Ok(written)
+            Ok((written, marks))
         } else {
             Err(Error::Contention(pending.len()))
         }

@@ -95,16 +95,15 @@ pub(super) async fn store_batch(
     // is acknowledged only once they are written.
     if !refolds.is_empty() {
         tracing::debug!(histories = refolds.len(), "folding histories again");
-        let Some((written, ())) = retry_derive(&ctx, &mut batch_retries, || {
-            ctx.sink
-                .refold(&refolds, ctx.preparer.rules())
-                .map_ok(|written| (written, ()))
+        let Some((written, marks)) = retry_derive(&ctx, &mut batch_retries, || {
+            ctx.sink.refold(&refolds, ctx.preparer.rules())
         })
         .await
         else {
             return slot;
         };
         derived += written;
+        folds.marks.extend(marks);
     }
     drop(places);
     // The analytics keys the batch touched, before it is acknowledged: a
