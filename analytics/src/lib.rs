@@ -41,21 +41,7 @@ pub use rules::AnalyticsRules;
 pub use sessions::{Device, Session, SessionFold, SessionTutorial, session_id, sessions};
 pub use videos::{Segment, VideoStats, VideoStatsFold};
 pub use visitlog_progress::DocumentError;
+use visitlog_schema::hashed_id;
 
 #[cfg(test)]
 mod tests;
-
-/// 32 hex digits of SHA-256 over the length-prefixed parts, as
-/// `visitlog-schema` makes its ids: stable, and never ambiguous.
-fn hashed_id(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
-    }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}

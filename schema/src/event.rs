@@ -308,8 +308,9 @@ pub fn learner_link_id(visitor_id: &Uuid, user: &str) -> String {
 }
 
 /// 32 hex digits of SHA-256 over the length-prefixed parts: stable, and
-/// never ambiguous whatever characters the parts contain.
-fn hashed_id(parts: &[&str]) -> String {
+/// never ambiguous whatever characters the parts contain. Every derived
+/// document's `_id` made of names is one.
+pub fn hashed_id(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_be_bytes());

@@ -25,8 +25,8 @@ pub mod validator;
 
 pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
 pub use event::{
-    EventRecord, EventType, LEARNER_MAX, Learner, learner_link_id, progress_id, user_name,
-    video_position_id,
+    EventRecord, EventType, LEARNER_MAX, Learner, hashed_id, learner_link_id, progress_id,
+    user_name, video_position_id,
 };
 pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
