@@ -144,6 +144,53 @@ macro_rules! documents {
 }
 documents!(TutorialDaily, SiteDaily);
 
+/// A day's accumulator, [`TutorialDay`] or [`SiteDay`]: what a caller
+/// feeds it from one day's stored documents, and the document it makes.
+pub trait DayFold {
+    /// A page view.
+    fn add_page(&mut self, p: &PageView);
+    /// A session.
+    fn add_session(&mut self, s: &Session);
+    /// A progress document.
+    fn add_completion(&mut self, p: &Progress);
+    /// The stored document, stamped with the claim that derived it.
+    fn into_document(
+        self,
+        fence: i64,
+        derived_at: DateTime<Utc>,
+    ) -> Result<Document, DocumentError>;
+}
+
+macro_rules! day_fold {
+    ($($t:ty),*) => {$(
+        impl DayFold for $t {
+            fn add_page(&mut self, p: &PageView) {
+                <$t>::add_page(self, p);
+            }
+
+            fn add_session(&mut self, s: &Session) {
+                <$t>::add_session(self, s);
+            }
+
+            fn add_completion(&mut self, p: &Progress) {
+                <$t>::add_completion(self, p);
+            }
+
+            fn into_document(
+                self,
+                fence: i64,
+                derived_at: DateTime<Utc>,
+            ) -> Result<Document, DocumentError> {
+                let mut daily = self.finish();
+                daily.fence = fence;
+                daily.derived_at = derived_at;
+                daily.to_document()
+            }
+        }
+    )*};
+}
+day_fold!(TutorialDay, SiteDay);
+
 /// A visit's first page of the day: what the top lists count.
 #[derive(Debug, Clone)]
 struct First {

@@ -33,7 +33,7 @@ mod sessions;
 mod videos;
 
 pub use daily::{
-    Count, SiteDaily, SiteDay, Totals, TutorialDaily, TutorialDay, TutorialDayKey, day_of,
+    Count, DayFold, SiteDaily, SiteDay, Totals, TutorialDaily, TutorialDay, TutorialDayKey, day_of,
     tutorial_day_id,
 };
 pub use page_views::{PageView, is_page_view, referrer_domain, visit_key, visit_page_views};

@@ -5,7 +5,7 @@
 use bson::{DateTime as BsonDate, Document, doc};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::TryStreamExt;
-use visitlog_analytics::{PageView, Session, SiteDay, TutorialDay, TutorialDayKey};
+use visitlog_analytics::{DayFold, PageView, Session, SiteDay, TutorialDay, TutorialDayKey};
 use visitlog_progress::Progress;
 
 use super::engine::{Analytics, Computed};
@@ -30,7 +30,7 @@ impl Analytics {
             let Some((start, end)) = bounds(day) else {
                 continue;
             };
-            let mut acc = TutorialDay::new(
+            let acc = TutorialDay::new(
                 TutorialDayKey {
                     foss: foss.to_owned(),
                     tutorial: tutorial.to_owned(),
@@ -40,31 +40,15 @@ impl Analytics {
                 &self.rules,
             );
             let pages = doc! { "day": day, "tutorial.foss": foss, "tutorial.tutorial": tutorial, "tutorial.language": language };
-            self.each(PAGE_VIEWS, pages, |d| {
-                if let Ok(p) = PageView::from_document(d) {
-                    acc.add_page(&p);
-                }
-            })
-            .await?;
             let sessions = doc! { "day": day, "tutorials.tutorial": tutorial };
-            self.each(SESSIONS, sessions, |d| {
-                if let Ok(s) = Session::from_document(d) {
-                    acc.add_session(&s);
-                }
-            })
-            .await?;
             let completed = doc! {
                 "foss": foss, "tutorial": tutorial, "language": language,
                 "completed": true, "completed_at": { "$gte": start, "$lt": end },
             };
-            self.each_progress(completed, |p| acc.add_completion(p))
-                .await?;
-            let mut daily = acc.finish();
-            daily.fence = c.fence;
-            daily.derived_at = Utc::now();
-            if let Ok(d) = daily.to_document() {
-                docs.push(d);
-            }
+            docs.extend(
+                self.day_document(acc, c.fence, [pages, sessions, completed])
+                    .await?,
+            );
         }
         Ok(Computed {
             written: replace_all(&self.sink, visitlog_schema::Collection::TutorialDaily, docs)
@@ -81,34 +65,50 @@ impl Analytics {
                 tracing::warn!(key = %day, "not a day; skipped");
                 continue;
             };
-            let mut acc = SiteDay::new(day, &self.rules);
-            self.each(PAGE_VIEWS, doc! { "day": day }, |d| {
-                if let Ok(p) = PageView::from_document(d) {
-                    acc.add_page(&p);
-                }
-            })
-            .await?;
-            self.each(SESSIONS, doc! { "day": day }, |d| {
-                if let Ok(s) = Session::from_document(d) {
-                    acc.add_session(&s);
-                }
-            })
-            .await?;
+            let acc = SiteDay::new(day, &self.rules);
             let completed =
                 doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } };
-            self.each_progress(completed, |p| acc.add_completion(p))
-                .await?;
-            let mut daily = acc.finish();
-            daily.fence = c.fence;
-            daily.derived_at = Utc::now();
-            if let Ok(d) = daily.to_document() {
-                docs.push(d);
-            }
+            docs.extend(
+                self.day_document(
+                    acc,
+                    c.fence,
+                    [doc! { "day": day }, doc! { "day": day }, completed],
+                )
+                .await?,
+            );
         }
         Ok(Computed {
             written: replace_all(&self.sink, visitlog_schema::Collection::SiteDaily, docs).await?,
             feeds: Vec::new(),
         })
+    }
+
+    /// One day's document: `acc` fed the page views, sessions and
+    /// completed progress documents the three filters find.
+    async fn day_document(
+        &self,
+        mut acc: impl DayFold,
+        fence: i64,
+        [pages, sessions, completed]: [Document; 3],
+    ) -> Result<Option<Document>> {
+        self.each(PAGE_VIEWS, pages, |d| {
+            if let Ok(p) = PageView::from_document(d) {
+                acc.add_page(&p);
+            }
+        })
+        .await?;
+        self.each(SESSIONS, sessions, |d| {
+            if let Ok(s) = Session::from_document(d) {
+                acc.add_session(&s);
+            }
+        })
+        .await?;
+        self.each_progress(completed, |p| acc.add_completion(p))
+            .await?;
+        Ok(acc
+            .into_document(fence, Utc::now())
+            .inspect_err(|error| tracing::error!(%error, "a day's document could not be built"))
+            .ok())
     }
 
     /// Streams the documents of `collection` that `filter` finds.

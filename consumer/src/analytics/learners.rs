@@ -7,8 +7,10 @@
 
 use std::collections::BTreeSet;
 
-use bson::{DateTime as BsonDate, doc};
+use bson::{DateTime as BsonDate, Document, doc};
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use mongodb::{Collection, Cursor};
 use visitlog_analytics::{PageView, Session, SessionFold};
 use visitlog_progress::event_from_document;
 use visitlog_schema::EventRecord;
@@ -16,7 +18,7 @@ use visitlog_schema::EventRecord;
 use super::batch::tutorial_day;
 use super::engine::{Analytics, Computed};
 use super::marks::{Claimed, DerivedKind, Mark};
-use super::store::{PAGE_VIEWS, SESSIONS, delete_ids, find_all, replace_all};
+use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, delete_ids, find_all, replace_all};
 use crate::error::Result;
 
 impl Analytics {
@@ -60,64 +62,54 @@ impl Analytics {
         .filter_map(|d| Session::from_document(d).ok())
         .filter(|s| s.start >= start)
         .collect();
-        let pages: Vec<PageView> = find_all(
-            &db.collection(PAGE_VIEWS),
-            doc! { "learner": learner, "start": { "$gte": date(start - second) } },
-            doc! { "start": 1, "_id": 1 },
-        )
-        .await?
-        .iter()
-        .filter_map(|d| PageView::from_document(d).ok())
-        .filter(|p| p.start >= start)
-        .collect();
-        let events: Vec<EventRecord> = find_all(
-            self.sink.events(),
-            doc! { "learner": learner, "ts": { "$gte": date(start - second) } },
-            doc! { "_id": 1 },
-        )
-        .await?
-        .into_iter()
-        .filter_map(|d| event_from_document(d).ok())
-        .filter(|e| e.ts >= start)
-        .collect();
-        // A ping counts only for a page view of this learner: one naming
-        // a page that is not (a forged id, staff's or a bot's page, a
-        // page that failed) is no activity.
-        let mut known: BTreeSet<String> = pages.iter().map(|p| p.id.clone()).collect();
-        let asked: Vec<String> = events
-            .iter()
-            .filter(|e| e.event_type.is_page_activity())
-            .filter_map(|e| e.page_view.map(|p| p.to_string()))
-            .filter(|p| !known.contains(p))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !asked.is_empty() {
-            for d in find_all(
-                &db.collection(PAGE_VIEWS),
-                doc! { "_id": { "$in": asked }, "learner": learner },
-                doc! { "_id": 1 },
-            )
-            .await?
+        // Page views and events are streamed, merged by time: a learner's
+        // window may hold any number of them.
+        let mut pages = PageStream::open(&db.collection(PAGE_VIEWS), learner, start).await?;
+        let mut events = self
+            .sink
+            .events()
+            .find(doc! { "learner": learner, "ts": { "$gte": date(start - second) } })
+            .sort(doc! { "_id": 1 })
+            .batch_size(READ_BATCH)
+            .await?;
+        let mut fold = SessionFold::new(learner, self.rules);
+        let mut known = KnownPages::default();
+        let mut chunk = Vec::with_capacity(READ_BATCH as usize);
+        loop {
+            let next = events.try_next().await?;
+            let end = next.is_none();
+            if let Some(e) = next
+                .and_then(|d| event_from_document(d).ok())
+                .filter(|e| e.ts >= start)
             {
-                if let Ok(id) = d.get_str("_id") {
-                    known.insert(id.to_owned());
+                chunk.push(e);
+            }
+            if chunk.len() >= READ_BATCH as usize || (end && !chunk.is_empty()) {
+                known
+                    .learn(&db.collection(PAGE_VIEWS), learner, &chunk)
+                    .await?;
+                for e in chunk.drain(..) {
+                    while let Some(p) = pages.next_by(e.ts).await? {
+                        known.saw(&p.id);
+                        fold.add_page(&p);
+                    }
+                    // A ping counts only for a page view of this learner:
+                    // one naming a page that is not (a forged id, staff's
+                    // or a bot's page, a page that failed) is no activity.
+                    if !e.event_type.is_page_activity()
+                        || e.page_view.is_some_and(|p| known.has(&p.to_string()))
+                    {
+                        fold.add_event(&e);
+                    }
                 }
             }
-        }
-        let events = events.into_iter().filter(|e| {
-            !e.event_type.is_page_activity()
-                || e.page_view.is_some_and(|p| known.contains(&p.to_string()))
-        });
-        let mut fold = SessionFold::new(learner, self.rules);
-        let mut pages = pages.iter().peekable();
-        for e in events {
-            while let Some(p) = pages.next_if(|p| p.start <= e.ts) {
-                fold.add_page(p);
+            if end {
+                break;
             }
-            fold.add_event(&e);
         }
-        pages.for_each(|p| fold.add_page(p));
+        while let Some(p) = pages.next_by(DateTime::<Utc>::MAX_UTC).await? {
+            fold.add_page(&p);
+        }
         let now = Utc::now();
         let new: Vec<Session> = fold
             .finish()
@@ -154,6 +146,108 @@ fn feeds(s: &Session) -> Vec<Mark> {
         marks.push(tutorial_day(&t.foss, &t.tutorial, &t.language, &s.day));
     }
     marks
+}
+
+/// A learner's page views from a time on, sorted by `start` then `_id`,
+/// read one reply at a time.
+struct PageStream {
+    cursor: Cursor<Document>,
+    start: DateTime<Utc>,
+    peeked: Option<PageView>,
+}
+
+impl PageStream {
+    async fn open(
+        coll: &Collection<Document>,
+        learner: &str,
+        start: DateTime<Utc>,
+    ) -> Result<Self> {
+        let second = chrono::Duration::seconds(1);
+        let cursor = coll
+            .find(doc! { "learner": learner, "start": { "$gte": date(start - second) } })
+            .sort(doc! { "start": 1, "_id": 1 })
+            .batch_size(READ_BATCH)
+            .await?;
+        Ok(Self {
+            cursor,
+            start,
+            peeked: None,
+        })
+    }
+
+    /// The next page view starting at or before `t`, if any.
+    async fn next_by(&mut self, t: DateTime<Utc>) -> Result<Option<PageView>> {
+        while self.peeked.is_none() {
+            let Some(d) = self.cursor.try_next().await? else {
+                return Ok(None);
+            };
+            self.peeked = PageView::from_document(&d)
+                .ok()
+                .filter(|p| p.start >= self.start);
+        }
+        Ok(self.peeked.take_if(|p| p.start <= t))
+    }
+}
+
+/// The page views of this learner that pings may name: those the stream
+/// has yielded (up to a bound) and those one lookup per chunk of events
+/// found (a page view may start before the window, or later in the stream
+/// than its pings).
+#[derive(Default)]
+struct KnownPages {
+    seen: BTreeSet<String>,
+    found: BTreeSet<String>,
+}
+
+impl KnownPages {
+    const MAX: usize = 4 * READ_BATCH as usize;
+
+    fn saw(&mut self, id: &str) {
+        if self.seen.len() < Self::MAX {
+            self.seen.insert(id.to_owned());
+        }
+    }
+
+    fn has(&self, id: &str) -> bool {
+        self.seen.contains(id) || self.found.contains(id)
+    }
+
+    /// Before a chunk of events is folded: looks up, in one query, the
+    /// page views its pings name that the stream has not yielded.
+    async fn learn(
+        &mut self,
+        coll: &Collection<Document>,
+        learner: &str,
+        events: &[EventRecord],
+    ) -> Result<()> {
+        if self.seen.len() >= Self::MAX {
+            self.seen.clear();
+        }
+        self.found.clear();
+        let asked: Vec<String> = events
+            .iter()
+            .filter(|e| e.event_type.is_page_activity())
+            .filter_map(|e| e.page_view.map(|p| p.to_string()))
+            .filter(|p| !self.seen.contains(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        for d in find_all(
+            coll,
+            doc! { "_id": { "$in": asked }, "learner": learner },
+            doc! { "_id": 1 },
+        )
+        .await?
+        {
+            if let Ok(id) = d.get_str("_id") {
+                self.found.insert(id.to_owned());
+            }
+        }
+        Ok(())
+    }
 }
 
 fn date(t: DateTime<Utc>) -> BsonDate {
