@@ -13,7 +13,7 @@ use bson::doc;
 use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 use visitlog_progress::{Progress, Rules};
-use visitlog_schema::{EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, progress_id};
+use visitlog_schema::{EventRecord, EventType, Learner, progress_id};
 use visitlog_tests::{Namespace, eventually, push, shared_mongodb_uri, test_database};
 
 use common::{InProcess, config};
@@ -32,8 +32,6 @@ fn event(i: usize, t0: chrono::DateTime<Utc>, kind: EventType, visit: u32) -> Ev
             ts.timestamp() as u64,
             ts.timestamp_subsec_nanos(),
         )),
-        schema_version: SCHEMA_VERSION,
-        kind: Kind::Event,
         ts,
         event_type: kind,
         learner: Learner::User("racer".into()).key(),
@@ -49,14 +47,10 @@ fn event(i: usize, t0: chrono::DateTime<Utc>, kind: EventType, visit: u32) -> Ev
             .then(|| "Python/Functions/Marathi".to_owned()),
         position: position.map(|p: f64| p.max(1.0)),
         duration: kind.is_video().then_some(600.0),
-        from: None,
-        to: None,
         played_from: played_from.map(|p: f64| p.max(0.0)),
         rate: None,
-        page_view: None,
         client_event_id: Some(Uuid::from_u128(i as u128)),
-        active_ms: None,
-        staff: false,
+        ..EventRecord::example()
     }
 }
 

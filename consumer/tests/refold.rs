@@ -18,7 +18,7 @@ use uuid::Uuid;
 use visitlog_consumer::batch::event_document;
 use visitlog_consumer::sink::{Sink, position_statement};
 use visitlog_progress::{Progress, Rules, VideoPosition};
-use visitlog_schema::{EventRecord, EventType, Kind, Learner, SCHEMA_VERSION, progress_id};
+use visitlog_schema::{EventRecord, EventType, Learner, progress_id};
 use visitlog_tests::{
     Namespace, eventually, push, queue_lengths, shared_mongodb_uri, test_database,
 };
@@ -35,8 +35,6 @@ fn event(user: &str, ts: DateTime<Utc>, i: usize) -> EventRecord {
             ts.timestamp() as u64,
             ts.timestamp_subsec_nanos(),
         )),
-        schema_version: SCHEMA_VERSION,
-        kind: Kind::Event,
         ts,
         event_type: EventType::VideoProgress,
         learner: Learner::User(user.into()).key(),
@@ -50,14 +48,10 @@ fn event(user: &str, ts: DateTime<Utc>, i: usize) -> EventRecord {
         video_id: Some("Python/Functions/Marathi".into()),
         position: Some((i % 590 + 1) as f64),
         duration: Some(600.0),
-        from: None,
-        to: None,
         played_from: Some((i % 590) as f64),
         rate: None,
-        page_view: None,
         client_event_id: None,
-        active_ms: None,
-        staff: false,
+        ..EventRecord::example()
     }
 }
 

@@ -74,7 +74,13 @@ impl Analytics {
             let wanted: std::collections::BTreeSet<&Visit> = chunk.iter().map(|(v, _)| v).collect();
             let mut docs = Vec::new();
             if !visitors.is_empty() {
-                let filter = doc! { "visitor_id": { "$in": &visitors }, "visit_number": { "$in": &numbers } };
+                // Only what may be a page view is read (a visit kept alive by
+                // an API poller has many other requests); the rule itself is
+                // `is_page_view`, below.
+                let filter = doc! {
+                    "visitor_id": { "$in": &visitors }, "visit_number": { "$in": &numbers },
+                    "method": "GET", "status": { "$gte": 200, "$lt": 300 },
+                };
                 docs.extend(find_all(requests, filter, doc! { "ts": 1, "_id": 1 }).await?);
             }
             if !lone.is_empty() {
