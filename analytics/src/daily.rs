@@ -144,8 +144,8 @@ macro_rules! documents {
 }
 documents!(TutorialDaily, SiteDaily);
 
-/// A day's accumulator, [`TutorialDay`] or [`SiteDay`]: what a caller
-/// feeds it from one day's stored documents, and the document it makes.
+/// What takes one day's stored documents: [`TutorialDay`], [`SiteDay`],
+/// or a caller's router feeding several of them from one read.
 pub trait DayFold {
     /// A page view.
     fn add_page(&mut self, p: &PageView);
@@ -153,12 +153,6 @@ pub trait DayFold {
     fn add_session(&mut self, s: &Session);
     /// A progress document.
     fn add_completion(&mut self, p: &Progress);
-    /// The stored document, stamped with the claim that derived it.
-    fn into_document(
-        self,
-        fence: i64,
-        derived_at: DateTime<Utc>,
-    ) -> Result<Document, DocumentError>;
 }
 
 macro_rules! day_fold {
@@ -174,17 +168,6 @@ macro_rules! day_fold {
 
             fn add_completion(&mut self, p: &Progress) {
                 <$t>::add_completion(self, p);
-            }
-
-            fn into_document(
-                self,
-                fence: i64,
-                derived_at: DateTime<Utc>,
-            ) -> Result<Document, DocumentError> {
-                let mut daily = self.finish();
-                daily.fence = fence;
-                daily.derived_at = derived_at;
-                daily.to_document()
             }
         }
     )*};

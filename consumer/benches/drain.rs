@@ -240,7 +240,11 @@ async fn drain_with(
         ])
         .args(args)
         .args(["run", "--no-setup", "--no-status"])
-        .env("RUST_LOG", "warn")
+        // `VISITLOG_BENCH_LOG=visitlog_consumer=debug` shows what the consumer does.
+        .env(
+            "RUST_LOG",
+            std::env::var("VISITLOG_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -297,28 +301,49 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    // `VISITLOG_BENCH_ONLY=mix` (or raw, drain, learning) runs one part.
+    let only = std::env::var("VISITLOG_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only == name;
     println!("MongoDB: {kind}; {n} records per run\n");
     let raw = raw_insert_many(&uri, n).await;
     println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
+    if part("drain") {
+        drains(&uri, n, raw).await;
+    }
+    if part("learning") {
+        learning(&uri, n).await;
+    }
+    if part("mix") {
+        mix(&uri, n).await;
+    }
+}
+
+async fn drains(uri: &str, n: usize, raw: f64) {
     let requests: Vec<Vec<u8>> = (0..n).map(visitlog_tests::request_payload).collect();
     for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
-        let (rate, cpu) = drain(&uri, &requests, "request_logs", batch, in_flight).await;
+        let (rate, cpu) = drain(uri, &requests, "request_logs", batch, in_flight).await;
         println!(
             "drain batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {cpu:.2} s per 100k records",
             100.0 * rate / raw
         );
     }
+}
+
+async fn learning(uri: &str, n: usize) {
     for learners in [50, 1000] {
         let events = learning_payloads(n, learners);
-        let (rate, cpu) = drain(&uri, &events, "events", 1000, 2).await;
+        let (rate, cpu) = drain(uri, &events, "events", 1000, 2).await;
         println!(
             "learning events, {learners:>4} learners, batch-size 1000, in-flight 2: {rate:>9.0} events/s, consumer CPU {cpu:.2} s per 100k events"
         );
     }
+}
+
+async fn mix(uri: &str, n: usize) {
     let mix = mix_payloads(n);
     for analytics in ["false", "true"] {
         let args = ["--analytics", analytics];
-        let d = drain_with(&uri, &mix, "", 1000, 2, &args, analytics == "true").await;
+        let d = drain_with(uri, &mix, "", 1000, 2, &args, analytics == "true").await;
         let settled = d.settled.map_or(String::new(), |(s, cpu)| {
             format!(
                 "; every figure computed after {s:.1} s, consumer CPU {cpu:.2} s per 100k records"

@@ -1,6 +1,9 @@
 //! `tutorial_daily` and `site_daily`: a claimed day's figures computed
 //! again from that day's page views, the sessions that started on it, and
-//! the progress documents completed on it.
+//! the progress documents completed on it. The tutorial days claimed
+//! together are computed from one read of their day, not one each.
+
+use std::collections::BTreeMap;
 
 use bson::{DateTime as BsonDate, Document, doc};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -13,9 +16,47 @@ use super::marks::Claimed;
 use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, replace_all};
 use crate::error::Result;
 
+/// foss, tutorial, language.
+type TutorialKey = (String, String, String);
+
+/// The claimed tutorials of one day, each fed the documents of its own.
+#[derive(Default)]
+struct TutorialsOfDay(BTreeMap<TutorialKey, (TutorialDay, i64)>);
+
+impl TutorialsOfDay {
+    fn get(&mut self, foss: &str, tutorial: &str, language: &str) -> Option<&mut TutorialDay> {
+        let key = (foss.to_owned(), tutorial.to_owned(), language.to_owned());
+        self.0.get_mut(&key).map(|(day, _)| day)
+    }
+}
+
+impl DayFold for TutorialsOfDay {
+    fn add_page(&mut self, p: &PageView) {
+        if let Some(t) = &p.tutorial
+            && let Some(day) = self.get(&t.foss, &t.tutorial, &t.language)
+        {
+            day.add_page(p);
+        }
+    }
+
+    fn add_session(&mut self, s: &Session) {
+        for t in &s.tutorials {
+            if let Some(day) = self.get(&t.foss, &t.tutorial, &t.language) {
+                day.add_session(s);
+            }
+        }
+    }
+
+    fn add_completion(&mut self, p: &Progress) {
+        if let Some(day) = self.get(&p.foss, &p.tutorial, &p.language) {
+            day.add_completion(p);
+        }
+    }
+}
+
 impl Analytics {
     pub(super) async fn tutorial_days(&self, claimed: &[Claimed]) -> Result<Computed> {
-        let mut docs = Vec::new();
+        let mut days: BTreeMap<String, TutorialsOfDay> = BTreeMap::new();
         for c in claimed {
             let a = &c.mark.args;
             let (Ok(foss), Ok(tutorial), Ok(language), Ok(day)) = (
@@ -27,28 +68,29 @@ impl Analytics {
                 tracing::warn!(key = %c.mark.key, "tutorial-day mark without its names; skipped");
                 continue;
             };
-            let Some((start, end)) = bounds(day) else {
+            let key = TutorialDayKey {
+                foss: foss.to_owned(),
+                tutorial: tutorial.to_owned(),
+                language: language.to_owned(),
+                day: day.to_owned(),
+            };
+            days.entry(day.to_owned()).or_default().0.insert(
+                (key.foss.clone(), key.tutorial.clone(), key.language.clone()),
+                (TutorialDay::new(key, &self.rules), c.fence),
+            );
+        }
+        let mut docs = Vec::new();
+        let now = Utc::now();
+        for (day, mut tutorials) in days {
+            if !self.feed_day(&day, &mut tutorials).await? {
+                tracing::warn!(key = %day, "not a day; skipped");
                 continue;
-            };
-            let acc = TutorialDay::new(
-                TutorialDayKey {
-                    foss: foss.to_owned(),
-                    tutorial: tutorial.to_owned(),
-                    language: language.to_owned(),
-                    day: day.to_owned(),
-                },
-                &self.rules,
-            );
-            let pages = doc! { "day": day, "tutorial.foss": foss, "tutorial.tutorial": tutorial, "tutorial.language": language };
-            let sessions = doc! { "day": day, "tutorials.tutorial": tutorial };
-            let completed = doc! {
-                "foss": foss, "tutorial": tutorial, "language": language,
-                "completed": true, "completed_at": { "$gte": start, "$lt": end },
-            };
-            docs.extend(
-                self.day_document(acc, c.fence, [pages, sessions, completed])
-                    .await?,
-            );
+            }
+            for (acc, fence) in tutorials.0.into_values() {
+                let mut daily = acc.finish();
+                (daily.fence, daily.derived_at) = (fence, now);
+                docs.extend(built(daily.to_document()));
+            }
         }
         Ok(Computed {
             written: replace_all(&self.sink, visitlog_schema::Collection::TutorialDaily, docs)
@@ -61,21 +103,14 @@ impl Analytics {
         let mut docs = Vec::new();
         for c in claimed {
             let day = c.mark.key.as_str();
-            let Some((start, end)) = bounds(day) else {
+            let mut acc = SiteDay::new(day, &self.rules);
+            if !self.feed_day(day, &mut acc).await? {
                 tracing::warn!(key = %day, "not a day; skipped");
                 continue;
-            };
-            let acc = SiteDay::new(day, &self.rules);
-            let completed =
-                doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } };
-            docs.extend(
-                self.day_document(
-                    acc,
-                    c.fence,
-                    [doc! { "day": day }, doc! { "day": day }, completed],
-                )
-                .await?,
-            );
+            }
+            let mut daily = acc.finish();
+            (daily.fence, daily.derived_at) = (c.fence, Utc::now());
+            docs.extend(built(daily.to_document()));
         }
         Ok(Computed {
             written: replace_all(&self.sink, visitlog_schema::Collection::SiteDaily, docs).await?,
@@ -83,69 +118,55 @@ impl Analytics {
         })
     }
 
-    /// One day's document: `acc` fed the page views, sessions and
-    /// completed progress documents the three filters find.
-    async fn day_document(
-        &self,
-        mut acc: impl DayFold,
-        fence: i64,
-        [pages, sessions, completed]: [Document; 3],
-    ) -> Result<Option<Document>> {
-        self.each(PAGE_VIEWS, pages, |d| {
-            if let Ok(p) = PageView::from_document(d) {
+    /// Feeds `acc` the page views of `day`, the sessions that started on
+    /// it and the progress documents completed on it, streamed; false for
+    /// a key that is not a day.
+    async fn feed_day(&self, day: &str, acc: &mut impl DayFold) -> Result<bool> {
+        let Some((start, end)) = bounds(day) else {
+            return Ok(false);
+        };
+        let db = self.sink.database();
+        let mut pages = db
+            .collection::<Document>(PAGE_VIEWS)
+            .find(doc! { "day": day })
+            .batch_size(READ_BATCH)
+            .await?;
+        while let Some(d) = pages.try_next().await? {
+            if let Ok(p) = PageView::from_document(&d) {
                 acc.add_page(&p);
             }
-        })
-        .await?;
-        self.each(SESSIONS, sessions, |d| {
-            if let Ok(s) = Session::from_document(d) {
+        }
+        let mut sessions = db
+            .collection::<Document>(SESSIONS)
+            .find(doc! { "day": day })
+            .batch_size(READ_BATCH)
+            .await?;
+        while let Some(d) = sessions.try_next().await? {
+            if let Ok(s) = Session::from_document(&d) {
                 acc.add_session(&s);
             }
-        })
-        .await?;
-        self.each_progress(completed, |p| acc.add_completion(p))
-            .await?;
-        Ok(acc
-            .into_document(fence, Utc::now())
-            .inspect_err(|error| tracing::error!(%error, "a day's document could not be built"))
-            .ok())
-    }
-
-    /// Streams the documents of `collection` that `filter` finds.
-    async fn each(
-        &self,
-        collection: &str,
-        filter: Document,
-        mut f: impl FnMut(&Document),
-    ) -> Result<()> {
-        let mut cursor = self
-            .sink
-            .database()
-            .collection::<Document>(collection)
-            .find(filter)
-            .batch_size(READ_BATCH)
-            .await?;
-        while let Some(d) = cursor.try_next().await? {
-            f(&d);
         }
-        Ok(())
-    }
-
-    /// Streams the progress documents `filter` finds.
-    async fn each_progress(&self, filter: Document, mut f: impl FnMut(&Progress)) -> Result<()> {
-        let mut cursor = self
+        let mut completed = self
             .sink
             .tutorial_progress()
-            .find(filter)
+            .find(doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } })
             .batch_size(READ_BATCH)
             .await?;
-        while let Some(d) = cursor.try_next().await? {
+        while let Some(d) = completed.try_next().await? {
             if let Ok(p) = Progress::from_document(&d) {
-                f(&p);
+                acc.add_completion(&p);
             }
         }
-        Ok(())
+        Ok(true)
     }
+}
+
+/// A built document, or nothing (logged).
+fn built(
+    doc: std::result::Result<Document, visitlog_analytics::DocumentError>,
+) -> Option<Document> {
+    doc.inspect_err(|error| tracing::error!(%error, "a day's document could not be built"))
+        .ok()
 }
 
 /// The day's first instant and the next day's, as BSON dates; `None` for

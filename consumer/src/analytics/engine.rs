@@ -83,7 +83,15 @@ impl Analytics {
                 if claimed.is_empty() {
                     break;
                 }
+                let started = std::time::Instant::now();
                 let computed = self.compute(kind, &claimed).await?;
+                tracing::debug!(
+                    kind = kind.as_str(),
+                    keys = claimed.len(),
+                    documents = computed.written,
+                    ms = started.elapsed().as_millis() as u64,
+                    "derived"
+                );
                 written += computed.written;
                 // Before settling: a crash in between leaves the claimed
                 // marks, computed again once their lease lapses.
