@@ -5,7 +5,7 @@
 //! folded again from the learner's page views and events, written, and the
 //! stored ones that no longer exist (merged, moved) are deleted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use bson::{DateTime as BsonDate, Document, doc};
 use chrono::{DateTime, Utc};
@@ -44,27 +44,33 @@ impl Analytics {
             chrono::Duration::from_std(self.rules.session_timeout).unwrap_or(chrono::Duration::MAX);
         // nx-27017 compares dates to the second: a second's margin.
         let second = chrono::Duration::seconds(1);
-        let joined = sessions
-            .find_one(doc! { "learner": learner, "end": { "$gte": date(from - timeout - second) } })
-            .sort(doc! { "start": 1 })
-            .await?;
-        let start = joined
-            .as_ref()
-            .and_then(|d| d.get_datetime("start").ok())
-            .map_or(from, |s| s.to_chrono().min(from));
-        let old: Vec<Session> = find_all(
+        // The stored sessions from the one the activity may join (the
+        // earliest ending within a timeout before it) on: every later one
+        // ends later still, so one query finds them all.
+        let joined_by = from
+            .checked_sub_signed(timeout + second)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let recent: Vec<Session> = find_all(
             &sessions,
-            doc! { "learner": learner, "start": { "$gte": date(start - second) } },
+            doc! { "learner": learner, "end": { "$gte": date(joined_by) } },
             doc! { "start": 1 },
         )
         .await?
         .iter()
         .filter_map(|d| Session::from_document(d).ok())
-        .filter(|s| s.start >= start)
         .collect();
+        let start = recent.first().map_or(from, |s| s.start.min(from));
+        let old: Vec<Session> = recent.into_iter().filter(|s| s.start >= start).collect();
         // Page views and events are streamed, merged by time: a learner's
         // window may hold any number of them.
         let mut pages = PageStream::open(&db.collection(PAGE_VIEWS), learner, start).await?;
+        let mut known = KnownPages::default();
+        // Most windows' page views fit one reply: read ahead, and pings
+        // naming them need no lookup.
+        pages.fill(READ_BATCH as usize).await?;
+        for p in &pages.buffered {
+            known.saw(&p.id);
+        }
         let mut events = self
             .sink
             .events()
@@ -73,7 +79,6 @@ impl Analytics {
             .batch_size(READ_BATCH)
             .await?;
         let mut fold = SessionFold::new(learner, self.rules);
-        let mut known = KnownPages::default();
         let mut chunk = Vec::with_capacity(READ_BATCH as usize);
         loop {
             let next = events.try_next().await?;
@@ -153,7 +158,9 @@ fn feeds(s: &Session) -> Vec<Mark> {
 struct PageStream {
     cursor: Cursor<Document>,
     start: DateTime<Utc>,
-    peeked: Option<PageView>,
+    /// Read, not yet yielded.
+    buffered: VecDeque<PageView>,
+    done: bool,
 }
 
 impl PageStream {
@@ -171,21 +178,35 @@ impl PageStream {
         Ok(Self {
             cursor,
             start,
-            peeked: None,
+            buffered: VecDeque::new(),
+            done: false,
         })
+    }
+
+    /// Reads ahead until `n` page views are buffered or none is left.
+    async fn fill(&mut self, n: usize) -> Result<()> {
+        while !self.done && self.buffered.len() < n {
+            match self.cursor.try_next().await? {
+                Some(d) => {
+                    if let Ok(p) = PageView::from_document(&d)
+                        && p.start >= self.start
+                    {
+                        self.buffered.push_back(p);
+                    }
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(())
     }
 
     /// The next page view starting at or before `t`, if any.
     async fn next_by(&mut self, t: DateTime<Utc>) -> Result<Option<PageView>> {
-        while self.peeked.is_none() {
-            let Some(d) = self.cursor.try_next().await? else {
-                return Ok(None);
-            };
-            self.peeked = PageView::from_document(&d)
-                .ok()
-                .filter(|p| p.start >= self.start);
+        self.fill(1).await?;
+        if self.buffered.front().is_some_and(|p| p.start <= t) {
+            return Ok(self.buffered.pop_front());
         }
-        Ok(self.peeked.take_if(|p| p.start <= t))
+        Ok(None)
     }
 }
 
