@@ -106,7 +106,8 @@ enum Command {
         /// Only tutorials of this FOSS (repeatable).
         #[arg(long)]
         foss: Vec<String>,
-        /// `table` for people, `json` for scripts.
+        /// `table` for people, `json` for scripts, `csv` for spreadsheets (a
+        /// `site` row of totals, then a `tutorial` row each).
         #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
         format: ReportFormat,
     },
@@ -117,6 +118,7 @@ enum Command {
 enum ReportFormat {
     Table,
     Json,
+    Csv,
 }
 
 #[derive(Subcommand, Debug)]
@@ -289,6 +291,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             match format {
                 ReportFormat::Table => print!("{}", report.table()),
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                ReportFormat::Csv => print!("{}", report.csv()?),
             }
         }
         Command::CheckConfig => print!("{}", config.to_redacted_toml()),

@@ -214,6 +214,62 @@ impl Report {
     }
 }
 
+/// One line of the CSV form: the site's totals or one tutorial's.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    scope: &'static str,
+    foss: &'a str,
+    tutorial: &'a str,
+    language: &'a str,
+    from: &'a str,
+    to: &'a str,
+    page_views: u64,
+    visits: u64,
+    avg_time_on_page_s: Option<f64>,
+    completions: u64,
+    video_s: f64,
+}
+
+impl Report {
+    /// The report as CSV: a header, a `site` row of totals, then a
+    /// `tutorial` row per tutorial listed (empty cells: unknown).
+    pub fn csv(&self) -> std::result::Result<String, csv::Error> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.serialize(CsvRow {
+            scope: "site",
+            foss: "",
+            tutorial: "",
+            language: "",
+            from: &self.from,
+            to: &self.to,
+            page_views: self.page_views,
+            visits: self.visits,
+            avg_time_on_page_s: self.avg_time_on_page_s,
+            completions: self.completions,
+            video_s: self.video_s,
+        })?;
+        for t in &self.tutorials {
+            out.serialize(CsvRow {
+                scope: "tutorial",
+                foss: &t.foss,
+                tutorial: &t.tutorial,
+                language: &t.language,
+                from: &self.from,
+                to: &self.to,
+                page_views: t.views,
+                visits: t.visits,
+                avg_time_on_page_s: t.avg_time_on_page_s,
+                completions: t.completions,
+                video_s: t.video_s,
+            })?;
+        }
+        let bytes = out
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
 fn mean(sum: f64, n: u64) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
@@ -233,5 +289,61 @@ fn float(d: &Document, key: &str) -> f64 {
         Some(Bson::Int32(n)) => f64::from(*n),
         Some(Bson::Int64(n)) => *n as f64,
         _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_a_site_row_then_a_row_per_tutorial_and_reads_back() {
+        let report = Report {
+            from: "2026-11-01".into(),
+            to: "2026-11-30".into(),
+            page_views: 12,
+            visits: 5,
+            avg_time_on_page_s: Some(42.5),
+            completions: 2,
+            video_s: 90.0,
+            tutorials: vec![TutorialRow {
+                foss: "Python".into(),
+                tutorial: "Getting, \"started\"".into(),
+                language: "English".into(),
+                views: 7,
+                visits: 3,
+                avg_time_on_page_s: None,
+                completions: 1,
+                video_s: 60.0,
+            }],
+            ..Report::default()
+        };
+        let text = report.csv().unwrap();
+        let mut rows = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = rows.headers().unwrap().iter().map(str::to_owned).collect();
+        assert_eq!(
+            header,
+            [
+                "scope",
+                "foss",
+                "tutorial",
+                "language",
+                "from",
+                "to",
+                "page_views",
+                "visits",
+                "avg_time_on_page_s",
+                "completions",
+                "video_s"
+            ]
+        );
+        let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[0][0], "site");
+        assert_eq!(&rows[0][6], "12");
+        assert_eq!(&rows[0][8], "42.5");
+        assert_eq!(&rows[1][0], "tutorial");
+        assert_eq!(&rows[1][2], "Getting, \"started\"", "quoted, not split");
+        assert_eq!(&rows[1][8], "", "an unknown time is an empty cell, not 0");
     }
 }
