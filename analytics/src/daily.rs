@@ -112,6 +112,10 @@ pub struct SiteDaily {
     pub sessions: u64,
     /// Those that were bounces.
     pub bounces: u64,
+    /// Σ `duration_s` of those sessions (absent in documents derived
+    /// before it was kept: read as 0).
+    #[serde(default)]
+    pub session_s_sum: f64,
     /// Visits per country (top 20, most first, ties by name).
     pub countries: Vec<Count>,
     /// Visits per browser.
@@ -389,6 +393,7 @@ pub struct SiteDay {
     counter: Counter,
     sessions: BTreeSet<String>,
     bounces: u64,
+    session_s: f64,
 }
 
 impl SiteDay {
@@ -400,6 +405,7 @@ impl SiteDay {
             counter: Counter::default(),
             sessions: BTreeSet::new(),
             bounces: 0,
+            session_s: 0.0,
         }
     }
 
@@ -417,6 +423,7 @@ impl SiteDay {
         }
         self.counter.video_s += s.video_s;
         self.bounces += u64::from(s.bounce);
+        self.session_s += s.duration_s;
     }
 
     /// A progress document: counted when it was completed this day.
@@ -434,6 +441,7 @@ impl SiteDay {
             totals: c.totals(),
             sessions: self.sessions.len() as u64,
             bounces: self.bounces,
+            session_s_sum: self.session_s,
             countries: c.top(n, |f| f.country.as_ref()),
             browsers: c.top(n, |f| f.browser.as_ref()),
             os: c.top(n, |f| f.os.as_ref()),

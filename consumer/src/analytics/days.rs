@@ -16,17 +16,37 @@ use super::marks::Claimed;
 use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, replace_all};
 use crate::error::Result;
 
-/// foss, tutorial, language.
-type TutorialKey = (String, String, String);
-
-/// The claimed tutorials of one day, each fed the documents of its own.
+/// The claimed tutorials of one day (by foss, tutorial, language, so a
+/// routed document is looked up by its borrowed names), each with its fence.
 #[derive(Default)]
-struct TutorialsOfDay(BTreeMap<TutorialKey, (TutorialDay, i64)>);
+struct TutorialsOfDay(BTreeMap<String, BTreeMap<String, BTreeMap<String, (TutorialDay, i64)>>>);
 
 impl TutorialsOfDay {
+    fn insert(&mut self, key: TutorialDayKey, acc: TutorialDay, fence: i64) {
+        let TutorialDayKey {
+            foss,
+            tutorial,
+            language,
+            ..
+        } = key;
+        self.0
+            .entry(foss)
+            .or_default()
+            .entry(tutorial)
+            .or_default()
+            .insert(language, (acc, fence));
+    }
+
     fn get(&mut self, foss: &str, tutorial: &str, language: &str) -> Option<&mut TutorialDay> {
-        let key = (foss.to_owned(), tutorial.to_owned(), language.to_owned());
-        self.0.get_mut(&key).map(|(day, _)| day)
+        let (day, _) = self.0.get_mut(foss)?.get_mut(tutorial)?.get_mut(language)?;
+        Some(day)
+    }
+
+    fn into_days(self) -> impl Iterator<Item = (TutorialDay, i64)> {
+        self.0
+            .into_values()
+            .flat_map(BTreeMap::into_values)
+            .flat_map(BTreeMap::into_values)
     }
 }
 
@@ -74,10 +94,10 @@ impl Analytics {
                 language: language.to_owned(),
                 day: day.to_owned(),
             };
-            days.entry(day.to_owned()).or_default().0.insert(
-                (key.foss.clone(), key.tutorial.clone(), key.language.clone()),
-                (TutorialDay::new(key, &self.rules), c.fence),
-            );
+            let acc = TutorialDay::new(key.clone(), &self.rules);
+            days.entry(day.to_owned())
+                .or_default()
+                .insert(key, acc, c.fence);
         }
         let mut docs = Vec::new();
         let now = Utc::now();
@@ -86,7 +106,7 @@ impl Analytics {
                 tracing::warn!(key = %day, "not a day; skipped");
                 continue;
             }
-            for (acc, fence) in tutorials.0.into_values() {
+            for (acc, fence) in tutorials.into_days() {
                 let mut daily = acc.finish();
                 (daily.fence, daily.derived_at) = (fence, now);
                 docs.extend(built(daily.to_document()));
@@ -126,39 +146,41 @@ impl Analytics {
             return Ok(false);
         };
         let db = self.sink.database();
-        let mut pages = db
-            .collection::<Document>(PAGE_VIEWS)
-            .find(doc! { "day": day })
-            .batch_size(READ_BATCH)
-            .await?;
-        while let Some(d) = pages.try_next().await? {
-            if let Ok(p) = PageView::from_document(&d) {
+        let day_of = doc! { "day": day };
+        each(&db.collection(PAGE_VIEWS), day_of.clone(), |d| {
+            if let Ok(p) = PageView::from_document(d) {
                 acc.add_page(&p);
             }
-        }
-        let mut sessions = db
-            .collection::<Document>(SESSIONS)
-            .find(doc! { "day": day })
-            .batch_size(READ_BATCH)
-            .await?;
-        while let Some(d) = sessions.try_next().await? {
-            if let Ok(s) = Session::from_document(&d) {
+        })
+        .await?;
+        each(&db.collection(SESSIONS), day_of, |d| {
+            if let Ok(s) = Session::from_document(d) {
                 acc.add_session(&s);
             }
-        }
-        let mut completed = self
-            .sink
-            .tutorial_progress()
-            .find(doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } })
-            .batch_size(READ_BATCH)
-            .await?;
-        while let Some(d) = completed.try_next().await? {
-            if let Ok(p) = Progress::from_document(&d) {
+        })
+        .await?;
+        let completed = doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } };
+        each(&self.sink.tutorial_progress(), completed, |d| {
+            if let Ok(p) = Progress::from_document(d) {
                 acc.add_completion(&p);
             }
-        }
+        })
+        .await?;
         Ok(true)
     }
+}
+
+/// Streams the documents of `coll` matching `filter` into `f`.
+async fn each(
+    coll: &mongodb::Collection<Document>,
+    filter: Document,
+    mut f: impl FnMut(&Document),
+) -> Result<()> {
+    let mut cursor = coll.find(filter).batch_size(READ_BATCH).await?;
+    while let Some(d) = cursor.try_next().await? {
+        f(&d);
+    }
+    Ok(())
 }
 
 /// A built document, or nothing (logged).
