@@ -418,3 +418,60 @@ async fn progress_is_the_same_whether_the_catalog_comes_before_or_after_the_even
     assert_eq!(results[0], expected, "events, then the catalog");
     assert_eq!(results[1], expected, "the catalog, then the events");
 }
+
+/// Two FOSS published at the same instant, in both orders of their ids:
+/// neither publication touches the other's videos. (nx-27017, given an
+/// update filter `{_id, $or}`, replaced another FOSS's older video with
+/// this one: a video vanished from the catalog in about half the runs.)
+#[tokio::test]
+async fn publications_of_two_foss_at_the_same_instant_keep_each_others_videos() {
+    let uri = shared_mongodb_uri();
+    for python_first in [true, false] {
+        let db = test_database();
+        let sink = visitlog_consumer::sink::Sink::new(&uri, &db).await.unwrap();
+        sink.setup(None).await.unwrap();
+        let t = Utc::now().trunc_subsecs(3);
+        let mut python = CatalogRecord::at(
+            "Python",
+            vec![
+                item("Python", "Functions", "py-functions", true, Some(120.0)),
+                item("Python", "Intro", "py-intro", true, Some(60.0)),
+            ],
+            t,
+        );
+        let mut scilab = CatalogRecord::at(
+            "Scilab",
+            vec![item(
+                "Scilab",
+                "Vectors",
+                "scilab-vectors",
+                true,
+                Some(90.0),
+            )],
+            t,
+        );
+        // The same instant; which id is smaller decides which older
+        // documents the second publication's filter would have matched.
+        let (low, high) = (
+            uuid::Uuid::from_u128(1 << 80),
+            uuid::Uuid::from_u128(2 << 80),
+        );
+        (python.id, scilab.id) = match python_first {
+            true => (low, high),
+            false => (high, low),
+        };
+        for record in [&python, &scilab] {
+            sink.apply_catalog(record, false).await.unwrap();
+        }
+        let ids = ids_active(&catalog(&uri, &db).await);
+        assert_eq!(
+            ids,
+            [
+                ("py-functions".to_owned(), true),
+                ("py-intro".to_owned(), true),
+                ("scilab-vectors".to_owned(), true)
+            ],
+            "python first: {python_first}"
+        );
+    }
+}

@@ -165,13 +165,20 @@ pub fn catalog_document(record: &CatalogRecord, item: &CatalogItem) -> Document 
     }
 }
 
-/// The filter of documents older than publication `record`.
-fn older_than(record: &CatalogRecord) -> Document {
-    let v = record.version.timestamp_millis();
-    doc! { "$or": [
-        { "version_ms": { "$lt": v } },
-        { "version_ms": v, "publication": { "$lt": record.id.to_string() } },
-    ] }
+/// A stored document written again as it is (to retire it).
+fn catalog_document_of(e: &CatalogEntry) -> Document {
+    doc! {
+        "_id": &e.video_id,
+        "foss": &e.foss,
+        "tutorial": &e.tutorial,
+        "language": &e.language,
+        "title": &e.title,
+        "duration": e.duration.map_or(Bson::Null, Bson::Double),
+        "order": e.order,
+        "main": e.main,
+        "level": e.level.as_ref().map_or(Bson::Null, |l| Bson::String(l.clone())),
+        "active": e.active,
+    }
 }
 
 /// The active main video per tutorial among `entries`; of two (a video
@@ -295,39 +302,49 @@ impl Sink {
             summary.mains_changed = changed(&keys, &mains_before, &after, false);
             return Ok(summary);
         }
-        let older = older_than(record);
+        // No `$or` in an update's filter: nx-27017 then ignores the other
+        // fields and replaces whatever older document matches the `$or`
+        // first (another FOSS's video). So "older" is two statements: an
+        // older version (or none: inserted), or the same version and a
+        // smaller publication id. A duplicate key on the first is a
+        // document at least as new: it stays, unless the second replaces it.
+        let (v, id) = (record.version.timestamp_millis(), record.id.to_string());
         let statements: Vec<Document> = docs
             .into_iter()
-            .map(|d| {
-                // `_id` first: nx-27017, given `{$or, _id}`, matched (and
-                // replaced) another older document of the collection.
-                let mut q = doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null) };
-                q.extend(older.clone());
-                doc! { "q": q, "u": d, "upsert": true }
+            .flat_map(|d| {
+                let key = d.get("_id").cloned().unwrap_or(Bson::Null);
+                [
+                    doc! {
+                        "q": { "_id": key.clone(), "version_ms": { "$lt": v } },
+                        "u": d.clone(),
+                        "upsert": true,
+                    },
+                    doc! {
+                        "q": { "_id": key, "version_ms": v, "publication": { "$lt": &id } },
+                        "u": d,
+                        "upsert": false,
+                    },
+                ]
             })
             .collect();
-        // A duplicate key here is a newer publication's document: it stays.
         self.update_all(CATALOG, statements).await?;
-        // Then what is left older of this FOSS: each replaced whole, since
-        // nx-27017 both ignores `foss` beside `$or` in an update's filter and
-        // stores `$set: {active: false}` as 0; and only if still older.
-        let mut retire = doc! { "foss": &record.foss };
-        retire.extend(older.clone());
-        let mut cursor = self.catalog.find(retire).await?;
+        // Then what is left older of this FOSS, chosen here from its
+        // documents: each replaced whole (nx-27017 stores `$set: {active:
+        // false}` as 0), and only if still the document read.
         let mut statements = Vec::new();
-        while let Some(mut d) = cursor.try_next().await? {
-            let Some(id) = d.get("_id").cloned() else {
-                continue;
-            };
-            d.insert("active", false);
-            d.insert("version", bson::DateTime::from_chrono(record.version));
-            d.insert("version_ms", record.version.timestamp_millis());
-            d.insert("publication", record.id.to_string());
-            if !valid(&self.validators.catalog, &d, &id.to_string()) {
+        for e in self.catalog_entries(doc! { "foss": &record.foss }).await? {
+            if !e.older_than(record) {
                 continue;
             }
-            let mut q = doc! { "_id": id };
-            q.extend(older.clone());
+            let mut d = catalog_document_of(&e);
+            d.insert("active", false);
+            d.insert("version", bson::DateTime::from_chrono(record.version));
+            d.insert("version_ms", v);
+            d.insert("publication", &id);
+            if !valid(&self.validators.catalog, &d, &e.video_id) {
+                continue;
+            }
+            let q = doc! { "_id": &e.video_id, "version_ms": e.version_ms, "publication": &e.publication };
             statements.push(doc! { "q": q, "u": d, "upsert": false });
         }
         self.update_all(CATALOG, statements).await?;
