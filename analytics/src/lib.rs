@@ -32,6 +32,9 @@ mod rules;
 mod sessions;
 mod videos;
 
+#[cfg(feature = "reader")]
+pub mod staff;
+
 pub use daily::{
     Count, DayFold, SiteDaily, SiteDay, Totals, TutorialDaily, TutorialDay, TutorialDayKey, day_of,
     tutorial_day_id,

@@ -97,13 +97,15 @@ enum Command {
     /// learners, time on page, sessions, video watched, completions, and
     /// the most viewed tutorials.
     Report {
-        /// First day, YYYY-MM-DD (default: 29 days before --to).
+        /// First day, YYYY-MM-DD (default: 29 days before --to; at most
+        /// 366 days are read at once).
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
-        /// Last day, included, YYYY-MM-DD (default: today).
+        /// Last day, included, YYYY-MM-DD (default: today, UTC).
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
-        /// Only tutorials of this FOSS (repeatable).
+        /// Only this FOSS's tutorial pages (repeatable): no sessions or
+        /// top lists then, which are kept for the whole site only.
         #[arg(long)]
         foss: Vec<String>,
         /// `table` for people, `json` for scripts, `csv` for spreadsheets (a
@@ -281,13 +283,12 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             foss,
             format,
         } => {
+            use visitlog_analytics::staff::{DEFAULT_DAYS, Range};
             let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let from = from.unwrap_or(to - chrono::Duration::days(29));
-            if from > to {
-                anyhow::bail!("--from {from} is after --to {to}");
-            }
+            let from = from.unwrap_or(to - chrono::Duration::days(DEFAULT_DAYS - 1));
+            let range = Range::new(from, to, foss).map_err(|e| anyhow::anyhow!("report: {e}"))?;
             let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-            let report = crate::report::report(&sink, from, to, &foss).await?;
+            let report = crate::report::report(&sink, &range).await?;
             match format {
                 ReportFormat::Table => print!("{}", report.table()),
                 ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -473,27 +473,24 @@ async fn a_morning_of_traffic_gives_the_figures_the_rules_say() {
         .await
         .unwrap();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
-    let report = visitlog_consumer::report::report(&sink, day, day, &[])
+    let range = |d| visitlog_analytics::staff::Range::new(d, d, Vec::new()).unwrap();
+    let report = visitlog_consumer::report::report(&sink, &range(day))
         .await
         .unwrap();
+    let o = &report.overview;
     assert_eq!(
-        (
-            report.page_views,
-            report.visits,
-            report.visitors,
-            report.learners,
-            report.sessions
-        ),
-        (5, 3, 2, 1, 2)
+        (o.page_views, o.visits, o.visitors, o.learners, o.sessions),
+        (5, 3, 2, 1, Some(2))
     );
     assert_eq!(report.tutorials.len(), 1);
     assert_eq!(report.tutorials[0].views, 1);
     assert!(report.table().contains("Python: Functions (English)"));
     let before = day.pred_opt().unwrap();
-    let empty = visitlog_consumer::report::report(&sink, before, before, &[])
+    let empty = visitlog_consumer::report::report(&sink, &range(before))
         .await
         .unwrap();
-    assert_eq!((empty.page_views, empty.tutorials.len()), (0, 0));
+    let empty = (empty.overview.page_views, empty.tutorials.len());
+    assert_eq!(empty, (0, 0), "no catalog here and nothing viewed: no row");
 }
 
 #[tokio::test]

@@ -155,7 +155,10 @@ fn video_seconds_sessions_and_bounces_come_from_sessions_of_the_day() {
     let s = site(&pages, &all, &[]);
     assert_eq!((s.sessions, s.bounces, s.totals.video_s), (1, 1, 30.0));
     assert!(all[0].duration_s > 0.0);
-    assert_eq!(s.session_s_sum, all[0].duration_s, "the day's one session, once");
+    assert_eq!(
+        s.session_s_sum, all[0].duration_s,
+        "the day's one session, once"
+    );
     let t = tutorial_day("Getting-started", &pages, &all, &[]);
     assert_eq!(t.totals.video_s, 30.0);
     assert_eq!(tutorial_day("Loops", &pages, &all, &[]).totals.video_s, 0.0);

@@ -19,7 +19,10 @@ use crate::error::Result;
 /// The claimed tutorials of one day (by foss, tutorial, language, so a
 /// routed document is looked up by its borrowed names), each with its fence.
 #[derive(Default)]
-struct TutorialsOfDay(BTreeMap<String, BTreeMap<String, BTreeMap<String, (TutorialDay, i64)>>>);
+struct TutorialsOfDay(BTreeMap<String, BTreeMap<String, Languages>>);
+
+/// A tutorial's claimed languages: its accumulator and fence each.
+type Languages = BTreeMap<String, (TutorialDay, i64)>;
 
 impl TutorialsOfDay {
     fn insert(&mut self, key: TutorialDayKey, acc: TutorialDay, fence: i64) {
@@ -160,7 +163,7 @@ impl Analytics {
         })
         .await?;
         let completed = doc! { "completed": true, "completed_at": { "$gte": start, "$lt": end } };
-        each(&self.sink.tutorial_progress(), completed, |d| {
+        each(self.sink.tutorial_progress(), completed, |d| {
             if let Ok(p) = Progress::from_document(d) {
                 acc.add_completion(&p);
             }
