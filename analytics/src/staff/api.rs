@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::privacy::{self, DEFAULT_FLOOR, Floor};
 use super::table::{self, columns};
-use super::{Access, AnalyticsReader, Authorize, Range, Scope};
+use super::{Access, AnalyticsReader, Authorize, Range, Scope, dashboard};
 
 /// Longest video id or learner key taken from a path.
 const MAX_KEY: usize = 512;
@@ -64,6 +64,7 @@ impl<A: Authorize> StaffRouter<A> {
             floor: Floor(self.floor),
         });
         Router::new()
+            .route("/", get(dashboard::page))
             .route("/api/overview", get(overview::<A>))
             .route("/api/tutorials", get(tutorials::<A>))
             .route("/api/videos/{video_id}", get(video::<A>))
@@ -387,6 +388,10 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,

@@ -30,6 +30,8 @@ mod access;
 #[cfg(feature = "router")]
 mod api;
 #[cfg(feature = "router")]
+mod dashboard;
+#[cfg(feature = "router")]
 mod privacy;
 #[cfg(feature = "router")]
 mod table;

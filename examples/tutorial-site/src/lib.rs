@@ -11,7 +11,10 @@
 //! `username`) starts a session, `POST /logout` ends it. `POST
 //! /visitlog/events` takes the page script's learning events, `GET
 //! /api/progress/{foss}/{tutorial}/{language}` answers the learner's progress
-//! as JSON, and `GET /visitlog/stats` shows the layer's counters.
+//! as JSON, and `GET /visitlog/stats` shows the layer's counters. With a
+//! MongoDB ([`Store`]), `/staff/analytics/` serves the staff analytics
+//! (dashboard and `/staff/analytics/api/…`) to the users named staff; any
+//! other user gets 403, nobody logged in 401.
 //!
 //! Every HTML page loads the page script with its `data-page-view`, so any
 //! page reports time on page (`page.ping`, `page.hide`); `?ping_ms=` and
@@ -33,6 +36,7 @@ mod session;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use visitlog_analytics::staff::{Access, AnalyticsReader, Scope};
 use visitlog_middleware::{CaptureLayer, CatalogItem, Identity};
 use visitlog_progress::ProgressReader;
 
@@ -128,6 +132,11 @@ impl Staff {
         ))
     }
 
+    /// Whether `user` is staff.
+    pub fn contains(&self, user: &str) -> bool {
+        self.0.contains(user)
+    }
+
     /// `user`'s identity for visitlog: staff or not.
     pub(crate) fn identity(&self, user: &str) -> Identity {
         let identity = Identity::user(user);
@@ -135,6 +144,37 @@ impl Staff {
             true => identity.staff(),
             false => identity,
         }
+    }
+}
+
+/// What the site reads from the consumer's MongoDB: learners' progress
+/// and resume positions, and the staff analytics.
+#[derive(Clone)]
+pub struct Store {
+    progress: ProgressReader,
+    analytics: AnalyticsReader,
+}
+
+impl Store {
+    /// Reads from `db`, the consumer's database.
+    pub fn new(db: &mongodb::Database) -> Self {
+        Self {
+            progress: ProgressReader::new(db),
+            analytics: AnalyticsReader::new(db),
+        }
+    }
+
+    /// Connects (lazily) to `uri` and reads from `database`.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, mongodb::error::Error> {
+        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
+        options
+            .app_name
+            .get_or_insert_with(|| "tutorial-site".to_owned());
+        options
+            .server_selection_timeout
+            .get_or_insert(std::time::Duration::from_secs(2));
+        let client = mongodb::Client::with_options(options)?;
+        Ok(Self::new(&client.database(database)))
     }
 }
 
@@ -158,22 +198,23 @@ impl FromRef<AppState> for Staff {
     }
 }
 
-/// The site's router, wrapped with `capture`, without learning progress.
+/// The site's router, wrapped with `capture`, without a store (no
+/// progress, no staff analytics).
 ///
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the
 /// layer sees the peer address.
 pub fn app(capture: CaptureLayer) -> Router {
-    app_with_progress(capture, None)
+    app_with_store(capture, None)
 }
 
-/// The site's router, reading resume positions and progress with `progress`;
-/// the staff are [`DEFAULT_STAFF`].
-pub fn app_with_progress(capture: CaptureLayer, progress: Option<ProgressReader>) -> Router {
-    app_with(capture, progress, Staff::from_list(DEFAULT_STAFF))
+/// The site's router, reading progress and analytics from `store`; the
+/// staff are [`DEFAULT_STAFF`].
+pub fn app_with_store(capture: CaptureLayer, store: Option<Store>) -> Router {
+    app_with(capture, store, Staff::from_list(DEFAULT_STAFF))
 }
 
-/// The site's router, reading progress with `progress`, marking `staff`.
-pub fn app_with(capture: CaptureLayer, progress: Option<ProgressReader>, staff: Staff) -> Router {
+/// The site's router, reading from `store`, with `staff` as its staff.
+pub fn app_with(capture: CaptureLayer, store: Option<Store>, staff: Staff) -> Router {
     let sessions = Sessions::default();
     let lookup = sessions.clone();
     let marks = staff.clone();
@@ -189,7 +230,24 @@ pub fn app_with(capture: CaptureLayer, progress: Option<ProgressReader>, staff: 
         }
     });
     let stats_layer = capture.clone();
-    Router::new()
+    let progress = store.as_ref().map(|s| s.progress.clone());
+    let mut router = Router::new();
+    if let Some(store) = &store {
+        // The staff check: the session's user, staff or not.
+        let (users, staff) = (sessions.clone(), staff.clone());
+        let analytics = visitlog_analytics::staff::router(
+            store.analytics.clone(),
+            move |req: &axum::http::request::Parts| match session::session_cookie(&req.headers)
+                .and_then(|id| users.user(id))
+            {
+                None => Access::Unauthenticated,
+                Some(user) if staff.contains(&user) => Access::Learners(Scope::all().viewer(user)),
+                Some(_) => Access::Denied,
+            },
+        );
+        router = router.nest_service("/staff/analytics", analytics);
+    }
+    router
         .route("/", get(pages::home))
         .route("/watch/{foss}/{tutorial}/{language}/", get(pages::watch))
         .route("/login", post(session::login))

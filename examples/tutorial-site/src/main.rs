@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Parser;
 use visitlog_middleware::{CaptureLayer, Config};
-use visitlog_progress::ProgressReader;
 
 /// A tutorial website that logs every request with visitlog.
 #[derive(Parser)]
@@ -17,8 +16,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "VISITLOG_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// MongoDB the consumer writes to, for resume positions and progress;
-    /// without it the pages work but do not resume.
+    /// MongoDB the consumer writes to, for resume positions, progress and
+    /// the staff analytics; without it the pages work but do not resume.
     // `--help` must not show its value: the URI may hold a password.
     #[arg(long, env = "VISITLOG_MONGODB_URI", hide_env_values = true)]
     mongodb_uri: Option<String>,
@@ -54,16 +53,16 @@ async fn main() -> anyhow::Result<()> {
         .publish(visitlog_example::catalog())
         .context("publishing the catalog")?;
     tracing::info!(publications = published, "catalog published");
-    let progress = match &args.mongodb_uri {
+    let store = match &args.mongodb_uri {
         Some(uri) => Some(
-            ProgressReader::connect(uri, &args.database)
+            visitlog_example::Store::connect(uri, &args.database)
                 .await
                 .context("VISITLOG_MONGODB_URI")?,
         ),
         None => None,
     };
     let staff = visitlog_example::Staff::from_list(&args.staff);
-    let app = visitlog_example::app_with(capture, progress, staff);
+    let app = visitlog_example::app_with(capture, store, staff);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

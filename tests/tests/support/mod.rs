@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use visitlog_middleware::{CaptureLayer, Config, ShipperHandle, Stats};
-use visitlog_progress::ProgressReader;
 use visitlog_tests::Namespace;
 use visitlog_tests::browser::Browser;
 
@@ -55,14 +54,14 @@ impl Site {
         mongodb_uri: &str,
         database: &str,
     ) -> anyhow::Result<Self> {
-        let reader = ProgressReader::connect(mongodb_uri, database).await?;
-        Self::serve(config, Some(reader)).await
+        let store = visitlog_example::Store::connect(mongodb_uri, database).await?;
+        Self::serve(config, Some(store)).await
     }
 
-    async fn serve(config: Config, progress: Option<ProgressReader>) -> anyhow::Result<Self> {
+    async fn serve(config: Config, store: Option<visitlog_example::Store>) -> anyhow::Result<Self> {
         let (capture, shipper) = CaptureLayer::new(config)?;
         let shipper = shipper.spawn();
-        let app = visitlog_example::app_with_progress(capture.clone(), progress);
+        let app = visitlog_example::app_with_store(capture.clone(), store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move {
