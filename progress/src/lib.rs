@@ -57,7 +57,7 @@ pub use error::ReadError;
 pub use event::{event_document, event_from_document};
 pub use fold::needs_refold;
 #[cfg(feature = "reader")]
-pub use reader::ProgressReader;
+pub use reader::{ProgressReader, connect_database};
 pub use rules::{MainVideo, Rules, page_view};
 pub use status::{LanguageStatus, TutorialLanguages};
 pub use stretch::{MAX_PAGE_VIEWS, MAX_STREAMS, PageView, Stream};

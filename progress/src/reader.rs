@@ -25,18 +25,27 @@ pub struct ProgressReader {
     progress: Collection<Document>,
 }
 
+/// A lazily connected handle on `database` at `uri`, for an app's readers:
+/// named `app_name` in the server's logs (unless the URI names one), and
+/// giving up on an unreachable server after 2 s (unless the URI says).
+pub async fn connect_database(
+    uri: &str,
+    database: &str,
+    app_name: &str,
+) -> Result<Database, ReadError> {
+    let mut options = mongodb::options::ClientOptions::parse(uri).await?;
+    options.app_name.get_or_insert_with(|| app_name.to_owned());
+    options
+        .server_selection_timeout
+        .get_or_insert(std::time::Duration::from_secs(2));
+    Ok(mongodb::Client::with_options(options)?.database(database))
+}
+
 impl ProgressReader {
     /// Connects (lazily) to `uri` and reads from `database`, the consumer's.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, ReadError> {
-        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
-        options
-            .app_name
-            .get_or_insert_with(|| "visitlog-progress".to_owned());
-        options
-            .server_selection_timeout
-            .get_or_insert(std::time::Duration::from_secs(2));
         Ok(Self::new(
-            &mongodb::Client::with_options(options)?.database(database),
+            &connect_database(uri, database, "visitlog-progress").await?,
         ))
     }
 

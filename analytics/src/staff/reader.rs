@@ -69,16 +69,8 @@ struct Summed {
 impl AnalyticsReader {
     /// Connects (lazily) to `uri` and reads from `database`, the consumer's.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, ReadError> {
-        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
-        options
-            .app_name
-            .get_or_insert_with(|| "visitlog-analytics".to_owned());
-        options
-            .server_selection_timeout
-            .get_or_insert(std::time::Duration::from_secs(2));
-        Ok(Self::new(
-            &mongodb::Client::with_options(options)?.database(database),
-        ))
+        let db = visitlog_progress::connect_database(uri, database, "visitlog-analytics").await?;
+        Ok(Self::new(&db))
     }
 
     /// Reads from `db`, a handle the app already has.
@@ -334,7 +326,7 @@ impl AnalyticsReader {
     pub async fn learner(&self, learner: &str, range: &Range) -> Result<LearnerView, ReadError> {
         let mut filter = doc! { "learner": learner };
         if !range.foss().is_empty() {
-            filter.insert("foss", doc! { "$in": range.foss() });
+            filter.insert("foss", one_of(range.foss()));
         }
         let mut tutorials = Vec::new();
         let mut cursor = self
@@ -367,7 +359,7 @@ impl AnalyticsReader {
         let (start, end) = instants(range);
         let mut filter = doc! { "learner": learner, "start": { "$gte": start, "$lt": end } };
         if !range.foss().is_empty() {
-            filter.insert("tutorials.foss", doc! { "$in": range.foss() });
+            filter.insert("tutorials.foss", one_of(range.foss()));
         }
         let mut sessions = Vec::new();
         let mut cursor = self
@@ -410,7 +402,7 @@ impl AnalyticsReader {
     async fn tutorial_days(&self, range: &Range) -> Result<mongodb::Cursor<Document>, ReadError> {
         let mut filter = range.day_filter();
         if !range.foss().is_empty() {
-            filter.insert("foss", doc! { "$in": range.foss() });
+            filter.insert("foss", one_of(range.foss()));
         }
         Ok(self
             .coll(Coll::TutorialDaily)
@@ -442,7 +434,7 @@ impl AnalyticsReader {
     async fn distinct(&self, range: &Range, per: Per) -> Result<Distinct, ReadError> {
         let mut filter = range.day_filter();
         if !range.foss().is_empty() {
-            filter.insert("tutorial.foss", doc! { "$in": range.foss() });
+            filter.insert("tutorial.foss", one_of(range.foss()));
         }
         let mut cursor = self
             .coll(Coll::PageViews)
@@ -490,7 +482,7 @@ impl AnalyticsReader {
     async fn catalog(&self, range: &Range) -> Result<Vec<CatalogEntry>, ReadError> {
         let mut filter = doc! { "active": true };
         if !range.foss().is_empty() {
-            filter.insert("foss", doc! { "$in": range.foss() });
+            filter.insert("foss", one_of(range.foss()));
         }
         let mut cursor = self
             .coll(Coll::Catalog)
@@ -512,7 +504,7 @@ impl AnalyticsReader {
         }
         let mut cursor = self
             .coll(Coll::VideoStats)
-            .find(doc! { "video_id": { "$in": ids } })
+            .find(doc! { "_id": { "$in": ids } })
             .batch_size(BATCH)
             .await?;
         while let Some(d) = cursor.try_next().await? {
@@ -548,6 +540,15 @@ impl CatalogEntry {
             order: number(d.get("order")).map_or(0, |n| n as u32),
             main: d.get_bool("main").unwrap_or(false),
         }
+    }
+}
+
+/// A filter on one of `names`: equality for one (which every server's
+/// planner takes to an index), `$in` for more.
+fn one_of(names: &[String]) -> Bson {
+    match names {
+        [one] => Bson::String(one.clone()),
+        many => Bson::Document(doc! { "$in": many }),
     }
 }
 

@@ -4,6 +4,8 @@
 use bson::{Document, doc};
 use mongodb::IndexModel;
 
+use visitlog_schema::Collection as Coll;
+
 use super::engine::Analytics;
 use super::store::{PAGE_VIEWS, SESSIONS};
 use crate::error::Result;
@@ -30,6 +32,16 @@ impl Analytics {
                 ])
                 .await?;
         }
+        // A range of days (of some FOSS), for the staff analytics.
+        db.collection::<Document>(Coll::SiteDaily.name())
+            .create_indexes([index(doc! { "day": 1 })])
+            .await?;
+        db.collection::<Document>(Coll::TutorialDaily.name())
+            .create_indexes([
+                index(doc! { "day": 1 }),
+                index(doc! { "foss": 1, "day": 1 }),
+            ])
+            .await?;
         let progress = self.sink.tutorial_progress();
         progress
             .create_indexes([

@@ -165,16 +165,9 @@ impl Store {
     }
 
     /// Connects (lazily) to `uri` and reads from `database`.
-    pub async fn connect(uri: &str, database: &str) -> Result<Self, mongodb::error::Error> {
-        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
-        options
-            .app_name
-            .get_or_insert_with(|| "tutorial-site".to_owned());
-        options
-            .server_selection_timeout
-            .get_or_insert(std::time::Duration::from_secs(2));
-        let client = mongodb::Client::with_options(options)?;
-        Ok(Self::new(&client.database(database)))
+    pub async fn connect(uri: &str, database: &str) -> Result<Self, visitlog_progress::ReadError> {
+        let db = visitlog_progress::connect_database(uri, database, "tutorial-site").await?;
+        Ok(Self::new(&db))
     }
 }
 
