@@ -13,7 +13,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use visitlog_progress::{CompletedBy, DocumentError, Progress};
 
-use crate::{AnalyticsRules, PageView, Session, hashed_id};
+use crate::rollup::{DayPart, FossDay, FossPart, Period, Reach, TutorialPart, top};
+use crate::{AnalyticsRules, PageView, Session, Sketch, hashed_id};
 
 /// The UTC day of `t`, `YYYY-MM-DD`.
 pub fn day_of(t: DateTime<Utc>) -> String {
@@ -56,6 +57,23 @@ pub struct Totals {
     pub completions_manual: u64,
     /// Media seconds credited in sessions that started that day.
     pub video_s: f64,
+}
+
+impl Totals {
+    /// Adds `t` (the distinct counts too: a sum of days counts a learner
+    /// once per day).
+    pub fn add(&mut self, t: &Totals) {
+        self.page_views += t.page_views;
+        self.visits += t.visits;
+        self.learners += t.learners;
+        self.anonymous_visitors += t.anonymous_visitors;
+        self.returning_visits += t.returning_visits;
+        self.time_on_page_s_sum += t.time_on_page_s_sum;
+        self.time_on_page_n += t.time_on_page_n;
+        self.completions_auto += t.completions_auto;
+        self.completions_manual += t.completions_manual;
+        self.video_s += t.video_s;
+    }
 }
 
 /// One tutorial's day, as stored in `tutorial_daily`.
@@ -196,6 +214,8 @@ struct Counter {
     visits: BTreeMap<String, First>,
     learners: BTreeSet<String>,
     anonymous: BTreeSet<String>,
+    /// Visitor ids of every page, with or without a user.
+    visitors: BTreeSet<String>,
     returning: BTreeSet<String>,
     time_sum: f64,
     time_n: u64,
@@ -222,8 +242,11 @@ impl Counter {
             }
             _ => {}
         }
-        if let (None, Some(v)) = (&p.user, &p.visitor_id) {
-            self.anonymous.insert(v.clone());
+        if let Some(v) = &p.visitor_id {
+            if p.user.is_none() {
+                self.anonymous.insert(v.clone());
+            }
+            self.visitors.insert(v.clone());
         }
         if let Some(t) = p.time_on_page_s {
             self.time_sum += t;
@@ -275,23 +298,22 @@ impl Counter {
 
     /// Visits per value of `f` of their first page, the `n` largest.
     fn top(&self, n: usize, f: impl Fn(&First) -> Option<&String>) -> Vec<Count> {
-        let mut counts: BTreeMap<&String, u64> = BTreeMap::new();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for first in self.visits.values() {
             if let Some(name) = f(first) {
-                *counts.entry(name).or_default() += 1;
+                *counts.entry(name.clone()).or_default() += 1;
             }
         }
-        let mut list: Vec<Count> = counts
-            .into_iter()
-            .map(|(name, count)| Count {
-                name: name.clone(),
-                count,
-            })
-            .collect();
-        // Most first; ties by name (the map gave them sorted, the sort is stable).
-        list.sort_by_key(|c| std::cmp::Reverse(c.count));
-        list.truncate(n);
-        list
+        top(counts, n)
+    }
+
+    /// Who the counted pages reached.
+    fn reach(&self) -> Reach {
+        let of = |set: &BTreeSet<String>| Sketch::of(set.iter().map(String::as_str));
+        Reach {
+            visitors: of(&self.visitors),
+            learners: of(&self.learners),
+        }
     }
 }
 
@@ -394,6 +416,9 @@ pub struct SiteDay {
     sessions: BTreeSet<String>,
     bounces: u64,
     session_s: f64,
+    /// The same counts per FOSS and per tutorial, for the day's rollup.
+    foss: BTreeMap<String, Counter>,
+    tutorials: BTreeMap<(String, String, String), Counter>,
 }
 
 impl SiteDay {
@@ -406,13 +431,31 @@ impl SiteDay {
             sessions: BTreeSet::new(),
             bounces: 0,
             session_s: 0.0,
+            foss: BTreeMap::new(),
+            tutorials: BTreeMap::new(),
         }
+    }
+
+    /// The counters of one tutorial and of its FOSS.
+    fn parts(&mut self, foss: &str, tutorial: &str, language: &str) -> [&mut Counter; 2] {
+        let t = self
+            .tutorials
+            .entry((foss.to_owned(), tutorial.to_owned(), language.to_owned()))
+            .or_default();
+        let f = self.foss.entry(foss.to_owned()).or_default();
+        [t, f]
     }
 
     /// A page view starting this day.
     pub fn add_page(&mut self, p: &PageView) {
-        if p.day == self.day {
-            self.counter.page(p);
+        if p.day != self.day {
+            return;
+        }
+        self.counter.page(p);
+        if let Some(t) = &p.tutorial {
+            for c in self.parts(&t.foss, &t.tutorial, &t.language) {
+                c.page(p);
+            }
         }
     }
 
@@ -424,15 +467,84 @@ impl SiteDay {
         self.counter.video_s += s.video_s;
         self.bounces += u64::from(s.bounce);
         self.session_s += s.duration_s;
+        for t in &s.tutorials {
+            for c in self.parts(&t.foss, &t.tutorial, &t.language) {
+                c.video_s += t.video_s;
+            }
+        }
     }
 
     /// A progress document: counted when it was completed this day.
     pub fn add_completion(&mut self, p: &Progress) {
         self.counter.completion(p, &self.day);
+        // Only a completion of this day opens its tutorial's part.
+        if p.completed_at.is_some_and(|at| day_of(at) == self.day) {
+            let day = self.day.clone();
+            for c in self.parts(&p.foss, &p.tutorial, &p.language) {
+                c.completion(p, &day);
+            }
+        }
     }
 
     /// The document.
     pub fn finish(self) -> SiteDaily {
+        self.finish_with_period().0
+    }
+
+    /// The document, and the day as a [`Period`] for its rollup.
+    pub fn finish_with_period(self) -> (SiteDaily, Period) {
+        let c = &self.counter;
+        let foss: Vec<FossPart> = self
+            .foss
+            .iter()
+            .map(|(name, c)| FossPart {
+                foss: name.clone(),
+                totals: c.totals(),
+                reach: c.reach(),
+            })
+            .collect();
+        let foss_days = foss
+            .iter()
+            .map(|f| FossDay {
+                foss: f.foss.clone(),
+                totals: f.totals.clone(),
+            })
+            .collect();
+        let tutorials = self
+            .tutorials
+            .iter()
+            .map(|((foss, tutorial, language), c)| TutorialPart {
+                foss: foss.clone(),
+                tutorial: tutorial.clone(),
+                language: language.clone(),
+                totals: c.totals(),
+                reach: c.reach(),
+            })
+            .collect();
+        let daily = self.site_daily();
+        let period = Period {
+            totals: daily.totals.clone(),
+            sessions: daily.sessions,
+            bounces: daily.bounces,
+            session_s_sum: daily.session_s_sum,
+            reach: c.reach(),
+            countries: daily.countries.clone(),
+            browsers: daily.browsers.clone(),
+            os: daily.os.clone(),
+            referrers: daily.referrers.clone(),
+            foss,
+            tutorials,
+            days: vec![DayPart {
+                day: self.day.clone(),
+                totals: daily.totals.clone(),
+                sessions: daily.sessions,
+                foss: foss_days,
+            }],
+        };
+        (daily, period)
+    }
+
+    fn site_daily(&self) -> SiteDaily {
         let c = &self.counter;
         let n = self.top_n;
         SiteDaily {
@@ -446,7 +558,7 @@ impl SiteDay {
             browsers: c.top(n, |f| f.browser.as_ref()),
             os: c.top(n, |f| f.os.as_ref()),
             referrers: c.top(n, |f| f.referrer.as_ref()),
-            day: self.day,
+            day: self.day.clone(),
             fence: 0,
             derived_at: DateTime::UNIX_EPOCH,
         }

@@ -9,7 +9,9 @@
 //! - `page_views`: [`visit_page_views`] (one visit's pages and their pings),
 //! - `sessions`: [`SessionFold`] / [`sessions`] (one learner's activity),
 //! - `video_stats`: [`VideoStatsFold`] (one video's progress documents),
-//! - `tutorial_daily` / `site_daily`: [`TutorialDay`] / [`SiteDay`].
+//! - `tutorial_daily` / `site_daily`: [`TutorialDay`] / [`SiteDay`],
+//! - `rollups`: [`Rollup`] of a [`Period`] (a day from [`SiteDay`], a month
+//!   from its days through [`PeriodSum`]), with [`Sketch`]es for distinct counts.
 //!
 //! The consumer reads the raw documents with `find`, feeds them here and
 //! writes what comes out, setting `fence` and `derived_at`; recomputing a
@@ -28,8 +30,10 @@
 
 mod daily;
 mod page_views;
+mod rollup;
 mod rules;
 mod sessions;
+mod sketch;
 mod videos;
 
 #[cfg(feature = "reader")]
@@ -40,8 +44,13 @@ pub use daily::{
     tutorial_day_id,
 };
 pub use page_views::{PageView, is_page_view, referrer_domain, visit_key, visit_page_views};
+pub use rollup::{
+    DayPart, FossDay, FossPart, Period, PeriodSum, Reach, Rollup, Span, TOP_KEPT, TutorialPart,
+    period_of, rollup_id,
+};
 pub use rules::AnalyticsRules;
 pub use sessions::{Device, Session, SessionFold, SessionTutorial, session_id, sessions};
+pub use sketch::{Sketch, id_hash};
 pub use videos::{Segment, VideoStats, VideoStatsFold};
 pub use visitlog_progress::DocumentError;
 use visitlog_schema::hashed_id;

@@ -2,18 +2,21 @@
 //!
 //! Run with: `scripts/bench` (or `cargo bench -p visitlog-consumer --bench
 //! staff` with `scripts/services` running). Seeds a database (indexes by
-//! `visitlog-consumer setup`) with a year of a site of 150 tutorial pages
-//! (50 tutorials in 3 languages, all in the catalog with a video): 365
-//! `site_daily`, 54,750 `tutorial_daily`, `VISITLOG_BENCH_PAGE_VIEWS` page
-//! views a day (default 300, 1,000 visitors and 400 learners in all), 150
-//! `video_stats`, and one learner with 400 sessions and 150 progress
-//! documents. Then asks each endpoint (through the router, as a browser
-//! would) over the last 30 days and over the whole year, 15 times each,
-//! and prints the median and the 95th percentile (of 15: the second
-//! slowest).
+//! `visitlog-consumer setup`) with 400 days of a site of 150 tutorial pages
+//! (50 tutorials of 5 FOSS in 3 languages, all in the catalog with a
+//! video): `VISITLOG_BENCH_PAGE_VIEWS` page views a day (default 300, from
+//! 1,000 visitors of whom 400 log in) and a session per three of them, put
+//! through the consumer's own day fold into `site_daily` and the day's
+//! rollup, and each month's rollup from its days, as the derivations
+//! write them; 150 `video_stats`; one learner with 400 sessions. Then asks
+//! each endpoint (through the router, as a browser would) over 30 days,
+//! over a year, and over a year with the most days outside whole months
+//! (59), 15 times each, and prints the median and the 95th percentile (of
+//! 15: the second slowest).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,14 +28,16 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use visitlog_analytics::staff::{Access, AnalyticsReader, Scope, StaffRouter};
 use visitlog_analytics::{
-    Count, PageView, Segment, Session, SiteDaily, Totals, TutorialDaily, VideoStats,
-    tutorial_day_id,
+    AnalyticsRules, PageView, PeriodSum, Rollup, Segment, Session, SessionTutorial, SiteDay, Span,
+    VideoStats,
 };
 use visitlog_tests::{shared_mongodb_uri, test_database};
 
 const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
 const TUTORIALS: usize = 50;
 const LANGUAGES: [&str; 3] = ["English", "Hindi", "Tamil"];
+/// Days seeded, ending on [`last_day`].
+const SEEDED: i64 = 400;
 const DAYS: i64 = 365;
 const RUNS: usize = 15;
 
@@ -57,19 +62,79 @@ async fn insert(db: &mongodb::Database, name: &str, docs: Vec<Document>) {
     }
 }
 
-fn totals(views: u64) -> Totals {
-    Totals {
-        page_views: views,
-        visits: views * 8 / 10,
-        learners: views / 3,
-        anonymous_visitors: views / 2,
-        returning_visits: views / 4,
-        time_on_page_s_sum: views as f64 * 95.0,
-        time_on_page_n: views * 9 / 10,
-        completions_auto: views / 20,
-        completions_manual: views / 50,
-        video_s: views as f64 * 70.0,
+/// One day's page views and sessions, as the visit and learner folds
+/// would have stored them.
+fn traffic(d: usize, day: NaiveDate, per_day: usize) -> (Vec<PageView>, Vec<Session>) {
+    let now = Utc::now();
+    let day_s = day.to_string();
+    let (mut pages, mut sessions) = (Vec::new(), Vec::new());
+    for k in 0..per_day {
+        let i = (d * per_day + k) % TUTORIALS;
+        let (foss, name) = tutorial(i);
+        let language = LANGUAGES[(d + k) % 3];
+        let visitor = (d * 7 + k) % 1000;
+        let learner = (visitor < 400).then(|| format!("user:l{visitor}"));
+        let start = midnight(day) + chrono::Duration::seconds(k as i64 * 60);
+        pages.push(PageView {
+            id: uuid::Uuid::now_v7().to_string(),
+            learner: learner.clone(),
+            user: learner.as_ref().map(|l| l[5..].to_owned()),
+            visitor_id: Some(uuid::Uuid::from_u128(visitor as u128 + 1).to_string()),
+            visit_number: Some(1),
+            path: format!("/watch/{foss}/{name}/{language}/"),
+            route: None,
+            tutorial: Some(visitlog_schema::Tutorial {
+                foss: foss.clone(),
+                tutorial: name.clone(),
+                language: language.into(),
+            }),
+            start,
+            last_seen: start,
+            engaged_s: 30.0,
+            time_on_page_s: Some(60.0 + (k % 90) as f64),
+            estimated: false,
+            day: day_s.clone(),
+            pings: 4,
+            new_visit: true,
+            returning: Some(visitor.is_multiple_of(3)),
+            country: Some(["IN", "BD", "NP", "LK", "US"][k % 5].into()),
+            browser: Some(["Firefox", "Chrome", "Safari"][k % 3].into()),
+            os: Some(["Linux", "Windows", "Android", "macOS"][k % 4].into()),
+            referrer_domain: k.is_multiple_of(4).then(|| format!("r{}.example", k % 30)),
+            fence: 1,
+            derived_at: now,
+        });
+        if k.is_multiple_of(3) {
+            sessions.push(Session {
+                id: visitlog_analytics::session_id(&format!("v{visitor}"), start),
+                learner: learner.unwrap_or_else(|| format!("visitor:{visitor}")),
+                start,
+                end: start + chrono::Duration::minutes(12),
+                duration_s: 720.0,
+                engaged_s: 300.0,
+                page_views: 3,
+                tutorials: vec![SessionTutorial {
+                    foss,
+                    tutorial: name,
+                    language: language.into(),
+                    engaged_s: 300.0,
+                    video_s: 210.0,
+                }],
+                video_s: 210.0,
+                devices: Vec::new(),
+                country: Some("IN".into()),
+                returning: false,
+                entry_path: None,
+                exit_path: None,
+                bounce: k.is_multiple_of(30),
+                short: false,
+                day: day_s.clone(),
+                fence: 1,
+                derived_at: now,
+            });
+        }
     }
+    (pages, sessions)
 }
 
 async fn seed(uri: &str, db_name: &str, per_day: usize) {
@@ -83,92 +148,40 @@ async fn seed(uri: &str, db_name: &str, per_day: usize) {
         .unwrap()
         .database(db_name);
     let now = Utc::now();
-    let first = last_day() - chrono::Duration::days(DAYS - 1);
-    let (mut tutorial_days, mut site_days, mut pages) = (Vec::new(), Vec::new(), Vec::new());
-    let top = |prefix: &str, n: u64| -> Vec<Count> {
-        (0..20u64)
-            .map(|i| Count {
-                name: format!("{prefix}{i}"),
-                count: n / (i + 1),
-            })
-            .collect()
-    };
-    for (d, day) in first.iter_days().take(DAYS as usize).enumerate() {
+    let rules = AnalyticsRules::default();
+    let first = last_day() - chrono::Duration::days(SEEDED - 1);
+    let (mut site_days, mut rollups) = (Vec::new(), Vec::new());
+    let mut months: BTreeMap<String, PeriodSum> = BTreeMap::new();
+    for (d, day) in first.iter_days().take(SEEDED as usize).enumerate() {
         let day_s = day.to_string();
-        for i in 0..TUTORIALS {
-            let (foss, name) = tutorial(i);
-            for language in LANGUAGES {
-                let t = TutorialDaily {
-                    id: tutorial_day_id(&foss, &name, language, &day_s),
-                    foss: foss.clone(),
-                    tutorial: name.clone(),
-                    language: language.into(),
-                    day: day_s.clone(),
-                    date: midnight(day),
-                    totals: totals(((i + d) % 7 + 1) as u64),
-                    fence: 1,
-                    derived_at: now,
-                };
-                tutorial_days.push(t.to_document().unwrap());
-            }
-        }
-        let s = SiteDaily {
-            id: day_s.clone(),
-            day: day_s.clone(),
-            date: midnight(day),
-            totals: totals(per_day as u64),
-            sessions: per_day as u64 / 3,
-            bounces: per_day as u64 / 10,
-            session_s_sum: per_day as f64 * 200.0,
-            countries: top("C", per_day as u64),
-            browsers: top("B", per_day as u64),
-            os: top("O", per_day as u64),
-            referrers: top("R", per_day as u64),
-            fence: 1,
-            derived_at: now,
-        };
-        site_days.push(s.to_document().unwrap());
-        for k in 0..per_day {
-            let i = (d * per_day + k) % TUTORIALS;
-            let (foss, name) = tutorial(i);
-            let visitor = (d * 7 + k) % 1000;
-            let learner = (visitor < 400).then(|| format!("user:l{visitor}"));
-            let start = midnight(day) + chrono::Duration::seconds(k as i64 * 60);
-            let p = PageView {
-                id: uuid::Uuid::now_v7().to_string(),
-                learner: learner.clone(),
-                user: learner.as_ref().map(|l| l[5..].to_owned()),
-                visitor_id: Some(uuid::Uuid::from_u128(visitor as u128 + 1).to_string()),
-                visit_number: Some(1),
-                path: format!("/watch/{foss}/{name}/English/"),
-                route: None,
-                tutorial: Some(visitlog_schema::Tutorial {
-                    foss,
-                    tutorial: name,
-                    language: "English".into(),
-                }),
-                start,
-                last_seen: start,
-                engaged_s: 30.0,
-                time_on_page_s: Some(60.0),
-                estimated: false,
-                day: day_s.clone(),
-                pings: 4,
-                new_visit: true,
-                returning: Some(false),
-                country: Some("IN".into()),
-                browser: Some("Firefox".into()),
-                os: Some("Linux".into()),
-                referrer_domain: None,
-                fence: 1,
-                derived_at: now,
-            };
-            pages.push(p.to_document().unwrap());
-        }
+        let (pages, sessions) = traffic(d, day, per_day);
+        let mut fold = SiteDay::new(&day_s, &rules);
+        pages.iter().for_each(|p| fold.add_page(p));
+        sessions.iter().for_each(|s| fold.add_session(s));
+        let (mut daily, period) = fold.finish_with_period();
+        (daily.fence, daily.derived_at) = (1, now);
+        site_days.push(daily.to_document().unwrap());
+        let mut rollup = Rollup::new(Span::Day, &day_s, &period).unwrap();
+        (rollup.fence, rollup.derived_at) = (1, now);
+        rollups.push(rollup.to_document().unwrap());
+        months.entry(day_s[..7].to_owned()).or_default().add(period);
     }
-    insert(&db, "tutorial_daily", tutorial_days).await;
+    for (month, sum) in months {
+        let mut rollup = Rollup::new(Span::Month, &format!("{month}-01"), &sum.finish()).unwrap();
+        (rollup.fence, rollup.derived_at) = (1, now);
+        rollups.push(rollup.to_document().unwrap());
+    }
+    for span in ["day", "month"] {
+        let sizes: Vec<usize> = rollups
+            .iter()
+            .filter(|d| d.get_str("span") == Ok(span))
+            .filter_map(|d| d.get_str("data").ok().map(str::len))
+            .collect();
+        let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+        println!("a {span}'s rollup: {} KB of data on average", mean / 1024);
+    }
     insert(&db, "site_daily", site_days).await;
-    insert(&db, "page_views", pages).await;
+    insert(&db, "rollups", rollups).await;
     let (mut catalog, mut stats) = (Vec::new(), Vec::new());
     for i in 0..TUTORIALS {
         let (foss, name) = tutorial(i);
@@ -213,9 +226,10 @@ async fn seed(uri: &str, db_name: &str, per_day: usize) {
     insert(&db, "catalog", catalog).await;
     insert(&db, "video_stats", stats).await;
     // One learner's history: 400 sessions over the year.
+    let start_of_year = last_day() - chrono::Duration::days(DAYS - 1);
     let sessions: Vec<Document> = (0..400)
         .map(|k| {
-            let start = midnight(first) + chrono::Duration::hours(k * 21);
+            let start = midnight(start_of_year) + chrono::Duration::hours(k * 21);
             Session {
                 id: visitlog_analytics::session_id("user:l1", start),
                 learner: "user:l1".into(),
@@ -291,7 +305,7 @@ async fn main() {
     let started = Instant::now();
     seed(&uri, &db_name, per_day).await;
     println!(
-        "MongoDB: {kind}; a year seeded in {:.0} s ({} page views a day)\n",
+        "MongoDB: {kind}; {SEEDED} days seeded in {:.0} s ({} page views a day)\n",
         started.elapsed().as_secs_f64(),
         per_day
     );
@@ -300,9 +314,13 @@ async fn main() {
         .unwrap()
         .database(&db_name);
     let app = StaffRouter::new(AnalyticsReader::new(&db), staff).into_router();
-    let to = last_day();
+    // The last 30 days and the last year as of 29 November: neither is made
+    // of whole months (30 days, and 11 months and 30 days); then the year
+    // with the most days outside whole months, 2 November to 30 October.
+    let to = last_day() - chrono::Duration::days(1);
     let month = format!("from={}&to={to}", to - chrono::Duration::days(29));
     let year = format!("from={}&to={to}", to - chrono::Duration::days(DAYS - 1));
+    let worst = "from=2025-11-02&to=2026-10-30".to_owned();
     println!(
         "{:<44} {:>9} {:>9} {:>9}",
         "endpoint", "p50 ms", "p95 ms", "bytes"
@@ -315,7 +333,11 @@ async fn main() {
         ("video", "/api/videos/FOSS-1%2FTutorial-01%2FEnglish"),
         ("learner", "/api/learners/l1"),
     ] {
-        for (range, q) in [("30 days", &month), ("a year", &year)] {
+        for (range, q) in [
+            ("30 days", &month),
+            ("a year", &year),
+            ("a year, 59 edge days", &worst),
+        ] {
             let sep = if path.contains('?') { '&' } else { '?' };
             let (p50, p95, bytes) = time(&app, &format!("{path}{sep}{q}")).await;
             println!(

@@ -22,12 +22,13 @@ use common::{InProcess, config};
 const WAIT: Duration = Duration::from_secs(90);
 
 /// The collections the analytics write.
-const DERIVED: [&str; 5] = [
+const DERIVED: [&str; 6] = [
     "page_views",
     "sessions",
     "video_stats",
     "tutorial_daily",
     "site_daily",
+    "rollups",
 ];
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
@@ -467,6 +468,25 @@ async fn a_morning_of_traffic_gives_the_figures_the_rules_say() {
     assert_eq!(f64_of(site, "visits"), Some(3.0));
     assert_eq!(f64_of(site, "sessions"), Some(2.0));
     assert_eq!(f64_of(site, "learners"), Some(1.0));
+    // The day's rollup holds the same figures, and its month's the day's.
+    let rollups = &derived["rollups"];
+    let ids: Vec<&str> = rollups
+        .iter()
+        .filter_map(|d| d.get_str("_id").ok())
+        .collect();
+    assert_eq!(ids, ["day:2026-11-20", "month:2026-11"]);
+    let period =
+        |id| visitlog_analytics::period_of(by_id(rollups, id).get_str("data").unwrap()).unwrap();
+    let (day, month) = (period("day:2026-11-20"), period("month:2026-11"));
+    assert_eq!(day.totals.page_views, 5);
+    assert_eq!(day.sessions, 2);
+    assert_eq!(
+        (day.reach.visitors.count(), day.reach.learners.count()),
+        (2, 1)
+    );
+    assert_eq!(day.tutorials.len(), 1);
+    assert_eq!(day.tutorials[0].totals.video_s, 60.0);
+    assert_eq!(month, day, "a month of one day is that day");
 
     // The terminal report reads the same figures back.
     let sink = visitlog_consumer::sink::Sink::new(&shared_mongodb_uri(), &db)

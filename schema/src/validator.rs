@@ -38,11 +38,13 @@ pub enum Collection {
     TutorialDaily,
     /// One document per UTC day for the whole site.
     SiteDaily,
+    /// One document per UTC day and per month: the staff answers' read model.
+    Rollups,
 }
 
 impl Collection {
     /// Every collection that has a validator.
-    pub const ALL: [Collection; 11] = [
+    pub const ALL: [Collection; 12] = [
         Collection::RequestLogs,
         Collection::Events,
         Collection::VideoPositions,
@@ -54,6 +56,7 @@ impl Collection {
         Collection::VideoStats,
         Collection::TutorialDaily,
         Collection::SiteDaily,
+        Collection::Rollups,
     ];
 
     /// The collection's name in MongoDB.
@@ -70,6 +73,7 @@ impl Collection {
             Collection::VideoStats => "video_stats",
             Collection::TutorialDaily => "tutorial_daily",
             Collection::SiteDaily => "site_daily",
+            Collection::Rollups => "rollups",
         }
     }
 
@@ -87,6 +91,7 @@ impl Collection {
             Collection::VideoStats => include_str!("../validators/video_stats.json"),
             Collection::TutorialDaily => include_str!("../validators/tutorial_daily.json"),
             Collection::SiteDaily => include_str!("../validators/site_daily.json"),
+            Collection::Rollups => include_str!("../validators/rollups.json"),
         }
     }
 
@@ -298,7 +303,9 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
 
 fn json_type(bson_type: &str) -> Result<&'static str, String> {
     Ok(match bson_type {
-        "string" | "objectId" | "date" => "string",
+        // Dates travel as RFC 3339 text, binData as a placeholder string:
+        // the client-side check sees its type, never its bytes.
+        "string" | "objectId" | "date" | "binData" => "string",
         "int" | "long" => "integer",
         "double" | "decimal" | "number" => "number",
         "bool" => "boolean",

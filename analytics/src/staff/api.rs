@@ -3,6 +3,7 @@
 //! (`Cache-Control: no-store`): they are private.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -14,6 +15,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::privacy::{self, DEFAULT_FLOOR, Floor};
 use super::table::{self, columns};
@@ -22,12 +24,19 @@ use super::{Access, AnalyticsReader, Authorize, Range, Scope, dashboard};
 /// Longest video id or learner key taken from a path.
 const MAX_KEY: usize = 512;
 
+/// Answers read from the store at once, by default.
+pub const DEFAULT_CONCURRENT_READS: usize = 4;
+
+/// How long a request waits for a turn before it is told to come back.
+const WAIT_FOR_TURN: Duration = Duration::from_secs(10);
+
 /// The staff router: `router(reader, authorize)` with the defaults, or
 /// built with a privacy floor of its own.
 pub struct StaffRouter<A> {
     reader: AnalyticsReader,
     authorize: A,
     floor: u64,
+    concurrent: usize,
 }
 
 /// The staff analytics, an axum `Router` to nest where the app likes
@@ -45,7 +54,18 @@ impl<A: Authorize> StaffRouter<A> {
             reader,
             authorize,
             floor: DEFAULT_FLOOR,
+            concurrent: DEFAULT_CONCURRENT_READS,
         }
+    }
+
+    /// How many answers read from the store at once (default 4, at least
+    /// 1). Others wait their turn up to 10 s, then get 503 with
+    /// `Retry-After`: a burst of questions queues instead of piling onto
+    /// MongoDB.
+    #[must_use]
+    pub fn concurrent_reads(mut self, n: usize) -> Self {
+        self.concurrent = n.max(1);
+        self
     }
 
     /// The privacy floor: figures over fewer than `learners` learners (but
@@ -62,6 +82,7 @@ impl<A: Authorize> StaffRouter<A> {
             reader: self.reader,
             authorize: self.authorize,
             floor: Floor(self.floor),
+            turns: Arc::new(Semaphore::new(self.concurrent)),
         });
         Router::new()
             .route("/", get(dashboard::page))
@@ -79,6 +100,7 @@ pub(crate) struct Shared<A> {
     reader: AnalyticsReader,
     authorize: A,
     floor: Floor,
+    turns: Arc<Semaphore>,
 }
 
 type St<A> = State<Arc<Shared<A>>>;
@@ -89,6 +111,27 @@ pub(crate) struct Granted {
     scope: Scope,
 }
 
+/// A question's turn to read from the store, held until its answer is
+/// built; taken after [`Granted`], so a refused request never waits.
+pub(crate) struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl<A: Authorize> FromRequestParts<Arc<Shared<A>>> for Turn {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        _: &mut Parts,
+        state: &Arc<Shared<A>>,
+    ) -> Result<Self, Self::Rejection> {
+        match tokio::time::timeout(WAIT_FOR_TURN, state.turns.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => Ok(Self(turn)),
+            _ => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many questions at once; try again shortly",
+            )),
+        }
+    }
+}
+
 impl<A: Authorize> FromRequestParts<Arc<Shared<A>>> for Granted {
     type Rejection = Problem;
 
@@ -96,21 +139,18 @@ impl<A: Authorize> FromRequestParts<Arc<Shared<A>>> for Granted {
         parts: &mut Parts,
         state: &Arc<Shared<A>>,
     ) -> Result<Self, Self::Rejection> {
-        match state.authorize.authorize(parts).await {
-            Access::Unauthenticated => Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "log in as staff to see this",
-            )),
-            Access::Denied => Err(Problem::new(StatusCode::FORBIDDEN, "staff only")),
-            Access::Aggregates(scope) => Ok(Self {
-                learners: false,
-                scope,
-            }),
-            Access::Learners(scope) => Ok(Self {
-                learners: true,
-                scope,
-            }),
-        }
+        let (learners, scope) = match state.authorize.authorize(parts).await {
+            Access::Unauthenticated => {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "log in as staff to see this",
+                ));
+            }
+            Access::Denied => return Err(Problem::new(StatusCode::FORBIDDEN, "staff only")),
+            Access::Aggregates(scope) => (false, scope),
+            Access::Learners(scope) => (true, scope),
+        };
+        Ok(Self { learners, scope })
     }
 }
 
@@ -174,6 +214,7 @@ impl Granted {
 async fn overview<A: Authorize>(
     State(s): St<A>,
     g: Granted,
+    _turn: Turn,
     ask: Result<Query<Ask>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let (range, format) = g.question(ask)?;
@@ -199,6 +240,7 @@ async fn overview<A: Authorize>(
 async fn tutorials<A: Authorize>(
     State(s): St<A>,
     g: Granted,
+    _turn: Turn,
     ask: Result<Query<Ask>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let (range, format) = g.question(ask)?;
@@ -227,6 +269,7 @@ async fn tutorials<A: Authorize>(
 async fn video<A: Authorize>(
     State(s): St<A>,
     g: Granted,
+    _turn: Turn,
     Path(video_id): Path<String>,
     ask: Result<Query<Ask>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -276,6 +319,7 @@ async fn video<A: Authorize>(
 async fn unwatched<A: Authorize>(
     State(s): St<A>,
     g: Granted,
+    _turn: Turn,
     ask: Result<Query<Ask>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let (range, format) = g.question(ask)?;
@@ -299,6 +343,7 @@ async fn unwatched<A: Authorize>(
 async fn learner<A: Authorize>(
     State(s): St<A>,
     g: Granted,
+    _turn: Turn,
     Path(learner): Path<String>,
     ask: Result<Query<Ask>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -409,6 +454,10 @@ impl IntoResponse for Problem {
                 HeaderValue::from_static("Session"),
             );
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         private(&mut r);
         r
     }
@@ -430,4 +479,46 @@ pub(crate) fn private(r: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn text(r: Response) -> String {
+        let bytes = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_question_beyond_the_concurrent_reads_waits_its_turn_then_gets_503() {
+        // A store nobody answers at: the first question holds the only turn
+        // until the driver gives up on it.
+        let uri = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=60000";
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let reader = AnalyticsReader::new(&client.database("nowhere"));
+        let staff = |_: &Parts| Access::Aggregates(Scope::all());
+        let app = StaffRouter::new(reader, staff)
+            .concurrent_reads(1)
+            .into_router();
+        let ask = || Request::get("/api/overview").body(Body::empty()).unwrap();
+        let first = tokio::spawn(app.clone().oneshot(ask()));
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let second = app.clone().oneshot(ask()).await.unwrap();
+        assert_eq!(started.elapsed(), WAIT_FOR_TURN, "it waited its turn first");
+        assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(second.headers()[header::RETRY_AFTER], "5");
+        assert!(text(second).await.contains("too many questions"));
+        assert!(!first.is_finished(), "the first still holds the turn");
+        // The dashboard page itself never needs a turn.
+        let page = app.oneshot(Request::get("/").body(Body::empty()).unwrap());
+        assert_eq!(page.await.unwrap().status(), StatusCode::OK);
+        first.abort();
+    }
 }

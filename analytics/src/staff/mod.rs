@@ -46,6 +46,6 @@ pub use reader::{AnalyticsReader, LEARNER_SESSIONS};
 #[cfg(feature = "router")]
 pub use access::{Access, Authorize, Scope};
 #[cfg(feature = "router")]
-pub use api::{StaffRouter, router};
+pub use api::{DEFAULT_CONCURRENT_READS, StaffRouter, router};
 #[cfg(feature = "router")]
 pub use privacy::{DEFAULT_FLOOR, OTHER};

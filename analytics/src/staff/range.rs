@@ -2,10 +2,8 @@
 //! both included; by default the last 30 days) and a `foss` filter, checked
 //! so that every bad value is refused with a message saying why.
 
-use std::fmt;
-
-use bson::{Document, doc};
 use chrono::{Duration, NaiveDate};
+use std::fmt;
 
 /// Days a range covers at most: a year, leap or not. A longer question is
 /// refused rather than read whole.
@@ -54,12 +52,6 @@ impl Range {
                 "{from} to {to} is {days} days; at most {MAX_DAYS} are read at once"
             )));
         }
-        if foss.len() > MAX_FOSS {
-            return Err(RangeError(format!(
-                "{} FOSS named; at most {MAX_FOSS}",
-                foss.len()
-            )));
-        }
         if let Some(bad) = foss.iter().find(|f| f.is_empty() || f.len() > MAX_NAME) {
             return Err(RangeError(format!(
                 "a FOSS name has 1 to {MAX_NAME} bytes, not {}",
@@ -95,7 +87,16 @@ impl Range {
                     .collect()
             })
             .unwrap_or_default();
-        Self::new(from, to, foss)
+        let range = Self::new(from, to, foss)?;
+        // A limit on what a query string may name; a scope the app grants
+        // (`with_foss`) may hold more.
+        if range.foss.len() > MAX_FOSS {
+            return Err(RangeError(format!(
+                "{} FOSS named; at most {MAX_FOSS}",
+                range.foss.len()
+            )));
+        }
+        Ok(range)
     }
 
     /// The first day.
@@ -122,11 +123,6 @@ impl Range {
     pub fn days(&self) -> impl Iterator<Item = NaiveDate> + use<> {
         let (from, to) = (self.from, self.to);
         from.iter_days().take_while(move |d| *d <= to)
-    }
-
-    /// The filter on a derived document's `day` field.
-    pub(crate) fn day_filter(&self) -> Document {
-        doc! { "day": { "$gte": self.from.to_string(), "$lte": self.to.to_string() } }
     }
 }
 
@@ -183,5 +179,8 @@ mod tests {
         assert!(e.to_string().contains("at most 64"), "{e}");
         let long = "x".repeat(513);
         assert!(Range::parse(None, None, Some(&long), today).is_err());
+        // A scope the app grants may hold more FOSS than a question may name.
+        let r = Range::parse(None, None, None, today).unwrap();
+        assert_eq!(r.with_foss(many).unwrap().foss().len(), MAX_FOSS + 1);
     }
 }

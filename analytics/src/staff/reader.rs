@@ -1,16 +1,16 @@
 //! Reading the derived documents back for staff: the figures of a range of
-//! days from `site_daily` and `tutorial_daily`, distinct visitors and
-//! learners from the range's `page_views` (days cannot be added up for
-//! them), videos from `video_stats` and the catalog, one learner from
-//! `tutorial_progress` and `sessions`. Every read is a `find` on an
-//! indexed field with a projection or a limit; the figures are computed
-//! here, in Rust, never by the server's aggregation.
+//! days from `rollups` (its whole months' rollups and its other days'; a
+//! month whose rollup is missing is read as its days), distinct visitors
+//! and learners from their sketches, videos from `video_stats` and the
+//! catalog, one learner from `tutorial_progress` and `sessions`. Every read
+//! is a `find` on `_id` ranges or an indexed field with a limit; the
+//! figures are computed here, in Rust, never by the server's aggregation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bson::{Bson, Document, doc};
-use chrono::{Duration, NaiveDate, NaiveTime};
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveTime};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 use visitlog_progress::{Progress, ReadError, SEGMENT_S};
@@ -21,7 +21,10 @@ use super::figures::{
     DayRow, LearnerSession, LearnerTutorial, LearnerView, Overview, TutorialRow, UnwatchedVideo,
     VideoView,
 };
-use crate::{Count, Session, SiteDaily, Totals, TutorialDaily, VideoStats};
+use crate::{
+    Count, Period, PeriodSum, Reach, Rollup, Session, Span, Totals, TutorialPart, VideoStats,
+    rollup_id,
+};
 
 /// Entries of a top list.
 const TOP: usize = 20;
@@ -41,31 +44,6 @@ pub struct AnalyticsReader {
     db: Database,
 }
 
-/// Distinct visitors and learners of a range, whole and per tutorial.
-#[derive(Default)]
-struct Distinct {
-    visitors: HashSet<u64>,
-    learners: HashSet<u64>,
-    tutorials: HashMap<u64, (HashSet<u64>, HashSet<u64>)>,
-    /// Per day: anonymous visitors, learners.
-    days: HashMap<String, (HashSet<u64>, HashSet<u64>)>,
-}
-
-/// What [`AnalyticsReader::distinct`] counts besides the whole range.
-#[derive(Clone, Copy)]
-enum Per {
-    Range,
-    Tutorial,
-    Day,
-}
-
-/// A tutorial's daily documents added up.
-#[derive(Default)]
-struct Summed {
-    names: (String, String, String),
-    totals: Totals,
-}
-
 impl AnalyticsReader {
     /// Connects (lazily) to `uri` and reads from `database`, the consumer's.
     pub async fn connect(uri: &str, database: &str) -> Result<Self, ReadError> {
@@ -82,11 +60,11 @@ impl AnalyticsReader {
         self.db.collection(c.name())
     }
 
-    /// The figures of `range`: the whole site's when it names no FOSS
-    /// (from `site_daily`), else those FOSS's tutorial pages' (from
-    /// `tutorial_daily`, without sessions or top lists, which are kept for
-    /// the whole site only).
+    /// The figures of `range`: the whole site's when it names no FOSS,
+    /// else those FOSS's tutorial pages' (without sessions or top lists,
+    /// which are kept for the whole site only).
     pub async fn overview(&self, range: &Range) -> Result<Overview, ReadError> {
+        let p = self.period(range).await?;
         let mut o = Overview {
             from: range.from().to_string(),
             to: range.to().to_string(),
@@ -105,66 +83,44 @@ impl AnalyticsReader {
                 (day, row)
             })
             .collect();
-        let mut totals = Totals::default();
-        if range.foss().is_empty() {
-            let (mut sessions, mut bounces, mut session_s) = (0, 0, 0.0);
-            let mut tops: [BTreeMap<String, u64>; 4] = Default::default();
-            let mut cursor = self
-                .coll(Coll::SiteDaily)
-                .find(range.day_filter())
-                .batch_size(BATCH)
-                .await?;
-            while let Some(d) = cursor.try_next().await? {
-                let s = SiteDaily::from_document(&d)?;
-                if let Some(row) = days.get_mut(&s.day) {
-                    fill(row, &s.totals);
-                    row.sessions = Some(s.sessions);
+        let (totals, reach) = if range.foss().is_empty() {
+            for d in &p.days {
+                if let Some(row) = days.get_mut(&d.day) {
+                    fill(row, &d.totals);
+                    row.sessions = Some(d.sessions);
                 }
-                add(&mut totals, &s.totals);
-                sessions += s.sessions;
-                bounces += s.bounces;
-                session_s += s.session_s_sum;
-                for (top, list) in tops
-                    .iter_mut()
-                    .zip([s.countries, s.browsers, s.os, s.referrers])
-                {
-                    for c in list {
-                        *top.entry(c.name).or_default() += c.count;
+            }
+            o.sessions = Some(p.sessions);
+            o.avg_session_s = mean(p.session_s_sum, p.sessions);
+            o.bounce_rate = (p.sessions > 0).then(|| p.bounces as f64 / p.sessions as f64);
+            let top = |list: &[Count]| list.iter().take(TOP).cloned().collect::<Vec<_>>();
+            (o.countries, o.browsers, o.os, o.referrers) = (
+                top(&p.countries),
+                top(&p.browsers),
+                top(&p.os),
+                top(&p.referrers),
+            );
+            (p.totals, p.reach)
+        } else {
+            let asked = |foss: &String| range.foss().contains(foss);
+            for d in &p.days {
+                if let Some(row) = days.get_mut(&d.day) {
+                    for f in d.foss.iter().filter(|f| asked(&f.foss)) {
+                        fill(row, &f.totals);
                     }
                 }
             }
-            o.sessions = Some(sessions);
-            o.avg_session_s = mean(session_s, sessions);
-            o.bounce_rate = (sessions > 0).then(|| bounces as f64 / sessions as f64);
-            let [countries, browsers, os, referrers] = tops.map(top);
-            (o.countries, o.browsers, o.os, o.referrers) = (countries, browsers, os, referrers);
-        } else {
-            let mut cursor = self.tutorial_days(range).await?;
-            while let Some(d) = cursor.try_next().await? {
-                let t = TutorialDaily::from_document(&d)?;
-                if let Some(row) = days.get_mut(&t.day) {
-                    fill(row, &t.totals);
-                }
-                add(&mut totals, &t.totals);
+            let (mut totals, mut reach) = (Totals::default(), Reach::default());
+            for f in p.foss.iter().filter(|f| asked(&f.foss)) {
+                totals.add(&f.totals);
+                reach.merge(&f.reach);
             }
-        }
-        let per = match range.foss().is_empty() {
-            true => Per::Range,
-            false => Per::Day,
+            (totals, reach)
         };
-        let distinct = self.distinct(range, per).await?;
-        // A learner viewing two tutorials of a day is one learner: the
-        // FOSS's days are counted from the page views, not summed.
-        for (day, (anonymous, learners)) in &distinct.days {
-            if let Some(row) = days.get_mut(day) {
-                row.anonymous_visitors = anonymous.len() as u64;
-                row.learners = learners.len() as u64;
-            }
-        }
         o.page_views = totals.page_views;
         o.visits = totals.visits;
-        o.visitors = distinct.visitors.len() as u64;
-        o.learners = distinct.learners.len() as u64;
+        o.visitors = reach.visitors.count();
+        o.learners = reach.learners.count();
         o.returning_visits = totals.returning_visits;
         o.avg_time_on_page_s = mean(totals.time_on_page_s_sum, totals.time_on_page_n);
         o.video_s = totals.video_s;
@@ -176,31 +132,28 @@ impl AnalyticsReader {
     /// One row per tutorial and language viewed in `range` or listed in the
     /// active catalog (so the unviewed show, with zeros), most viewed first.
     pub async fn tutorials(&self, range: &Range) -> Result<Vec<TutorialRow>, ReadError> {
-        let summed = self.summed(range).await?;
-        let distinct = self.distinct(range, Per::Tutorial).await?;
-        let catalog = self.catalog(range).await?;
-        let mains: Vec<&str> = catalog
-            .iter()
-            .filter(|c| c.main)
-            .map(|c| c.video_id.as_str())
-            .collect();
-        let stats = self.video_stats(&mains).await?;
+        let (parts, catalog, stats) = futures_util::try_join!(
+            self.tutorial_parts(range),
+            self.catalog(range),
+            self.video_reach(range)
+        )?;
         let mut rows: HashMap<u64, TutorialRow> = HashMap::new();
-        for (key, s) in summed {
-            let (foss, tutorial, language) = s.names;
-            let t = &s.totals;
+        for t in parts {
+            let (sum, reach) = (&t.totals, &t.reach);
             rows.insert(
-                key,
+                names_key(&t.foss, &t.tutorial, &t.language),
                 TutorialRow {
-                    foss,
-                    tutorial,
-                    language,
-                    views: t.page_views,
-                    visits: t.visits,
-                    avg_time_on_page_s: mean(t.time_on_page_s_sum, t.time_on_page_n),
-                    completions: t.completions_auto + t.completions_manual,
-                    video_s: t.video_s,
-                    watched: t.video_s > 0.0,
+                    views: sum.page_views,
+                    visits: sum.visits,
+                    visitors: reach.visitors.count(),
+                    learners: reach.learners.count(),
+                    avg_time_on_page_s: mean(sum.time_on_page_s_sum, sum.time_on_page_n),
+                    completions: sum.completions_auto + sum.completions_manual,
+                    video_s: sum.video_s,
+                    watched: sum.video_s > 0.0,
+                    foss: t.foss,
+                    tutorial: t.tutorial,
+                    language: t.language,
                     ..TutorialRow::default()
                 },
             );
@@ -219,13 +172,7 @@ impl AnalyticsReader {
             }
             if c.main {
                 row.video_id = Some(c.video_id.clone());
-                row.coverage_mean = stats.get(&c.video_id).and_then(|s| s.coverage_mean);
-            }
-        }
-        for (key, row) in &mut rows {
-            if let Some((visitors, learners)) = distinct.tutorials.get(key) {
-                row.visitors = visitors.len() as u64;
-                row.learners = learners.len() as u64;
+                row.coverage_mean = stats.get(&c.video_id).and_then(|s| s.1);
             }
         }
         let mut rows: Vec<TutorialRow> = rows.into_values().collect();
@@ -284,16 +231,22 @@ impl AnalyticsReader {
     /// `range`: their tutorial had no credited video second in it, or the
     /// video never had a viewer. In catalog order.
     pub async fn unwatched(&self, range: &Range) -> Result<Vec<UnwatchedVideo>, ReadError> {
-        let summed = self.summed(range).await?;
-        let catalog = self.catalog(range).await?;
-        let ids: Vec<&str> = catalog.iter().map(|c| c.video_id.as_str()).collect();
-        let stats = self.video_stats(&ids).await?;
+        let (parts, catalog, stats) = futures_util::try_join!(
+            self.tutorial_parts(range),
+            self.catalog(range),
+            self.video_reach(range)
+        )?;
+        let watched: HashSet<u64> = parts
+            .iter()
+            .filter(|t| t.totals.video_s > 0.0)
+            .map(|t| names_key(&t.foss, &t.tutorial, &t.language))
+            .collect();
         let mut list: Vec<UnwatchedVideo> = catalog
             .into_iter()
             .filter_map(|c| {
                 let key = names_key(&c.foss, &c.tutorial, &c.language);
-                let in_range = summed.get(&key).is_some_and(|s| s.totals.video_s > 0.0);
-                let viewers_ever = stats.get(&c.video_id).map_or(0, |s| s.viewers);
+                let in_range = watched.contains(&key);
+                let viewers_ever = stats.get(&c.video_id).map_or(0, |s| s.0);
                 (!in_range || viewers_ever == 0).then_some(UnwatchedVideo {
                     video_id: c.video_id,
                     foss: c.foss,
@@ -398,84 +351,67 @@ impl AnalyticsReader {
         })
     }
 
-    /// The range's `tutorial_daily` documents (of its FOSS).
-    async fn tutorial_days(&self, range: &Range) -> Result<mongodb::Cursor<Document>, ReadError> {
-        let mut filter = range.day_filter();
-        if !range.foss().is_empty() {
-            filter.insert("foss", one_of(range.foss()));
-        }
-        Ok(self
-            .coll(Coll::TutorialDaily)
-            .find(filter)
-            .batch_size(BATCH)
-            .await?)
-    }
-
-    /// The range's tutorial days added up per tutorial and language.
-    async fn summed(&self, range: &Range) -> Result<HashMap<u64, Summed>, ReadError> {
-        let mut summed: HashMap<u64, Summed> = HashMap::new();
-        let mut cursor = self.tutorial_days(range).await?;
-        while let Some(d) = cursor.try_next().await? {
-            let t = TutorialDaily::from_document(&d)?;
-            let s = summed
-                .entry(names_key(&t.foss, &t.tutorial, &t.language))
-                .or_default();
-            if s.names.0.is_empty() {
-                s.names = (t.foss, t.tutorial, t.language);
-            }
-            add(&mut s.totals, &t.totals);
-        }
-        Ok(summed)
-    }
-
-    /// Distinct visitors and logged-in learners with a page view in the
-    /// range (a tutorial page of its FOSS when it names some), and `per`
-    /// tutorial or day. Exact up to 64-bit hash collisions.
-    async fn distinct(&self, range: &Range, per: Per) -> Result<Distinct, ReadError> {
-        let mut filter = range.day_filter();
-        if !range.foss().is_empty() {
-            filter.insert("tutorial.foss", one_of(range.foss()));
-        }
-        let mut cursor = self
-            .coll(Coll::PageViews)
-            .find(filter)
-            .projection(doc! { "_id": 0, "visitor_id": 1, "learner": 1, "user": 1, "tutorial": 1, "day": 1 })
-            .batch_size(BATCH)
-            .await?;
-        let mut out = Distinct::default();
-        while let Some(d) = cursor.try_next().await? {
-            let visitor = d.get_str("visitor_id").ok().map(hash_one);
-            let learner = d
-                .get_str("learner")
-                .ok()
-                .filter(|l| l.starts_with("user:"))
-                .map(hash_one);
-            out.visitors.extend(visitor);
-            out.learners.extend(learner);
-            if let (Per::Day, Ok(day)) = (per, d.get_str("day")) {
-                let (anonymous, learners) = out.days.entry(day.to_owned()).or_default();
-                if !matches!(d.get("user"), Some(Bson::String(_))) {
-                    anonymous.extend(visitor);
+    /// The range's figures: its whole months from their rollups (a month
+    /// without one from its days'), its other days from theirs, added up in
+    /// `_id` order.
+    async fn period(&self, range: &Range) -> Result<Period, ReadError> {
+        let coll = self.coll(Coll::Rollups);
+        let mut stored: Vec<Document> = Vec::new();
+        let months = whole_months(range.from(), range.to());
+        let mut day_spans: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+        if let (Some(first), Some(last)) = (months.first(), months.last()) {
+            let key = |d: &NaiveDate| rollup_id(Span::Month, &d.format("%Y-%m").to_string());
+            let found: Vec<Document> = coll
+                .find(doc! { "_id": { "$gte": key(first), "$lte": key(last) } })
+                .batch_size(BATCH)
+                .await?
+                .try_collect()
+                .await?;
+            let have: HashSet<String> = found
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                .collect();
+            for m in &months {
+                if !have.contains(&key(m)) {
+                    day_spans.push((*m, month_end(*m)));
                 }
-                learners.extend(learner);
             }
-            if let (Per::Tutorial, Ok(t)) = (per, d.get_document("tutorial")) {
-                let (Ok(foss), Ok(tutorial), Ok(language)) = (
-                    t.get_str("foss"),
-                    t.get_str("tutorial"),
-                    t.get_str("language"),
-                ) else {
-                    continue;
-                };
-                let (visitors, learners) = out
-                    .tutorials
-                    .entry(names_key(foss, tutorial, language))
-                    .or_default();
-                visitors.extend(visitor);
-                learners.extend(learner);
+            stored.extend(found);
+            if range.from() < *first {
+                day_spans.push((range.from(), *first - Duration::days(1)));
+            }
+            let after = month_end(*last) + Duration::days(1);
+            if after <= range.to() {
+                day_spans.push((after, range.to()));
+            }
+        } else {
+            day_spans.push((range.from(), range.to()));
+        }
+        for (a, b) in day_spans {
+            let key = |d: NaiveDate| rollup_id(Span::Day, &d.to_string());
+            let mut cursor = coll
+                .find(doc! { "_id": { "$gte": key(a), "$lte": key(b) } })
+                .batch_size(BATCH)
+                .await?;
+            while let Some(d) = cursor.try_next().await? {
+                stored.push(d);
             }
         }
-        Ok(out)
+        stored.sort_by(|a, b| a.get_str("_id").ok().cmp(&b.get_str("_id").ok()));
+        let mut sum = PeriodSum::default();
+        for d in &stored {
+            sum.add(Rollup::from_document(d)?.period()?);
+        }
+        Ok(sum.finish())
+    }
+
+    /// The range's tutorials (of its FOSS), each added up over the range.
+    async fn tutorial_parts(&self, range: &Range) -> Result<Vec<TutorialPart>, ReadError> {
+        let p = self.period(range).await?;
+        Ok(p.tutorials
+            .into_iter()
+            .filter(|t| range.foss().is_empty() || range.foss().contains(&t.foss))
+            .collect())
     }
 
     /// The active catalog (of the range's FOSS).
@@ -492,6 +428,35 @@ impl AnalyticsReader {
         let mut out = Vec::new();
         while let Some(d) = cursor.try_next().await? {
             out.push(CatalogEntry::read(&d));
+        }
+        Ok(out)
+    }
+
+    /// The viewers and mean coverage of the videos of the range's FOSS
+    /// (all when it names none), by video id: two fields of their
+    /// `video_stats`, not the segments. Read beside the catalog, not after
+    /// it.
+    async fn video_reach(
+        &self,
+        range: &Range,
+    ) -> Result<HashMap<String, (u64, Option<f64>)>, ReadError> {
+        let mut out = HashMap::new();
+        let mut filter = doc! {};
+        if !range.foss().is_empty() {
+            filter.insert("foss", one_of(range.foss()));
+        }
+        let mut cursor = self
+            .coll(Coll::VideoStats)
+            .find(filter)
+            .projection(doc! { "viewers": 1, "coverage_mean": 1 })
+            .batch_size(BATCH)
+            .await?;
+        while let Some(d) = cursor.try_next().await? {
+            let Ok(id) = d.get_str("_id") else {
+                continue;
+            };
+            let viewers = number(d.get("viewers")).map_or(0, |n| n.max(0.0) as u64);
+            out.insert(id.to_owned(), (viewers, number(d.get("coverage_mean"))));
         }
         Ok(out)
     }
@@ -567,29 +532,10 @@ fn instants(range: &Range) -> (bson::DateTime, bson::DateTime) {
     (at(range.from()), at(range.to() + Duration::days(1)))
 }
 
-fn hash_one(s: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
 fn names_key(foss: &str, tutorial: &str, language: &str) -> u64 {
     let mut h = DefaultHasher::new();
     (foss, tutorial, language).hash(&mut h);
     h.finish()
-}
-
-fn add(sum: &mut Totals, t: &Totals) {
-    sum.page_views += t.page_views;
-    sum.visits += t.visits;
-    sum.learners += t.learners;
-    sum.anonymous_visitors += t.anonymous_visitors;
-    sum.returning_visits += t.returning_visits;
-    sum.time_on_page_s_sum += t.time_on_page_s_sum;
-    sum.time_on_page_n += t.time_on_page_n;
-    sum.completions_auto += t.completions_auto;
-    sum.completions_manual += t.completions_manual;
-    sum.video_s += t.video_s;
 }
 
 fn fill(row: &mut DayRow, t: &Totals) {
@@ -605,13 +551,25 @@ fn mean(sum: f64, n: u64) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// The `TOP` largest, most first, ties by name.
-fn top(counts: BTreeMap<String, u64>) -> Vec<Count> {
-    let mut list: Vec<Count> = counts
-        .into_iter()
-        .map(|(name, count)| Count { name, count })
-        .collect();
-    list.sort_by_key(|c| std::cmp::Reverse(c.count));
-    list.truncate(TOP);
-    list
+/// The first days of the calendar months wholly inside `from..=to`.
+fn whole_months(from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    let mut m = from.with_day(1).unwrap_or(from);
+    if m < from {
+        m = month_end(m) + Duration::days(1);
+    }
+    while month_end(m) <= to {
+        out.push(m);
+        m = month_end(m) + Duration::days(1);
+    }
+    out
+}
+
+/// The last day of `first`'s month.
+fn month_end(first: NaiveDate) -> NaiveDate {
+    let next = first
+        .with_day(1)
+        .and_then(|d| d.checked_add_months(Months::new(1)))
+        .unwrap_or(NaiveDate::MAX);
+    next.pred_opt().unwrap_or(next)
 }

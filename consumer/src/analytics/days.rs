@@ -1,18 +1,24 @@
-//! `tutorial_daily` and `site_daily`: a claimed day's figures computed
-//! again from that day's page views, the sessions that started on it, and
-//! the progress documents completed on it. The tutorial days claimed
-//! together are computed from one read of their day, not one each.
+//! `tutorial_daily`, `site_daily` and `rollups`: a claimed day's figures
+//! computed again from that day's page views, the sessions that started on
+//! it, and the progress documents completed on it; a claimed month's rollup
+//! from its days' rollups. The tutorial days claimed together are computed
+//! from one read of their day, not one each. A day's `site_daily` and its
+//! rollup come from the same fold, so they always agree.
 
 use std::collections::BTreeMap;
 
 use bson::{DateTime as BsonDate, Document, doc};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::TryStreamExt;
-use visitlog_analytics::{DayFold, PageView, Session, SiteDay, TutorialDay, TutorialDayKey};
+use visitlog_analytics::{
+    DayFold, PageView, PeriodSum, Rollup, Session, SiteDay, Span, TutorialDay, TutorialDayKey,
+    rollup_id,
+};
 use visitlog_progress::Progress;
+use visitlog_schema::Collection as Coll;
 
 use super::engine::{Analytics, Computed};
-use super::marks::Claimed;
+use super::marks::{Claimed, DerivedKind, Mark};
 use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, replace_all};
 use crate::error::Result;
 
@@ -116,14 +122,14 @@ impl Analytics {
             }
         }
         Ok(Computed {
-            written: replace_all(&self.sink, visitlog_schema::Collection::TutorialDaily, docs)
-                .await?,
+            written: replace_all(&self.sink, Coll::TutorialDaily, docs).await?,
             feeds: Vec::new(),
         })
     }
 
     pub(super) async fn days(&self, claimed: &[Claimed]) -> Result<Computed> {
-        let mut docs = Vec::new();
+        let (mut docs, mut rollups, mut feeds) = (Vec::new(), Vec::new(), Vec::new());
+        let now = Utc::now();
         for c in claimed {
             let day = c.mark.key.as_str();
             let mut acc = SiteDay::new(day, &self.rules);
@@ -131,12 +137,64 @@ impl Analytics {
                 tracing::warn!(key = %day, "not a day; skipped");
                 continue;
             }
-            let mut daily = acc.finish();
-            (daily.fence, daily.derived_at) = (c.fence, Utc::now());
+            let (mut daily, period) = acc.finish_with_period();
+            (daily.fence, daily.derived_at) = (c.fence, now);
             docs.extend(built(daily.to_document()));
+            let rollup = Rollup::new(Span::Day, day, &period).map(|mut r| {
+                (r.fence, r.derived_at) = (c.fence, now);
+                r
+            });
+            rollups.extend(built(rollup.and_then(|r| r.to_document())));
+            feeds.push(Mark::new(DerivedKind::Month, day.get(..7).unwrap_or(day)));
         }
+        let written = replace_all(&self.sink, Coll::SiteDaily, docs).await?
+            + replace_all(&self.sink, Coll::Rollups, rollups).await?;
+        Ok(Computed { written, feeds })
+    }
+
+    /// Each claimed month's rollup: its days' rollups added up in day order
+    /// (none: the month's rollup is deleted).
+    pub(super) async fn months(&self, claimed: &[Claimed]) -> Result<Computed> {
+        let (mut docs, mut empty) = (Vec::new(), Vec::new());
+        let now = Utc::now();
+        let rollups = self.sink.database().collection(Coll::Rollups.name());
+        for c in claimed {
+            let month = c.mark.key.as_str();
+            let Some(start) = month_start(month) else {
+                tracing::warn!(key = %month, "not a month; skipped");
+                continue;
+            };
+            // `day:YYYY-MM-` sorts before the month's days, `day:YYYY-MM.` after.
+            let days = doc! { "_id": {
+                "$gt": rollup_id(Span::Day, &format!("{month}-")),
+                "$lt": rollup_id(Span::Day, &format!("{month}.")),
+            } };
+            let mut stored = Vec::new();
+            each(&rollups, days, |d| stored.push(d.clone())).await?;
+            stored.sort_by(|a, b| a.get_str("_id").ok().cmp(&b.get_str("_id").ok()));
+            let mut sum = PeriodSum::default();
+            for d in &stored {
+                match Rollup::from_document(d).and_then(|r| r.period()) {
+                    Ok(p) => sum.add(p),
+                    Err(error) => {
+                        tracing::error!(%error, "a day's rollup could not be read; left out of its month")
+                    }
+                }
+            }
+            if stored.is_empty() {
+                empty.push(rollup_id(Span::Month, month));
+                continue;
+            }
+            let rollup = Rollup::new(Span::Month, &start, &sum.finish()).map(|mut r| {
+                (r.fence, r.derived_at) = (c.fence, now);
+                r
+            });
+            docs.extend(built(rollup.and_then(|r| r.to_document())));
+        }
+        let written = replace_all(&self.sink, Coll::Rollups, docs).await?
+            + super::store::delete_ids(&self.sink, Coll::Rollups.name(), empty).await?;
         Ok(Computed {
-            written: replace_all(&self.sink, visitlog_schema::Collection::SiteDaily, docs).await?,
+            written,
             feeds: Vec::new(),
         })
     }
@@ -192,6 +250,13 @@ fn built(
 ) -> Option<Document> {
     doc.inspect_err(|error| tracing::error!(%error, "a day's document could not be built"))
         .ok()
+}
+
+/// The first day of a `YYYY-MM` month, `YYYY-MM-01`.
+fn month_start(month: &str) -> Option<String> {
+    let start = format!("{month}-01");
+    NaiveDate::parse_from_str(&start, "%Y-%m-%d").ok()?;
+    Some(start)
 }
 
 /// The day's first instant and the next day's, as BSON dates; `None` for

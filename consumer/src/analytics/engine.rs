@@ -112,6 +112,7 @@ impl Analytics {
             DerivedKind::Video => self.videos(claimed).await,
             DerivedKind::TutorialDay => self.tutorial_days(claimed).await,
             DerivedKind::Day => self.days(claimed).await,
+            DerivedKind::Month => self.months(claimed).await,
         }
     }
 }

@@ -51,18 +51,21 @@ pub enum DerivedKind {
     Video,
     /// One `tutorial_daily` document (key: its `_id`; `args` name it).
     TutorialDay,
-    /// One `site_daily` document (key: the day).
+    /// One `site_daily` document and the day's rollup (key: the day).
     Day,
+    /// One month's rollup (key: `YYYY-MM`), from its days' rollups.
+    Month,
 }
 
 impl DerivedKind {
     /// In the order a pass computes them: each kind's writes mark later kinds.
-    pub const ORDER: [DerivedKind; 5] = [
+    pub const ORDER: [DerivedKind; 6] = [
         DerivedKind::Visit,
         DerivedKind::Learner,
         DerivedKind::Video,
         DerivedKind::TutorialDay,
         DerivedKind::Day,
+        DerivedKind::Month,
     ];
 
     /// The name in marks' `_id` and `kind`.
@@ -73,6 +76,7 @@ impl DerivedKind {
             DerivedKind::Video => "video",
             DerivedKind::TutorialDay => "tutorial_day",
             DerivedKind::Day => "day",
+            DerivedKind::Month => "month",
         }
     }
 }

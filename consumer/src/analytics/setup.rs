@@ -6,7 +6,13 @@ use mongodb::IndexModel;
 
 use visitlog_schema::Collection as Coll;
 
+use std::collections::BTreeSet;
+
+use futures_util::TryStreamExt;
+use visitlog_analytics::{Span, rollup_id};
+
 use super::engine::Analytics;
+use super::marks::{DerivedKind, Mark};
 use super::store::{PAGE_VIEWS, SESSIONS};
 use crate::error::Result;
 
@@ -57,6 +63,44 @@ impl Analytics {
             progress
                 .create_index(index(doc! { "videos.video_id": 1 }))
                 .await?;
+        }
+        self.backfill_rollups().await
+    }
+
+    /// Marks every day that has a `site_daily` document but no rollup (an
+    /// installation from before rollups), so the staff answers cover its
+    /// history once the marks are computed.
+    async fn backfill_rollups(&self) -> Result<()> {
+        let db = self.sink.database();
+        let ids = |name: &'static str, filter: Document| {
+            let coll = db.collection::<Document>(name);
+            async move {
+                let docs: Vec<Document> = coll
+                    .find(filter)
+                    .projection(doc! { "_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await?;
+                Ok::<_, crate::error::Error>(
+                    docs.iter()
+                        .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                        .collect::<BTreeSet<String>>(),
+                )
+            }
+        };
+        let days = ids(Coll::SiteDaily.name(), doc! {}).await?;
+        let rolled = ids(Coll::Rollups.name(), doc! { "span": "day" }).await?;
+        let missing: Vec<Mark> = days
+            .into_iter()
+            .filter(|day| !rolled.contains(&rollup_id(Span::Day, day)))
+            .map(|day| Mark::new(DerivedKind::Day, day))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                days = missing.len(),
+                "deriving the rollups of days derived before them"
+            );
+            self.marks.mark(missing).await?;
         }
         Ok(())
     }

@@ -99,6 +99,7 @@ fn validator(collection: Coll) -> Option<&'static RecordValidator> {
             Coll::VideoStats,
             Coll::TutorialDaily,
             Coll::SiteDaily,
+            Coll::Rollups,
         ]
         .into_iter()
         .filter_map(|c| RecordValidator::new(c).ok())
