@@ -46,7 +46,7 @@ pub use daily::{
 pub use page_views::{PageView, is_page_view, referrer_domain, visit_key, visit_page_views};
 pub use rollup::{
     DayPart, FossDay, FossPart, Period, PeriodSum, Reach, Rollup, Span, TOP_KEPT, TutorialPart,
-    period_of, rollup_id,
+    VideoIndex, VideoReach, period_of, rollup_id,
 };
 pub use rules::AnalyticsRules;
 pub use sessions::{Device, Session, SessionFold, SessionTutorial, session_id, sessions};

@@ -263,25 +263,37 @@ pub enum Span {
     Day,
     /// One calendar month (UTC).
     Month,
+    /// Every video, over all time: the [`VideoIndex`] (one document,
+    /// `_id` `videos`).
+    Videos,
 }
 
 impl Span {
-    /// `day` or `month`.
+    /// `day`, `month` or `videos`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Span::Day => "day",
             Span::Month => "month",
+            Span::Videos => "videos",
         }
     }
 }
 
-/// The `_id` of the rollup of a day (`YYYY-MM-DD`) or month (`YYYY-MM`).
+/// The `_id` of the rollup of a day (`YYYY-MM-DD`) or month (`YYYY-MM`);
+/// `videos` for the video index, whatever the key.
 pub fn rollup_id(span: Span, key: &str) -> String {
-    format!("{}:{key}", span.as_str())
+    match span {
+        Span::Videos => span.as_str().to_owned(),
+        _ => format!("{}:{key}", span.as_str()),
+    }
 }
 
 /// The period a rollup's `data` holds.
 pub fn period_of(data: &str) -> Result<Period, DocumentError> {
+    decode(data)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, DocumentError> {
     let bytes = STANDARD.decode(data).map_err(|e| {
         DocumentError::Read(<bson::de::Error as serde::de::Error>::custom(format!(
             "rollup data is not base64: {e}"
@@ -290,17 +302,38 @@ pub fn period_of(data: &str) -> Result<Period, DocumentError> {
     Ok(bson::from_slice(&bytes)?)
 }
 
+/// Every video's reach over all time, from `video_stats`: what the staff
+/// lists need of them (the segments stay in `video_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VideoIndex {
+    /// By video id.
+    pub videos: Vec<VideoReach>,
+}
+
+/// One video in the [`VideoIndex`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoReach {
+    /// The video.
+    pub video_id: String,
+    /// Its FOSS, when known.
+    pub foss: Option<String>,
+    /// `video_stats.viewers`.
+    pub viewers: u64,
+    /// `video_stats.coverage_mean`.
+    pub coverage_mean: Option<f64>,
+}
+
 /// One `rollups` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollup {
     /// [`rollup_id`].
     #[serde(rename = "_id")]
     pub id: String,
-    /// `day` or `month`.
+    /// `day`, `month` or `videos`.
     pub span: String,
-    /// The first day it covers, `YYYY-MM-DD`.
+    /// The first day it covers, `YYYY-MM-DD` (empty for `videos`).
     pub start: String,
-    /// The [`Period`]: its BSON, base64-encoded.
+    /// The [`Period`] (or [`VideoIndex`]): its BSON, base64-encoded.
     pub data: String,
     /// Which derivation claim wrote it (set by the caller).
     pub fence: i64,
@@ -313,7 +346,7 @@ impl Rollup {
     /// The rollup of `period`, the `span` starting on `start` (`YYYY-MM-DD`).
     pub fn new(span: Span, start: &str, period: &Period) -> Result<Self, DocumentError> {
         let key = match span {
-            Span::Day => start,
+            Span::Day | Span::Videos => start,
             Span::Month => start.get(..7).unwrap_or(start),
         };
         Ok(Self {
@@ -326,9 +359,26 @@ impl Rollup {
         })
     }
 
+    /// The video index as a rollup.
+    pub fn videos(index: &VideoIndex) -> Result<Self, DocumentError> {
+        Ok(Self {
+            id: rollup_id(Span::Videos, ""),
+            span: Span::Videos.as_str().to_owned(),
+            start: String::new(),
+            data: STANDARD.encode(bson::to_vec(index)?),
+            fence: 0,
+            derived_at: DateTime::UNIX_EPOCH,
+        })
+    }
+
     /// The period it holds.
     pub fn period(&self) -> Result<Period, DocumentError> {
         period_of(&self.data)
+    }
+
+    /// The video index it holds.
+    pub fn video_index(&self) -> Result<VideoIndex, DocumentError> {
+        decode(&self.data)
     }
 
     /// The stored document.

@@ -8,7 +8,8 @@
 //! 1,000 visitors of whom 400 log in) and a session per three of them, put
 //! through the consumer's own day fold into `site_daily` and the day's
 //! rollup, and each month's rollup from its days, as the derivations
-//! write them; 150 `video_stats`; one learner with 400 sessions. Then asks
+//! write them; 150 `video_stats` and the `videos` rollup; one learner with
+//! 400 sessions. Then asks
 //! each endpoint (through the router, as a browser would) over 30 days,
 //! over a year, and over a year with the most days outside whole months
 //! (59), 15 times each, and prints the median and the 95th percentile (of
@@ -29,7 +30,7 @@ use tower::ServiceExt;
 use visitlog_analytics::staff::{Access, AnalyticsReader, Scope, StaffRouter};
 use visitlog_analytics::{
     AnalyticsRules, PageView, PeriodSum, Rollup, Segment, Session, SessionTutorial, SiteDay, Span,
-    VideoStats,
+    VideoIndex, VideoReach, VideoStats,
 };
 use visitlog_tests::{shared_mongodb_uri, test_database};
 
@@ -182,7 +183,7 @@ async fn seed(uri: &str, db_name: &str, per_day: usize) {
     }
     insert(&db, "site_daily", site_days).await;
     insert(&db, "rollups", rollups).await;
-    let (mut catalog, mut stats) = (Vec::new(), Vec::new());
+    let (mut catalog, mut stats, mut index) = (Vec::new(), Vec::new(), VideoIndex::default());
     for i in 0..TUTORIALS {
         let (foss, name) = tutorial(i);
         for language in LANGUAGES {
@@ -220,11 +221,22 @@ async fn seed(uri: &str, db_name: &str, per_day: usize) {
                 fence: 1,
                 derived_at: now,
             };
+            index.videos.push(VideoReach {
+                video_id: v.video_id.clone(),
+                foss: v.foss.clone(),
+                viewers: v.viewers,
+                coverage_mean: v.coverage_mean,
+            });
             stats.push(v.to_document().unwrap());
         }
     }
     insert(&db, "catalog", catalog).await;
     insert(&db, "video_stats", stats).await;
+    // The video index, as the derivation writes it after the videos.
+    index.videos.sort_by(|a, b| a.video_id.cmp(&b.video_id));
+    let mut videos = Rollup::videos(&index).unwrap();
+    (videos.fence, videos.derived_at) = (1, now);
+    insert(&db, "rollups", vec![videos.to_document().unwrap()]).await;
     // One learner's history: 400 sessions over the year.
     let start_of_year = last_day() - chrono::Duration::days(DAYS - 1);
     let sessions: Vec<Document> = (0..400)

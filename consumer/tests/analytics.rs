@@ -474,7 +474,26 @@ async fn a_morning_of_traffic_gives_the_figures_the_rules_say() {
         .iter()
         .filter_map(|d| d.get_str("_id").ok())
         .collect();
-    assert_eq!(ids, ["day:2026-11-20", "month:2026-11"]);
+    assert_eq!(ids, ["day:2026-11-20", "month:2026-11", "videos"]);
+    let index = visitlog_analytics::Rollup::from_document(&{
+        let mut d = by_id(rollups, "videos").clone();
+        d.insert("fence", 0_i64);
+        d.insert("derived_at", bson::DateTime::now());
+        d
+    })
+    .unwrap()
+    .video_index()
+    .unwrap();
+    let reach: Vec<(&str, u64, Option<f64>)> = index
+        .videos
+        .iter()
+        .map(|v| (v.video_id.as_str(), v.viewers, v.coverage_mean))
+        .collect();
+    assert_eq!(
+        reach,
+        [("py-functions-en", 1, Some(0.5))],
+        "as in video_stats"
+    );
     let period =
         |id| visitlog_analytics::period_of(by_id(rollups, id).get_str("data").unwrap()).unwrap();
     let (day, month) = (period("day:2026-11-20"), period("month:2026-11"));

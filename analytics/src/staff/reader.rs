@@ -433,14 +433,29 @@ impl AnalyticsReader {
     }
 
     /// The viewers and mean coverage of the videos of the range's FOSS
-    /// (all when it names none), by video id: two fields of their
-    /// `video_stats`, not the segments. Read beside the catalog, not after
-    /// it.
+    /// (all when it names none), by video id: from the `videos` rollup, or
+    /// two fields of their `video_stats` while it is not derived yet. Read
+    /// beside the catalog, not after it.
     async fn video_reach(
         &self,
         range: &Range,
     ) -> Result<HashMap<String, (u64, Option<f64>)>, ReadError> {
         let mut out = HashMap::new();
+        let index = self
+            .coll(Coll::Rollups)
+            .find_one(doc! { "_id": rollup_id(Span::Videos, "") })
+            .await?;
+        if let Some(d) = index {
+            let index = Rollup::from_document(&d)?.video_index()?;
+            for v in index.videos {
+                let asked = range.foss().is_empty()
+                    || v.foss.as_ref().is_some_and(|f| range.foss().contains(f));
+                if asked {
+                    out.insert(v.video_id, (v.viewers, v.coverage_mean));
+                }
+            }
+            return Ok(out);
+        }
         let mut filter = doc! {};
         if !range.foss().is_empty() {
             filter.insert("foss", one_of(range.foss()));

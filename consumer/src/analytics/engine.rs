@@ -110,6 +110,7 @@ impl Analytics {
             DerivedKind::Visit => self.visits(claimed).await,
             DerivedKind::Learner => self.learners(claimed).await,
             DerivedKind::Video => self.videos(claimed).await,
+            DerivedKind::Videos => self.video_index(claimed).await,
             DerivedKind::TutorialDay => self.tutorial_days(claimed).await,
             DerivedKind::Day => self.days(claimed).await,
             DerivedKind::Month => self.months(claimed).await,

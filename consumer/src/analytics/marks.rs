@@ -49,6 +49,8 @@ pub enum DerivedKind {
     Learner,
     /// The `video_stats` of one video (key: its `video_id`).
     Video,
+    /// The `videos` rollup, every video's reach (key: `all`).
+    Videos,
     /// One `tutorial_daily` document (key: its `_id`; `args` name it).
     TutorialDay,
     /// One `site_daily` document and the day's rollup (key: the day).
@@ -59,10 +61,11 @@ pub enum DerivedKind {
 
 impl DerivedKind {
     /// In the order a pass computes them: each kind's writes mark later kinds.
-    pub const ORDER: [DerivedKind; 6] = [
+    pub const ORDER: [DerivedKind; 7] = [
         DerivedKind::Visit,
         DerivedKind::Learner,
         DerivedKind::Video,
+        DerivedKind::Videos,
         DerivedKind::TutorialDay,
         DerivedKind::Day,
         DerivedKind::Month,
@@ -74,6 +77,7 @@ impl DerivedKind {
             DerivedKind::Visit => "visit",
             DerivedKind::Learner => "learner",
             DerivedKind::Video => "video",
+            DerivedKind::Videos => "videos",
             DerivedKind::TutorialDay => "tutorial_day",
             DerivedKind::Day => "day",
             DerivedKind::Month => "month",

@@ -102,6 +102,20 @@ impl Analytics {
             );
             self.marks.mark(missing).await?;
         }
+        // Likewise the video index, when videos have figures but no index.
+        let index = db
+            .collection::<Document>(Coll::Rollups.name())
+            .find_one(doc! { "_id": rollup_id(Span::Videos, "") })
+            .await?;
+        let stats = db
+            .collection::<Document>(Coll::VideoStats.name())
+            .find_one(doc! {})
+            .await?;
+        if index.is_none() && stats.is_some() {
+            self.marks
+                .mark([Mark::new(DerivedKind::Videos, super::videos::VIDEO_INDEX)])
+                .await?;
+        }
         Ok(())
     }
 }

@@ -1,17 +1,18 @@
 //! `video_stats`: a claimed video's figures computed again from the
 //! `tutorial_progress` documents that hold it (one per learner and
 //! tutorial, read in learner order), with the catalog's duration and
-//! tutorial when it lists the video.
+//! tutorial when it lists the video. Each write marks the `videos` rollup,
+//! every video's reach in one document, computed again from `video_stats`.
 
 use bson::{Document, doc};
 use chrono::Utc;
 use futures_util::TryStreamExt;
-use visitlog_analytics::VideoStatsFold;
+use visitlog_analytics::{Rollup, VideoIndex, VideoReach, VideoStatsFold};
 use visitlog_progress::Progress;
 use visitlog_schema::Collection as Coll;
 
 use super::engine::{Analytics, Computed};
-use super::marks::Claimed;
+use super::marks::{Claimed, DerivedKind, Mark};
 use super::store::{READ_BATCH, replace_all};
 use crate::error::Result;
 
@@ -63,9 +64,62 @@ impl Analytics {
                 Err(e) => tracing::error!(%video, error = %e, "video stats not written"),
             }
         }
+        let feeds = match docs.is_empty() {
+            true => Vec::new(),
+            false => vec![Mark::new(DerivedKind::Videos, VIDEO_INDEX)],
+        };
         Ok(Computed {
-            written: replace_all(&self.sink, visitlog_schema::Collection::VideoStats, docs).await?,
+            written: replace_all(&self.sink, Coll::VideoStats, docs).await?,
+            feeds,
+        })
+    }
+
+    /// The `videos` rollup: two fields of every `video_stats` document, by
+    /// video id.
+    pub(super) async fn video_index(&self, claimed: &[Claimed]) -> Result<Computed> {
+        let Some(c) = claimed.first() else {
+            return Ok(Computed::default());
+        };
+        let mut cursor = self
+            .sink
+            .database()
+            .collection::<Document>(Coll::VideoStats.name())
+            .find(doc! {})
+            .projection(doc! { "foss": 1, "viewers": 1, "coverage_mean": 1 })
+            .sort(doc! { "_id": 1 })
+            .batch_size(READ_BATCH)
+            .await?;
+        let mut index = VideoIndex::default();
+        while let Some(d) = cursor.try_next().await? {
+            let Ok(id) = d.get_str("_id") else {
+                continue;
+            };
+            let viewers = match d.get("viewers") {
+                Some(bson::Bson::Int32(n)) => i64::from(*n),
+                Some(bson::Bson::Int64(n)) => *n,
+                _ => 0,
+            };
+            index.videos.push(VideoReach {
+                video_id: id.to_owned(),
+                foss: d.get_str("foss").ok().map(str::to_owned),
+                viewers: u64::try_from(viewers).unwrap_or(0),
+                coverage_mean: d.get("coverage_mean").and_then(bson::Bson::as_f64),
+            });
+        }
+        let mut docs = Vec::new();
+        match Rollup::videos(&index).and_then(|mut r| {
+            (r.fence, r.derived_at) = (c.fence, Utc::now());
+            r.to_document()
+        }) {
+            Ok(d) => docs.push(d),
+            Err(e) => tracing::error!(error = %e, "the video index was not written"),
+        }
+        Ok(Computed {
+            written: replace_all(&self.sink, Coll::Rollups, docs).await?,
             feeds: Vec::new(),
         })
     }
 }
+
+/// The key of the `videos` rollup's mark.
+pub(super) const VIDEO_INDEX: &str = "all";
