@@ -323,6 +323,29 @@ pub struct VideoReach {
     pub coverage_mean: Option<f64>,
 }
 
+impl VideoReach {
+    /// The `video_stats` fields it is read from: a projection.
+    pub fn fields() -> Document {
+        bson::doc! { "foss": 1, "viewers": 1, "coverage_mean": 1 }
+    }
+
+    /// Reads it from a `video_stats` document (whole or projected on
+    /// [`fields`](Self::fields)); `None` without a string `_id`.
+    pub fn from_stats(d: &Document) -> Option<Self> {
+        let viewers = match d.get("viewers") {
+            Some(bson::Bson::Int32(n)) => i64::from(*n),
+            Some(bson::Bson::Int64(n)) => *n,
+            _ => 0,
+        };
+        Some(Self {
+            video_id: d.get_str("_id").ok()?.to_owned(),
+            foss: d.get_str("foss").ok().map(str::to_owned),
+            viewers: u64::try_from(viewers).unwrap_or(0),
+            coverage_mean: d.get("coverage_mean").and_then(bson::Bson::as_f64),
+        })
+    }
+}
+
 /// One `rollups` document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollup {
@@ -349,23 +372,25 @@ impl Rollup {
             Span::Day | Span::Videos => start,
             Span::Month => start.get(..7).unwrap_or(start),
         };
-        Ok(Self {
-            id: rollup_id(span, key),
-            span: span.as_str().to_owned(),
-            start: start.to_owned(),
-            data: STANDARD.encode(bson::to_vec(period)?),
-            fence: 0,
-            derived_at: DateTime::UNIX_EPOCH,
-        })
+        Self::encoded(span, key, start, period)
     }
 
     /// The video index as a rollup.
     pub fn videos(index: &VideoIndex) -> Result<Self, DocumentError> {
+        Self::encoded(Span::Videos, "", "", index)
+    }
+
+    fn encoded(
+        span: Span,
+        key: &str,
+        start: &str,
+        value: &impl Serialize,
+    ) -> Result<Self, DocumentError> {
         Ok(Self {
-            id: rollup_id(Span::Videos, ""),
-            span: Span::Videos.as_str().to_owned(),
-            start: String::new(),
-            data: STANDARD.encode(bson::to_vec(index)?),
+            id: rollup_id(span, key),
+            span: span.as_str().to_owned(),
+            start: start.to_owned(),
+            data: STANDARD.encode(bson::to_vec(value)?),
             fence: 0,
             derived_at: DateTime::UNIX_EPOCH,
         })

@@ -22,8 +22,8 @@ use super::figures::{
     VideoView,
 };
 use crate::{
-    Count, Period, PeriodSum, Reach, Rollup, Session, Span, Totals, TutorialPart, VideoStats,
-    rollup_id,
+    Count, Period, PeriodSum, Reach, Rollup, Session, Span, Totals, TutorialPart, VideoReach,
+    VideoStats, rollup_id,
 };
 
 /// Entries of a top list.
@@ -187,7 +187,14 @@ impl AnalyticsReader {
     /// `video_id`'s engagement over all time; `None` when nothing is known
     /// of it (neither in `video_stats` nor in the catalog).
     pub async fn video(&self, video_id: &str) -> Result<Option<VideoView>, ReadError> {
-        let stats = self.video_stats(&[video_id]).await?.remove(video_id);
+        let stats = match self
+            .coll(Coll::VideoStats)
+            .find_one(doc! { "_id": video_id })
+            .await?
+        {
+            Some(d) => Some(VideoStats::from_document(&d)?),
+            None => None,
+        };
         let listed = self
             .coll(Coll::Catalog)
             .find_one(doc! { "_id": video_id })
@@ -463,33 +470,13 @@ impl AnalyticsReader {
         let mut cursor = self
             .coll(Coll::VideoStats)
             .find(filter)
-            .projection(doc! { "viewers": 1, "coverage_mean": 1 })
+            .projection(VideoReach::fields())
             .batch_size(BATCH)
             .await?;
         while let Some(d) = cursor.try_next().await? {
-            let Ok(id) = d.get_str("_id") else {
-                continue;
-            };
-            let viewers = number(d.get("viewers")).map_or(0, |n| n.max(0.0) as u64);
-            out.insert(id.to_owned(), (viewers, number(d.get("coverage_mean"))));
-        }
-        Ok(out)
-    }
-
-    /// The `video_stats` of `ids`, by video id.
-    async fn video_stats(&self, ids: &[&str]) -> Result<HashMap<String, VideoStats>, ReadError> {
-        let mut out = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let mut cursor = self
-            .coll(Coll::VideoStats)
-            .find(doc! { "_id": { "$in": ids } })
-            .batch_size(BATCH)
-            .await?;
-        while let Some(d) = cursor.try_next().await? {
-            let s = VideoStats::from_document(&d)?;
-            out.insert(s.video_id.clone(), s);
+            if let Some(v) = VideoReach::from_stats(&d) {
+                out.insert(v.video_id, (v.viewers, v.coverage_mean));
+            }
         }
         Ok(out)
     }

@@ -19,7 +19,7 @@ use visitlog_schema::Collection as Coll;
 
 use super::engine::{Analytics, Computed};
 use super::marks::{Claimed, DerivedKind, Mark};
-use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, replace_all};
+use super::store::{PAGE_VIEWS, READ_BATCH, SESSIONS, find_all, replace_all};
 use crate::error::Result;
 
 /// The claimed tutorials of one day (by foss, tutorial, language, so a
@@ -169,9 +169,7 @@ impl Analytics {
                 "$gt": rollup_id(Span::Day, &format!("{month}-")),
                 "$lt": rollup_id(Span::Day, &format!("{month}.")),
             } };
-            let mut stored = Vec::new();
-            each(&rollups, days, |d| stored.push(d.clone())).await?;
-            stored.sort_by(|a, b| a.get_str("_id").ok().cmp(&b.get_str("_id").ok()));
+            let stored = find_all(&rollups, days, doc! { "_id": 1 }).await?;
             let mut sum = PeriodSum::default();
             for d in &stored {
                 match Rollup::from_document(d).and_then(|r| r.period()) {

@@ -1,15 +1,13 @@
 //! The indexes the analytics read by: each computation reads one visit,
 //! one learner from a time, one video or one day, never a whole collection.
 
-use bson::{Document, doc};
-use mongodb::IndexModel;
-
-use visitlog_schema::Collection as Coll;
-
 use std::collections::BTreeSet;
 
+use bson::{Document, doc};
 use futures_util::TryStreamExt;
+use mongodb::IndexModel;
 use visitlog_analytics::{Span, rollup_id};
+use visitlog_schema::Collection as Coll;
 
 use super::engine::Analytics;
 use super::marks::{DerivedKind, Mark};

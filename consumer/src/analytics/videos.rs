@@ -85,26 +85,13 @@ impl Analytics {
             .database()
             .collection::<Document>(Coll::VideoStats.name())
             .find(doc! {})
-            .projection(doc! { "foss": 1, "viewers": 1, "coverage_mean": 1 })
+            .projection(VideoReach::fields())
             .sort(doc! { "_id": 1 })
             .batch_size(READ_BATCH)
             .await?;
         let mut index = VideoIndex::default();
         while let Some(d) = cursor.try_next().await? {
-            let Ok(id) = d.get_str("_id") else {
-                continue;
-            };
-            let viewers = match d.get("viewers") {
-                Some(bson::Bson::Int32(n)) => i64::from(*n),
-                Some(bson::Bson::Int64(n)) => *n,
-                _ => 0,
-            };
-            index.videos.push(VideoReach {
-                video_id: id.to_owned(),
-                foss: d.get_str("foss").ok().map(str::to_owned),
-                viewers: u64::try_from(viewers).unwrap_or(0),
-                coverage_mean: d.get("coverage_mean").and_then(bson::Bson::as_f64),
-            });
+            index.videos.extend(VideoReach::from_stats(&d));
         }
         let mut docs = Vec::new();
         match Rollup::videos(&index).and_then(|mut r| {
