@@ -2,9 +2,14 @@
 //! the app says, through an [`Identify`] hook.
 //!
 //! The hook sees the request head before the app runs. When the app learns
-//! the user while handling the request (a login, say), it can also put an
-//! [`Identity`] into the response extensions; that one wins.
+//! the user while handling the request (a login, or a session read
+//! asynchronously), it puts an [`Identity`] into the response extensions;
+//! that one wins. [`FromExtension`] reads the app's own "current user"
+//! type from either place.
 
+use std::marker::PhantomData;
+
+use http::Extensions;
 use http::request::Parts;
 
 /// The user and session of one request, as the app names them.
@@ -48,13 +53,21 @@ impl Identity {
 }
 
 /// Tells the layer who made a request. Implemented for closures
-/// `Fn(&Parts) -> Identity` and for `()` (everyone anonymous).
+/// `Fn(&Parts) -> Identity`, for `()` (everyone anonymous) and for
+/// [`FromExtension`].
 ///
 /// It runs on the request path: keep it to reading headers and extensions
 /// (a session cookie, an auth extension), never I/O.
 pub trait Identify: Send + Sync + 'static {
     /// The identity behind `request`.
     fn identify(&self, request: &Parts) -> Identity;
+
+    /// The identity the app learnt while handling the request, read from the
+    /// response's extensions; `None` keeps the one [`Identify::identify`]
+    /// gave. By default an [`Identity`] put there by the handler.
+    fn identify_response(&self, response: &Extensions) -> Option<Identity> {
+        response.get::<Identity>().cloned()
+    }
 }
 
 impl<F> Identify for F
@@ -69,5 +82,60 @@ where
 impl Identify for () {
     fn identify(&self, _: &Parts) -> Identity {
         Identity::anonymous()
+    }
+}
+
+/// Reads the identity from a request or response extension of the app's own
+/// type `T` (its "current user"), which converts with
+/// `impl From<&T> for Identity`. Set with
+/// [`crate::CaptureLayer::identify_from_extension`].
+///
+/// `T` is looked for in the request's extensions first (put there by an
+/// authentication layer *outside* the capture layer), then, when the response
+/// is ready, in the response's extensions (put there by a handler or a
+/// middleware *inside* it, e.g. one that reads an async session). An
+/// [`Identity`] in the response's extensions still wins.
+pub struct FromExtension<T>(PhantomData<fn() -> T>);
+
+impl<T> FromExtension<T> {
+    /// The hook for `T`.
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for FromExtension<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for FromExtension<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FromExtension")
+            .field(&std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T> Identify for FromExtension<T>
+where
+    T: Send + Sync + 'static,
+    for<'a> &'a T: Into<Identity>,
+{
+    fn identify(&self, request: &Parts) -> Identity {
+        request
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .or_else(|| request.extensions.get::<T>().map(Into::into))
+            .unwrap_or_default()
+    }
+
+    fn identify_response(&self, response: &Extensions) -> Option<Identity> {
+        response
+            .get::<Identity>()
+            .cloned()
+            .or_else(|| response.get::<T>().map(Into::into))
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let (capture, shipper) = CaptureLayer::new(Config::from_env()?)?;
-//! let capture = capture.identify(|req: &http::request::Parts| {
+//! let capture = capture.identify(|req: &axum::http::request::Parts| {
 //!     // Read your session here; no I/O.
 //!     match req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
 //!         Some(user) => Identity::user(user),
@@ -38,6 +38,7 @@
 //! let app = Router::new().route("/", get(|| async { "hello" })).layer(capture);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+//!     // The README's sample also stops on SIGTERM.
 //!     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
 //!     .await?;
 //! let stats = shipper.shutdown(Duration::from_secs(5)).await;
@@ -63,14 +64,17 @@ mod shipper;
 mod stats;
 mod visitor;
 
-pub use capture::{Capture, CaptureLayer, MatchedRoute, RecordId, ResponseBody, ResponseFuture};
+pub use capture::{
+    Capture, CaptureLayer, MatchedRoute, NotRecorded, RecordId, ResponseBody, ResponseFuture,
+    VisitorId,
+};
 pub use catalog::{CatalogError, CatalogPublisher};
 pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
 pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
 #[cfg(feature = "axum")]
 pub use events::MAX_EVENTS_PER_REQUEST;
-pub use identity::{Identify, Identity};
+pub use identity::{FromExtension, Identify, Identity};
 pub use shipper::{Shipper, ShipperHandle};
 pub use stats::Stats;
 pub use visitlog_schema::{CatalogItem, Learner};

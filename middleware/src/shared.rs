@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::HeaderName;
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use visitlog_schema::{CatalogRecord, EventRecord};
@@ -19,6 +20,7 @@ use visitlog_schema::{CatalogRecord, EventRecord};
 use crate::config::Config;
 use crate::enrich::Captured;
 use crate::enrich::client_ip::ForwardedHeader;
+use crate::identity::{Identify, Identity};
 use crate::stats::Counters;
 use crate::visitor::VisitorTracker;
 
@@ -49,6 +51,11 @@ pub(crate) struct Shared {
     pub(crate) forwarded_header: ForwardedHeader,
     pub(crate) capture_headers: Vec<HeaderName>,
     pub(crate) events: EventSettings,
+    /// The `Accept-CH` header HTML responses carry, when configured.
+    pub(crate) accept_ch: Option<HeaderValue>,
+    /// The app's identity hook. One for the layer and the events endpoint,
+    /// whichever order the app set them up in.
+    identify: ArcSwap<Box<dyn Identify>>,
 }
 
 /// How the learning-events endpoint decides who may post.
@@ -82,6 +89,10 @@ impl Shared {
             trusted_proxies: config.trusted_proxies.clone(),
             forwarded_header: config.forwarded_header,
             capture_headers: config.capture_headers.clone(),
+            accept_ch: config
+                .accept_ch
+                .then_some(HeaderValue::from_static(crate::enrich::ua::ACCEPT_CH)),
+            identify: ArcSwap::from_pointee(Box::new(())),
             events: EventSettings {
                 anonymous: config.events_anonymous,
                 max_bytes: config.events_max_bytes,
@@ -93,6 +104,25 @@ impl Shared {
                 ),
             },
         }
+    }
+
+    /// Replaces the identity hook.
+    pub(crate) fn set_identify(&self, hook: Box<dyn Identify>) {
+        self.identify.store(Arc::new(hook));
+    }
+
+    /// Who made the request: an [`Identity`] already in its extensions (an
+    /// outer layer's), else the hook's answer.
+    pub(crate) fn identify(&self, parts: &http::request::Parts) -> Identity {
+        match parts.extensions.get::<Identity>() {
+            Some(identity) => identity.clone(),
+            None => self.identify.load().identify(parts),
+        }
+    }
+
+    /// The identity the app learnt while handling the request, if any.
+    pub(crate) fn identify_response(&self, extensions: &http::Extensions) -> Option<Identity> {
+        self.identify.load().identify_response(extensions)
     }
 
     /// Hands an item to the shipper without waiting; counts it as captured,

@@ -15,6 +15,8 @@ pub(crate) struct Counters {
     pub(crate) events: AtomicU64,
     pub(crate) events_refused: AtomicU64,
     pub(crate) catalog: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) sampled_out: AtomicU64,
 }
 
 impl Counters {
@@ -32,6 +34,8 @@ impl Counters {
             events: self.events.load(Ordering::Relaxed),
             events_refused: self.events_refused.load(Ordering::Relaxed),
             catalog: self.catalog.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            sampled_out: self.sampled_out.load(Ordering::Relaxed),
         }
     }
 
@@ -70,11 +74,139 @@ pub struct Stats {
     /// Catalog publications handed to the shipper by a
     /// [`crate::CatalogPublisher`] (counted in `captured` too).
     pub catalog: u64,
+    /// Requests not recorded because the app said so:
+    /// [`crate::CaptureLayer::skip_when`], or a response carrying
+    /// [`crate::NotRecorded`] (the learning-events endpoint's POSTs). Not in
+    /// `captured`.
+    pub skipped: u64,
+    /// Requests of visitors left out by [`crate::CaptureLayer::sample`]. Not in
+    /// `captured`.
+    pub sampled_out: u64,
+}
+
+/// The counters under their names in the [`metrics`] facade: what an app's
+/// exporter (`metrics-exporter-prometheus`, say) shows.
+const COUNTERS: [(&str, &str); 10] = [
+    (
+        "visitlog_layer_captured_total",
+        "records handed to the shipper",
+    ),
+    ("visitlog_layer_shipped_total", "records Redis acknowledged"),
+    (
+        "visitlog_layer_dropped_total",
+        "records given up (buffer full or shutdown deadline)",
+    ),
+    (
+        "visitlog_layer_send_errors_total",
+        "failed connections and RPUSHes to Redis, each retried",
+    ),
+    (
+        "visitlog_layer_rejected_cookies_total",
+        "visitor cookies that failed verification",
+    ),
+    ("visitlog_layer_events_total", "learning events accepted"),
+    (
+        "visitlog_layer_events_refused_total",
+        "learning-event requests refused whole (429 or 503)",
+    ),
+    (
+        "visitlog_layer_catalog_total",
+        "catalog publications handed to the shipper",
+    ),
+    (
+        "visitlog_layer_skipped_total",
+        "requests not recorded because the app said so",
+    ),
+    (
+        "visitlog_layer_sampled_out_total",
+        "requests of visitors left out by sampling",
+    ),
+];
+
+/// The gauge of records waiting in memory.
+const BUFFERED: &str = "visitlog_layer_buffered";
+
+impl Stats {
+    fn counters(&self) -> [u64; 10] {
+        [
+            self.captured,
+            self.shipped,
+            self.dropped,
+            self.send_errors,
+            self.rejected_cookies,
+            self.events,
+            self.events_refused,
+            self.catalog,
+            self.skipped,
+            self.sampled_out,
+        ]
+    }
+
+    /// Describes the metrics to the installed recorder (once, at spawn).
+    pub(crate) fn describe_metrics() {
+        for (name, help) in COUNTERS {
+            metrics::describe_counter!(name, metrics::Unit::Count, help);
+        }
+        metrics::describe_gauge!(BUFFERED, metrics::Unit::Count, "records waiting in memory");
+    }
+
+    /// Sets the facade's counters to this snapshot. The shipper calls it
+    /// every second and at shutdown, off the request path; with no recorder
+    /// installed it costs next to nothing.
+    pub(crate) fn publish_metrics(&self) {
+        for ((name, _), value) in COUNTERS.iter().zip(self.counters()) {
+            metrics::counter!(*name).absolute(value);
+        }
+        metrics::gauge!(BUFFERED).set(self.buffered as f64);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
     use super::*;
+
+    #[test]
+    fn stats_reach_the_metrics_facade() {
+        let counters = Counters::default();
+        Counters::add(&counters.captured, 5);
+        Counters::add(&counters.shipped, 3);
+        Counters::add(&counters.skipped, 2);
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            Stats::describe_metrics();
+            counters.snapshot().publish_metrics();
+        });
+        let values: std::collections::HashMap<String, DebugValue> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+            .collect();
+        assert_eq!(
+            values["visitlog_layer_captured_total"],
+            DebugValue::Counter(5)
+        );
+        assert_eq!(
+            values["visitlog_layer_shipped_total"],
+            DebugValue::Counter(3)
+        );
+        assert_eq!(
+            values["visitlog_layer_skipped_total"],
+            DebugValue::Counter(2)
+        );
+        assert_eq!(
+            values["visitlog_layer_dropped_total"],
+            DebugValue::Counter(0)
+        );
+        assert_eq!(
+            values["visitlog_layer_buffered"],
+            DebugValue::Gauge(2.0.into())
+        );
+        assert_eq!(values.len(), COUNTERS.len() + 1);
+    }
 
     #[test]
     fn stats_serialise_as_flat_counters() {

@@ -392,3 +392,194 @@ async fn shutdown_gives_up_at_its_deadline_when_redis_is_unreachable() {
     );
     assert!(stats.send_errors >= 1);
 }
+
+/// What `skip_when` and `sample` leave out is never captured, and what
+/// they keep says so; the books still balance.
+#[tokio::test]
+async fn skipped_and_sampled_out_requests_make_no_record() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let layer = layer
+        .skip_when(|req: &http::request::Parts| req.uri.path().starts_with("/static/"))
+        .sample(0.5);
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+    let skipped = send(
+        svc,
+        request("/static/app.css").body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(skipped.body(), "hello, world");
+    assert!(
+        skipped.headers().get(http::header::SET_COOKIE).is_none(),
+        "a skipped request passes through untouched"
+    );
+    assert!(next_request(&mut shipper).is_none());
+
+    // New browsers, each a new visitor: about half are kept.
+    let mut kept = Vec::new();
+    for _ in 0..400 {
+        let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+        let response = send(svc, request("/").body(Full::default()).unwrap()).await;
+        assert!(response.headers().contains_key(http::header::SET_COOKIE));
+        if let Some(record) = next_request(&mut shipper) {
+            kept.push((cookie_of(&response), record));
+        }
+    }
+    assert!(
+        (140..260).contains(&kept.len()),
+        "{} of 400 kept",
+        kept.len()
+    );
+    assert!(kept.iter().all(|(_, r)| r.sample_rate == Some(0.5)));
+    // A kept visitor stays kept: the choice is by visitor.
+    let (cookie, first) = &kept[0];
+    for _ in 0..5 {
+        let req = request("/next")
+            .header("cookie", cookie)
+            .body(Full::default())
+            .unwrap();
+        let (_, again) = drive(&layer, &mut shipper, req).await;
+        assert_eq!(again.visitor_id, first.visitor_id);
+    }
+    let stats = layer.stats();
+    assert_eq!(stats.skipped, 1);
+    assert_eq!(stats.captured as usize, kept.len() + 5);
+    assert_eq!(stats.sampled_out as usize, 400 - kept.len());
+    assert_eq!(
+        stats.captured,
+        stats.shipped + stats.dropped + stats.buffered
+    );
+}
+
+/// Handlers read the visitor id and the record id; the record keeps the
+/// request's `X-Request-Id`; a response can opt out with `NotRecorded`.
+#[tokio::test]
+async fn handlers_see_the_ids_and_the_request_id_is_kept() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service_fn(move |req: Request<Full<Bytes>>| {
+                let ids = (
+                    req.extensions().get::<VisitorId>().copied(),
+                    req.extensions().get::<RecordId>().copied(),
+                );
+                tx.send(ids).unwrap();
+                let mut response = Response::new(Full::<Bytes>::from("ok"));
+                if req.uri().path() == "/private" {
+                    response.extensions_mut().insert(NotRecorded);
+                }
+                async move { Ok::<_, Infallible>(response) }
+            });
+    let req = request("/")
+        .header("x-request-id", " f0e4c2f76c58916ec258f246851bea09 ")
+        .body(Full::default())
+        .unwrap();
+    send(svc.clone(), req).await;
+    let record = next_request(&mut shipper).unwrap();
+    let (visitor, id) = seen.recv().await.unwrap();
+    assert_eq!(visitor.map(|v| v.0), record.visitor_id);
+    assert_eq!(id.map(|r| r.0), Some(record.id));
+    assert_eq!(
+        record.request_id.as_deref(),
+        Some("f0e4c2f76c58916ec258f246851bea09")
+    );
+    let long = "r".repeat(500);
+    send(
+        svc.clone(),
+        request("/")
+            .header("x-request-id", &long)
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let record = next_request(&mut shipper).unwrap();
+    assert_eq!(record.request_id.map(|r| r.len()), Some(limits::REQUEST_ID));
+
+    send(svc, request("/private").body(Full::default()).unwrap()).await;
+    assert!(next_request(&mut shipper).is_none());
+    assert_eq!(layer.stats().skipped, 1);
+}
+
+/// The app's own "current user" type, converted to an `Identity`.
+#[derive(Clone)]
+struct CurrentUser(&'static str);
+
+impl From<&CurrentUser> for Identity {
+    fn from(user: &CurrentUser) -> Self {
+        Identity::user(user.0).with_session("s-1")
+    }
+}
+
+/// `identify_from_extension` finds the app's type in the request (an auth
+/// layer outside put it there) or in the response (a handler inside did,
+/// after reading an async session).
+#[tokio::test]
+async fn identity_from_an_extension_of_the_request_or_the_response() {
+    let (layer, mut shipper) = CaptureLayer::new(config()).unwrap();
+    let layer = layer.identify_from_extension::<CurrentUser>();
+    let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(
+        |req: Request<Full<Bytes>>| async move {
+            let mut response = Response::new(Full::<Bytes>::from("ok"));
+            if req.uri().path() == "/login" {
+                response.extensions_mut().insert(CurrentUser("late"));
+            }
+            Ok::<_, Infallible>(response)
+        },
+    );
+    let req = request("/")
+        .extension(CurrentUser("outer"))
+        .body(Full::default())
+        .unwrap();
+    send(svc.clone(), req).await;
+    let record = next_request(&mut shipper).unwrap();
+    assert_eq!(record.user.as_deref(), Some("outer"));
+    assert!(record.session_id.is_some());
+
+    send(
+        svc.clone(),
+        request("/login").body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        next_request(&mut shipper).unwrap().user.as_deref(),
+        Some("late")
+    );
+
+    send(svc, request("/").body(Full::default()).unwrap()).await;
+    assert_eq!(next_request(&mut shipper).unwrap().user, None);
+}
+
+/// `Accept-CH` is opt-in and only on HTML responses.
+#[tokio::test]
+async fn accept_ch_is_asked_for_on_html_pages_when_configured() {
+    async fn page(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let kind = if req.uri().path() == "/" {
+            "text/html; charset=utf-8"
+        } else {
+            "text/css"
+        };
+        Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, kind)
+            .body(Full::from("x"))
+            .unwrap())
+    }
+    for (on, path, expected) in [
+        (
+            true,
+            "/",
+            Some("Sec-CH-UA-Platform-Version, Sec-CH-UA-Full-Version-List"),
+        ),
+        (true, "/app.css", None),
+        (false, "/", None),
+    ] {
+        let (layer, _shipper) = CaptureLayer::new(config().accept_ch(on)).unwrap();
+        let svc = ServiceBuilder::new().layer(layer).service_fn(page);
+        let response = send(svc, request(path).body(Full::default()).unwrap()).await;
+        let header = response
+            .headers()
+            .get("accept-ch")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(header, expected, "{on} {path}");
+    }
+}

@@ -30,6 +30,8 @@ pub mod limits {
     pub const VALUE: usize = 512;
     /// A response's media type (`text/html`).
     pub const CONTENT_TYPE: usize = 128;
+    /// The `X-Request-Id` header.
+    pub const REQUEST_ID: usize = 128;
     /// How many path parameters or captured headers a record keeps.
     pub const MAX_ENTRIES: usize = 32;
 }
@@ -108,6 +110,15 @@ pub struct RequestRecord {
     /// (`text/html`); `None` when it had none, or in older records.
     #[serde(default)]
     pub content_type: Option<String>,
+    /// The request's `X-Request-Id` header (a proxy's or the app's id for
+    /// this request, to join with other logs); absent when it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The layer keeps this share of visitors (`.sample(ratio)`): each
+    /// stored record stands for `1 / sample_rate` like it. Absent when
+    /// every request is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 /// Geolocation of the client address.
@@ -223,6 +234,8 @@ impl RequestRecord {
             headers: BTreeMap::from([("accept-language".to_owned(), "en-GB".to_owned())]),
             staff: false,
             content_type: Some("text/html".to_owned()),
+            request_id: Some("f0e4c2f76c58916ec258f246851bea09".to_owned()),
+            sample_rate: None,
         }
     }
 }

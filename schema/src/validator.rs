@@ -278,9 +278,39 @@ pub fn to_json_schema(schema: &Value) -> Result<Value, String> {
                 let translated = subs.iter().map(to_json_schema).collect::<Result<_, _>>()?;
                 out.insert(key.clone(), Value::Array(translated));
             }
+            // MongoDB's `$jsonSchema` is draft 4: `exclusiveMinimum: true`
+            // makes `minimum` exclusive (a number there is refused by the
+            // server); draft 7 spells that `exclusiveMinimum: <bound>`.
+            "exclusiveMinimum" | "exclusiveMaximum" => {
+                let Value::Bool(exclusive) = value else {
+                    return Err(format!(
+                        "`{key}` must be a boolean in MongoDB's $jsonSchema (draft 4)"
+                    ));
+                };
+                let bound = if key == "exclusiveMinimum" {
+                    "minimum"
+                } else {
+                    "maximum"
+                };
+                let Some(limit) = map.get(bound) else {
+                    return Err(format!("`{key}` needs `{bound}` beside it"));
+                };
+                if *exclusive {
+                    out.insert(key.clone(), limit.clone());
+                }
+            }
             _ => {
                 out.insert(key.clone(), value.clone());
             }
+        }
+    }
+    // An exclusive bound replaces the inclusive one.
+    for (exclusive, bound) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
+        if out.contains_key(exclusive) {
+            out.remove(bound);
         }
     }
     if int32 {

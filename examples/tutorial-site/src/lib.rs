@@ -222,6 +222,11 @@ pub fn app_with(capture: CaptureLayer, store: Option<Store>, staff: Staff) -> Ro
             None => Identity::anonymous(),
         }
     });
+    // Assets and the counters page are not page traffic.
+    let capture = capture.skip_when(|req: &axum::http::request::Parts| {
+        let path = req.uri.path();
+        path.starts_with("/static/") || path == "/visitlog/stats"
+    });
     let stats_layer = capture.clone();
     let progress = store.as_ref().map(|s| s.progress.clone());
     let mut router = Router::new();

@@ -8,11 +8,12 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tower::Layer;
 
+use super::policy::Policy;
 use super::service::Capture;
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::error::ConfigError;
-use crate::identity::Identify;
+use crate::identity::{FromExtension, Identify, Identity};
 use crate::shared::Shared;
 use crate::shipper::Shipper;
 use crate::stats::{Counters, Stats};
@@ -27,7 +28,7 @@ const CHANNEL_CAPACITY: usize = 8192;
 #[derive(Clone)]
 pub struct CaptureLayer {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) identify: Arc<dyn Identify>,
+    policy: Policy,
 }
 
 impl std::fmt::Debug for CaptureLayer {
@@ -53,14 +54,72 @@ impl CaptureLayer {
         let shipper = Shipper::new(config, enricher, rx, counters)?;
         let layer = Self {
             shared: Arc::new(shared),
-            identify: Arc::new(()),
+            policy: Policy::default(),
         };
         Ok((layer, shipper))
     }
 
     /// Sets the hook that says who the user is and what the session is.
-    pub fn identify(mut self, hook: impl Identify) -> Self {
-        self.identify = Arc::new(hook);
+    ///
+    /// The layer has one hook, shared by every clone of it and by the
+    /// learning-events endpoint ([`CaptureLayer::events`]), whichever was set
+    /// up first.
+    pub fn identify(self, hook: impl Identify) -> Self {
+        self.shared.set_identify(Box::new(hook));
+        self
+    }
+
+    /// Reads who the user is from an extension of the app's own type `T`
+    /// (its "current user", with `impl From<&T> for Identity`), in the
+    /// request's extensions (an auth layer outside this one put it there) or
+    /// in the response's (a handler or middleware inside this one did, e.g.
+    /// after reading an async session). See [`FromExtension`].
+    pub fn identify_from_extension<T>(self) -> Self
+    where
+        T: Send + Sync + 'static,
+        for<'a> &'a T: Into<Identity>,
+    {
+        self.identify(FromExtension::<T>::new())
+    }
+
+    /// Requests for which `skip` answers true are not recorded: health
+    /// checks, static files. They pass through untouched (no visitor
+    /// cookie, no record, counted in [`Stats::skipped`]). The test runs on
+    /// the request path for every request: keep it to a look at the head.
+    ///
+    /// ```no_run
+    /// # fn f(capture: visitlog_middleware::CaptureLayer) -> visitlog_middleware::CaptureLayer {
+    /// capture.skip_when(|req: &axum::http::request::Parts| {
+    ///     let path = req.uri.path();
+    ///     path == "/healthz" || path.starts_with("/static/")
+    /// })
+    /// # }
+    /// ```
+    pub fn skip_when<F>(mut self, skip: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    {
+        self.policy.skip = Some(Arc::new(skip));
+        self
+    }
+
+    /// Records only a share `ratio` of visitors (0.1 records one in ten), for
+    /// sites too busy to keep every request. The choice is by visitor
+    /// cookie, so a kept visitor's visits stay whole (a request without one
+    /// is chosen on its own). Each stored record carries `sample_rate`, so
+    /// that counts can be scaled by `1 / sample_rate`; the others count in
+    /// [`Stats::sampled_out`]. `1.0` records everyone (the default).
+    ///
+    /// # Panics
+    ///
+    /// When `ratio` is not in (0, 1]: a programming error, like a zero
+    /// `Duration` for an interval.
+    pub fn sample(mut self, ratio: f64) -> Self {
+        assert!(
+            ratio > 0.0 && ratio <= 1.0,
+            "CaptureLayer::sample takes a ratio in (0, 1], got {ratio}"
+        );
+        self.policy.sample = (ratio < 1.0).then_some(ratio);
         self
     }
 
@@ -74,7 +133,7 @@ impl<S> Layer<S> for CaptureLayer {
     type Service = Capture<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Capture::new(inner, self.shared.clone(), self.identify.clone())
+        Capture::new(inner, self.shared.clone(), self.policy.clone())
     }
 }
 

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use http::{HeaderValue, Response, StatusCode};
 use tokio::time::Instant;
 
+use super::service::NotRecorded;
 use crate::enrich::Captured;
-use crate::identity::Identity;
 use crate::shared::{Item, Shared};
+use crate::stats::Counters;
 
 /// Status recorded when the client went away before the response was ready
 /// (nginx's convention).
@@ -31,6 +32,9 @@ struct Unfinished {
     set_cookie: Option<HeaderValue>,
     /// Set once the response head is known: latency is time to the head.
     responded: bool,
+    /// Handed to the shipper when done; false when sampled out or when the
+    /// response says [`NotRecorded`].
+    keep: bool,
     captured: Captured,
 }
 
@@ -41,6 +45,7 @@ impl Pending {
         start: Instant,
         set_cookie: Option<HeaderValue>,
         mut captured: Captured,
+        keep: bool,
     ) -> Self {
         captured.status = CLIENT_CLOSED_REQUEST;
         Self(Some(Box::new(Unfinished {
@@ -48,8 +53,14 @@ impl Pending {
             start,
             set_cookie,
             responded: false,
+            keep,
             captured,
         })))
+    }
+
+    /// No record: a request the app skips.
+    pub(crate) fn none() -> Self {
+        Self(None)
     }
 
     /// Stamps the response head: status, latency, a late [`Identity`] from
@@ -60,13 +71,25 @@ impl Pending {
         u.captured.latency = u.start.elapsed();
         u.captured.status = response.status().as_u16();
         u.captured.content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-        if let Some(identity) = response.extensions().get::<Identity>() {
-            u.captured.identity = identity.clone();
+        if let Some(identity) = u.shared.identify_response(response.extensions()) {
+            u.captured.identity = identity;
+        }
+        if response.extensions().get::<NotRecorded>().is_some() {
+            u.keep = false;
+            u.captured.sample_rate = None;
         }
         if let Some(cookie) = u.set_cookie.take() {
             response
                 .headers_mut()
                 .append(http::header::SET_COOKIE, cookie);
+        }
+        if let Some(accept_ch) = &u.shared.accept_ch
+            && is_html(&u.captured.content_type)
+        {
+            response.headers_mut().insert(
+                http::header::HeaderName::from_static("accept-ch"),
+                accept_ch.clone(),
+            );
         }
     }
 
@@ -96,12 +119,30 @@ impl Drop for Pending {
             shared,
             start,
             responded,
+            keep,
             mut captured,
             ..
         } = *u;
+        if !keep {
+            let counter = match captured.sample_rate {
+                Some(_) => &shared.counters.sampled_out,
+                None => &shared.counters.skipped,
+            };
+            Counters::add(counter, 1);
+            return;
+        }
         if !responded {
             captured.latency = start.elapsed();
         }
         shared.hand_over(Item::Request(captured));
     }
+}
+
+/// Browsers act on `Accept-CH` in navigation responses: HTML pages.
+fn is_html(content_type: &Option<HeaderValue>) -> bool {
+    content_type.as_ref().is_some_and(|v| {
+        v.as_bytes()
+            .get(..9)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"text/html"))
+    })
 }

@@ -13,10 +13,11 @@ use uuid::Uuid;
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::pending::Pending;
+use super::policy::Policy;
 use crate::enrich::ua::UaInput;
 use crate::enrich::{Captured, client_ip};
-use crate::identity::Identify;
 use crate::shared::Shared;
+use crate::stats::Counters;
 
 /// The route template a non-axum router matched, put in the request
 /// extensions so the layer records it (axum's `MatchedPath` is read directly).
@@ -32,7 +33,7 @@ pub struct MatchedRoute(pub Arc<str>);
 pub struct Capture<S> {
     inner: S,
     shared: Arc<Shared>,
-    identify: Arc<dyn Identify>,
+    policy: Policy,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Capture<S> {
@@ -45,11 +46,11 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Capture<S> {
 }
 
 impl<S> Capture<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, identify: Arc<dyn Identify>) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, policy: Policy) -> Self {
         Self {
             inner,
             shared,
-            identify,
+            policy,
         }
     }
 }
@@ -71,14 +72,20 @@ where
         let ts = Utc::now();
         let (mut parts, body) = request.into_parts();
         let shared = &self.shared;
-        let identity = self.identify.identify(&parts);
+        if self.policy.skips(&parts) {
+            Counters::add(&shared.counters.skipped, 1);
+            let future = self.inner.call(Request::from_parts(parts, body));
+            return ResponseFuture::new(future, Pending::none());
+        }
+        let identity = shared.identify(&parts);
         let observed = shared.visitor.observe(&parts.headers, ts);
         if observed.rejected {
-            shared
-                .counters
-                .rejected_cookies
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Counters::add(&shared.counters.rejected_cookies, 1);
         }
+        let id = Uuid::now_v7();
+        let keep = self
+            .policy
+            .keeps(observed.visit.map_or(id, |visit| visit.visitor_id));
         let client_ip = client_ip::resolve(
             peer_ip(&parts.extensions),
             &parts.headers,
@@ -91,7 +98,7 @@ where
             .filter_map(|name| Some((name.clone(), parts.headers.get(name)?.clone())))
             .collect();
         let captured = Captured {
-            id: Uuid::now_v7(),
+            id,
             ts,
             method: parts.method.clone(),
             uri: parts.uri.clone(),
@@ -107,14 +114,26 @@ where
             visit: observed.visit,
             identity,
             content_type: None,
+            request_id: parts.headers.get(X_REQUEST_ID).cloned(),
+            sample_rate: self.policy.sample,
         };
         // Handlers behind the layer (the learning-events endpoint) read the visit here.
         if let Some(visit) = captured.visit {
             parts.extensions.insert(visit);
+            parts.extensions.insert(VisitorId(visit.visitor_id));
         }
         // A page embeds it as its page view id (learning events cite it).
-        parts.extensions.insert(RecordId(captured.id));
-        let pending = Pending::new(Arc::clone(shared), start, observed.set_cookie, captured);
+        // Sampled out, the request makes no record, so it has no id to cite.
+        if keep {
+            parts.extensions.insert(RecordId(captured.id));
+        }
+        let pending = Pending::new(
+            Arc::clone(shared),
+            start,
+            observed.set_cookie,
+            captured,
+            keep,
+        );
         let future = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(future, pending)
     }
@@ -134,6 +153,22 @@ where
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RecordId(pub Uuid);
+
+/// The visitor id of the request's first-party cookie, as a request
+/// extension for the handlers behind the layer (absent when the browser
+/// asked not to be tracked). It is the `visitor_id` of the request's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VisitorId(pub Uuid);
+
+/// Put in a response's extensions, it tells the layer not to record the
+/// request (counted in [`crate::Stats::skipped`]). The learning-events
+/// endpoint's answers carry it: the events are stored, their POSTs are not
+/// page traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotRecorded;
+
+/// The header whose value the record keeps as `request_id`.
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// The socket peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`
 /// extension that any hyper server loop can insert.

@@ -66,6 +66,7 @@ pub(crate) static VARS: &[Var] = &[
     // What a record keeps.
     var!("VISITLOG_ANONYMIZE_IP", anonymize_ip, boolean),
     var!("VISITLOG_RESPECT_DNT", respect_dnt, boolean),
+    var!("VISITLOG_ACCEPT_CH", accept_ch, boolean),
     var!("VISITLOG_TUTORIAL_ROUTE", tutorial_route, text),
     var!("VISITLOG_CAPTURE_HEADERS", capture_headers, header_names),
     var!("VISITLOG_DENY_PARAMS", deny_params, lowercase),

@@ -100,6 +100,7 @@ pub struct Config {
     // What a record keeps.
     pub(crate) anonymize_ip: bool,
     pub(crate) respect_dnt: bool,
+    pub(crate) accept_ch: bool,
     pub(crate) tutorial_route: String,
     pub(crate) capture_headers: Vec<HeaderName>,
     pub(crate) deny_params: Vec<String>,
@@ -133,6 +134,7 @@ impl std::fmt::Debug for Config {
             .field("returning_window", &self.returning_window)
             .field("anonymize_ip", &self.anonymize_ip)
             .field("respect_dnt", &self.respect_dnt)
+            .field("accept_ch", &self.accept_ch)
             .field("tutorial_route", &self.tutorial_route)
             .field("buffer_records", &self.buffer_records)
             .finish_non_exhaustive()
@@ -155,6 +157,7 @@ impl Default for Config {
             returning_window: Duration::from_secs(183 * 24 * 3600),
             anonymize_ip: false,
             respect_dnt: false,
+            accept_ch: false,
             tutorial_route: "/watch/{foss}/{tutorial}/{language}/".to_owned(),
             capture_headers: vec![http::header::ACCEPT_LANGUAGE],
             deny_params: DEFAULT_DENY_PARAMS
@@ -217,6 +220,11 @@ impl Config {
         anonymize_ip: bool;
         /// No visitor cookie and no visitor id for browsers sending `DNT: 1` or `Sec-GPC: 1` (`VISITLOG_RESPECT_DNT`).
         respect_dnt: bool;
+        /// Ask browsers for the User-Agent Client Hints that the reduced UA
+        /// string hides (platform version, full browser version), with
+        /// an `Accept-CH` header on HTML responses (`VISITLOG_ACCEPT_CH`,
+        /// default false).
+        accept_ch: bool;
         /// Route pattern of tutorial pages (`VISITLOG_TUTORIAL_ROUTE`, default `/watch/{foss}/{tutorial}/{language}/`).
         tutorial_route: String;
         /// Request headers copied into the record (`VISITLOG_CAPTURE_HEADERS`, default `accept-language`).

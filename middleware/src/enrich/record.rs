@@ -51,6 +51,10 @@ pub(crate) struct Captured {
     pub(crate) identity: Identity,
     /// The response's `Content-Type`, once the head is known.
     pub(crate) content_type: Option<HeaderValue>,
+    /// The request's `X-Request-Id`.
+    pub(crate) request_id: Option<HeaderValue>,
+    /// The layer's sampling ratio, when it samples.
+    pub(crate) sample_rate: Option<f64>,
 }
 
 /// Turns [`Captured`] into records: UA parsing, geo, redaction, hashing.
@@ -173,6 +177,14 @@ impl Enricher {
             headers,
             staff: c.identity.staff,
             content_type: c.content_type.as_ref().and_then(media_type),
+            request_id: c
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| truncate_chars(v, limits::REQUEST_ID).to_owned()),
+            sample_rate: c.sample_rate,
         }
     }
 

@@ -12,6 +12,12 @@ use quick_cache::sync::Cache;
 use visitlog_schema::{UserAgent, limits, truncate_chars};
 use woothee::parser::Parser;
 
+/// What `Accept-CH` asks for (`VISITLOG_ACCEPT_CH`): the hints that refine a
+/// reduced UA string. Browsers send `Sec-CH-UA`, `-Mobile` and `-Platform`
+/// unasked; these high-entropy ones only to sites that ask. Nothing else is
+/// asked for, since nothing else is read.
+pub(crate) const ACCEPT_CH: &str = "Sec-CH-UA-Platform-Version, Sec-CH-UA-Full-Version-List";
+
 /// The UA header and the Client Hints that refine it, as received.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct UaInput {

@@ -16,14 +16,12 @@ use visitlog_schema::{Learner, limits, user_name};
 use super::origin::{is_json, same_origin};
 use super::parse::parse_events;
 use super::{Refusal, rate};
-use crate::capture::CaptureLayer;
-use crate::identity::Identify;
+use crate::capture::{CaptureLayer, NotRecorded};
 use crate::shared::{Item, Shared};
 use crate::visitor::Visit;
 
 struct Endpoint {
     shared: Arc<Shared>,
-    identify: Arc<dyn Identify>,
 }
 
 impl CaptureLayer {
@@ -43,13 +41,16 @@ impl CaptureLayer {
     /// origin), 413 (over `events_max_bytes`), 415 (not JSON) or 503 (the
     /// shipper is full). Mounted behind the layer, events share the visit the
     /// layer just worked out; elsewhere the visitor cookie is read as it is.
+    /// Who posts is the layer's identity hook at the time of the request, so
+    /// `.identify(..)` may come before or after this call. Its POSTs are not
+    /// request records (the events are stored): the answers carry
+    /// [`NotRecorded`].
     pub fn events<S>(&self) -> MethodRouter<S>
     where
         S: Clone + Send + Sync + 'static,
     {
         let endpoint = Arc::new(Endpoint {
             shared: self.shared.clone(),
-            identify: self.identify.clone(),
         });
         axum::routing::post(move |request: Request<Body>| {
             let endpoint = endpoint.clone();
@@ -60,10 +61,12 @@ impl CaptureLayer {
 
 impl Endpoint {
     async fn handle(&self, request: Request<Body>) -> Response {
-        match self.accept(request).await {
+        let mut response = match self.accept(request).await {
             Ok(n) => (StatusCode::ACCEPTED, axum::Json(json!({ "accepted": n }))).into_response(),
             Err(refusal) => refusal.into_response(),
-        }
+        };
+        response.extensions_mut().insert(NotRecorded);
+        response
     }
 
     async fn accept(&self, request: Request<Body>) -> Result<usize, Refusal> {
@@ -78,7 +81,7 @@ impl Endpoint {
         same_origin(&parts, &config.origins)
             .map_err(|why| Refusal::new(StatusCode::FORBIDDEN, why))?;
         let now = Utc::now();
-        let identity = self.identify.identify(&parts);
+        let identity = self.shared.identify(&parts);
         let visit = parts
             .extensions
             .get::<Visit>()

@@ -41,6 +41,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Captures taken off the channel per wake-up.
 const RECV_CHUNK: usize = 256;
 
+/// How often the counters are copied to the `metrics` facade.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The background half of [`crate::CaptureLayer`]: spawn it with
 /// [`Shipper::spawn`] (or run [`Shipper::run`] on a task of your own).
 #[must_use = "records are only sent to Redis while the shipper runs"]
@@ -149,15 +152,22 @@ impl Shipper {
         let redis_timeout = self.config.redis_timeout;
 
         let mut items = Vec::with_capacity(RECV_CHUNK);
+        Stats::describe_metrics();
+        let mut publish_at = Instant::now();
 
         let deadline = loop {
+            let now = Instant::now();
+            if now >= publish_at {
+                self.counters.snapshot().publish_metrics();
+                publish_at = now + METRICS_INTERVAL;
+            }
             // A batch goes out as soon as nothing is in flight and one is due,
             // checked here, before waiting on anything: a channel that never
             // empties (sustained load) must not keep the sender waiting.
             let send_at = (in_flight.is_none())
                 .then(|| buffer.due_at(retry_at))
                 .flatten();
-            if send_at.is_some_and(|at| at <= Instant::now()) {
+            if send_at.is_some_and(|at| at <= now) {
                 let batch = buffer.take_batch();
                 in_flight = Some(self.send(conn.take(), batch, redis_timeout));
                 continue;
@@ -207,12 +217,15 @@ impl Shipper {
                     // Redis connection's task, and the app's, have the thread.
                     tokio::task::yield_now().await;
                 }
-                // Wakes the loop, whose top starts the send.
-                () = sleep_until(send_at), if send_at.is_some() => {}
+                // Wakes the loop, whose top starts the send or publishes
+                // the counters.
+                () = tokio::time::sleep_until(send_at.map_or(publish_at, |at| at.min(publish_at))) => {}
             }
         };
 
+        let counters = self.counters.clone();
         self.drain(buffer, conn, in_flight, deadline).await;
+        counters.snapshot().publish_metrics();
         if let Some(w) = watcher {
             w.abort();
         }
@@ -384,13 +397,6 @@ impl Backoff {
         let wait = self.0;
         self.0 = (wait * 2).min(BACKOFF_MAX);
         wait
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

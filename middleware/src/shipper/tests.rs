@@ -84,6 +84,8 @@ fn captured(i: u64) -> Captured {
         visit: None,
         identity: Identity::user("alice"),
         content_type: Some(HeaderValue::from_static("text/html; charset=utf-8")),
+        request_id: None,
+        sample_rate: None,
     }
 }
 

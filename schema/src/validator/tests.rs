@@ -36,6 +36,28 @@ fn keywords_mongodb_does_not_know_are_refused() {
     assert!(err.contains("timestamp"), "{err}");
 }
 
+/// MongoDB's `$jsonSchema` is draft 4: an exclusive bound is a boolean
+/// beside `minimum`, and a number there is refused by the server.
+#[test]
+fn exclusive_bounds_are_draft_4_booleans() {
+    let err = to_json_schema(&json!({"bsonType": "double", "exclusiveMinimum": 0})).unwrap_err();
+    assert!(err.contains("boolean"), "{err}");
+    let err = to_json_schema(&json!({"bsonType": "double", "exclusiveMinimum": true})).unwrap_err();
+    assert!(err.contains("minimum"), "{err}");
+    let schema = to_json_schema(&json!({
+        "bsonType": "double", "minimum": 0, "exclusiveMinimum": true, "maximum": 1
+    }))
+    .unwrap();
+    assert_eq!(schema["exclusiveMinimum"], 0);
+    assert!(schema.get("minimum").is_none(), "{schema}");
+
+    let mut record = example();
+    for (rate, ok) in [(0.25, true), (1.0, true), (0.0, false), (1.5, false)] {
+        record["sample_rate"] = json!(rate);
+        assert_eq!(validator().validate(&record).is_ok(), ok, "{rate}");
+    }
+}
+
 #[test]
 fn bson_types_translate_to_json_types() {
     let t = to_json_schema(&json!({"bsonType": ["int", "null"], "minimum": 1})).unwrap();
@@ -153,6 +175,7 @@ fn limits_match_the_validator() {
     }
     assert_eq!(max(&props["route"]), Some(limits::ROUTE));
     assert_eq!(max(&props["content_type"]), Some(limits::CONTENT_TYPE));
+    assert_eq!(max(&props["request_id"]), Some(limits::REQUEST_ID));
     assert_eq!(
         max(&props["ua"]["properties"]["raw"]),
         Some(limits::USER_AGENT)
