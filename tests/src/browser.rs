@@ -36,6 +36,9 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// What the browser says it is: a desktop Chrome.
+const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36";
+
 /// One headless Chromium with one page.
 pub struct Browser {
     child: Child,
@@ -74,6 +77,9 @@ impl Browser {
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            // The tests play a learner: headless Chromium says
+            // `HeadlessChrome`, which the layer rightly counts as a bot.
+            .arg(format!("--user-agent={CHROME_UA}"))
             .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

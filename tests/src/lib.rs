@@ -118,9 +118,16 @@ impl Drop for Namespace {
     }
 }
 
-/// An HTTP client that does not follow redirects, so tests see each response.
+/// The user agent the harness's client sends: a browser's, since a request
+/// without one (reqwest sends none) is a bot and counts in no figure.
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+
+/// An HTTP client that does not follow redirects, so tests see each
+/// response, and says it is a browser ([`BROWSER_UA`]).
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(BROWSER_UA)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()

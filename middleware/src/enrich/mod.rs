@@ -7,7 +7,8 @@
 //! kind has its own file. Two small pieces run on the request path because
 //! they need the request's headers, which are not kept: resolving the client
 //! address ([`client_ip`]) and copying the user-agent headers
-//! ([`ua::UaInput`]).
+//! ([`ua::UaInput`]). [`bots`] tells bots from browsers where woothee
+//! cannot.
 //!
 //! [`redact`] strips deny-listed query values and user information from the
 //! request's query and referer (the record's privacy rule); it is not the
@@ -17,6 +18,7 @@
 //! The visitor cookie ([`crate::visitor`]) is not here: it is request-path
 //! state that writes a response header, not a derivation of the record.
 
+mod bots;
 pub(crate) mod client_ip;
 pub(crate) mod redact;
 pub(crate) mod route;
