@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::admin::{self, Selection};
 use crate::config::{Config, LogFormat};
 use crate::internal_events::Metrics;
+use crate::origin::Origins;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::worker::{self, RunOptions};
@@ -186,23 +187,44 @@ impl From<SelectionArgs> for Selection {
 
 impl Settings {
     /// Defaults, then the file, then the variables and flags given.
+    #[cfg(test)]
     fn resolve(self) -> anyhow::Result<Config> {
-        use clap::FromArgMatches;
-        let mut c = match &self.file {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+        Ok(self.resolve_with_origins()?.0)
+    }
+
+    /// [`Settings::resolve`], and where each value came from.
+    fn resolve_with_origins(self) -> anyhow::Result<(Config, Origins)> {
+        use clap::{CommandFactory, FromArgMatches};
+        let (mut c, keys) = match &self.file {
+            Some(path) => {
+                let c = Config::from_file(path)?;
+                // Read again for its keys: it parsed, so it is TOML.
+                let keys = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|text| text.parse::<toml::Table>().ok())
+                    .map(|table| table.keys().cloned().collect())
+                    .unwrap_or_default();
+                (c, keys)
+            }
+            None => (Config::default(), Vec::new()),
         };
         c.update_from_arg_matches(&self.given)?;
         c.validate()?;
-        Ok(c)
+        let file = self.file.as_deref().map(|path| (path, keys.as_slice()));
+        let origins = Origins::new(&Cli::command(), &self.given, file);
+        Ok((c, origins))
     }
 }
 
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colour only for a person at a terminal: journald and files would
+    // store the escape codes as bytes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
@@ -212,15 +234,33 @@ fn init_logging(format: LogFormat) {
 
 /// Parses the command line and runs it; the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match cli.settings.resolve() {
-        Ok(c) => c,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match from_environment(&e) {
+            Some(message) => {
+                eprintln!("visitlog-consumer: {message}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
+    let (config, origins) = match cli.settings.resolve_with_origins() {
+        Ok(resolved) => resolved,
         Err(e) => {
             eprintln!("visitlog-consumer: {e:#}");
             return ExitCode::FAILURE;
         }
     };
     init_logging(config.log_format);
+    for (key, origin) in origins.overridden() {
+        tracing::warn!(
+            "{key}: the configuration file's value is overridden by {origin}; keep each setting in one place"
+        );
+    }
+    if matches!(cli.command, Command::CheckConfig) {
+        print!("{}", origins.annotate(&config.to_redacted_toml()));
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,12 +271,65 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command, config)) {
+    match runtime.block_on(execute(cli.command, config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("visitlog-consumer: {e:#}");
+            eprintln!("visitlog-consumer: {:#}", name_the_dependency(e, &config));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A bad value given in a `VISITLOG_*` variable, told under the variable's
+/// name (clap names the flag, which the operator never typed).
+fn from_environment(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let shown = e.get(ContextKind::InvalidArg)?.to_string();
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let command = Cli::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    let var = arg.get_env()?.to_string_lossy().into_owned();
+    let on_command_line =
+        std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_command_line || std::env::var_os(&var).is_none() {
+        return None;
+    }
+    let message = e.render().to_string();
+    let message = message.lines().next().unwrap_or_default();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    Some(message.replace(&format!("for '{shown}'"), &format!("in {var}")))
+}
+
+/// Prefixes a Redis or MongoDB failure with the dependency and its address
+/// (password masked): "Connection refused" alone says not whose.
+fn name_the_dependency(e: anyhow::Error, config: &Config) -> anyhow::Error {
+    use crate::error::Error;
+    let redis = || anyhow::anyhow!("Redis at {}", crate::config::redact_url(&config.redis_url));
+    let mongo = || {
+        anyhow::anyhow!(
+            "MongoDB at {}",
+            crate::config::redact_url(&config.mongodb_uri)
+        )
+    };
+    let which = match e.downcast_ref::<Error>() {
+        Some(Error::Redis(_) | Error::RedisUrl(_)) => Some(redis()),
+        Some(Error::Mongo(_) | Error::MongoUri(_)) => Some(mongo()),
+        _ if e.downcast_ref::<redis::RedisError>().is_some() => Some(redis()),
+        _ if e.downcast_ref::<mongodb::error::Error>().is_some() => Some(mongo()),
+        _ => None,
+    };
+    match which {
+        Some(context) => e.context(context.to_string()),
+        None => e,
     }
 }
 
@@ -295,6 +388,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
                 ReportFormat::Csv => print!("{}", report.csv()?),
             }
         }
+        // Printed by `main`, with where each value came from.
         Command::CheckConfig => print!("{}", config.to_redacted_toml()),
         Command::Stats => println!("{:#}", admin::stats(&config).await?),
         Command::DeadLetters(DeadLetters::List { limit }) => {

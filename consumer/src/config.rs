@@ -36,7 +36,8 @@ pub struct Config {
     #[arg(long, env = "VISITLOG_DATABASE")]
     pub database: String,
     /// This instance's id; keep it stable across restarts so a restarted
-    /// instance finishes its own batches at once. Default: `<hostname>-<pid>`.
+    /// instance finishes its own batches at once. Default: the host name
+    /// under systemd, else `<hostname>-<pid>`.
     #[arg(long, env = "VISITLOG_CONSUMER_ID")]
     pub consumer_id: Option<String>,
     /// Most records per batch.
@@ -249,8 +250,20 @@ impl Config {
         if self.heartbeat_ttl < self.heartbeat_interval * 2 {
             return invalid("heartbeat-ttl", "must be at least twice heartbeat-interval");
         }
-        if self.flush_interval.is_zero() || self.heartbeat_interval.is_zero() {
-            return invalid("flush-interval", "durations must be positive");
+        if self.flush_interval.is_zero() {
+            return invalid("flush-interval", "must be positive");
+        }
+        if self.heartbeat_interval.is_zero() {
+            return invalid("heartbeat-interval", "must be positive");
+        }
+        if self
+            .retention
+            .is_some_and(|r| r < Duration::from_secs(3600))
+        {
+            return invalid(
+                "retention",
+                "must be at least 1h (0 would delete every record as it is stored); leave it unset to keep records",
+            );
         }
         if self.max_backoff.is_zero() {
             return invalid(
@@ -326,14 +339,19 @@ impl Config {
         }
     }
 
-    /// The consumer id in effect.
+    /// The consumer id in effect: the configured one; else, under systemd
+    /// (which sets `INVOCATION_ID`), the host name, stable across restarts
+    /// so that a restarted instance finishes its own batches at once; else
+    /// `<hostname>-<pid>`. A second live process with the same id is refused
+    /// at start, so two instances on one host each set `consumer-id`.
     pub fn consumer_id(&self) -> String {
         self.consumer_id.clone().unwrap_or_else(|| {
-            format!(
-                "{}-{}",
-                crate::source::hostname_string(),
-                std::process::id()
-            )
+            let host = crate::source::hostname_string();
+            if std::env::var_os("INVOCATION_ID").is_some() {
+                host
+            } else {
+                format!("{host}-{}", std::process::id())
+            }
         })
     }
 
@@ -419,6 +437,25 @@ mod tests {
                 .to_string()
                 .starts_with("batch-size")
         );
+        for (c, key) in [
+            (
+                Config {
+                    heartbeat_interval: Duration::ZERO,
+                    ..Config::default()
+                },
+                "heartbeat-interval",
+            ),
+            (
+                Config {
+                    retention: Some(Duration::ZERO),
+                    ..Config::default()
+                },
+                "retention",
+            ),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
         let c = Config {
             heartbeat_ttl: Duration::from_secs(1),
             ..Config::default()
@@ -444,10 +481,29 @@ mod tests {
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "KillSignal=SIGTERM",
-            "Environment=VISITLOG_CONSUMER_ID=%H",
+            "ProtectProc=invisible",
+            "ProcSubset=pid",
+            "PrivateMounts=yes",
+            "RemoveIPC=yes",
+            "SystemCallErrorNumber=EPERM",
         ] {
             assert!(has(line), "unit lacks `{line}`");
         }
+        // Settings live in the TOML file (and secrets in consumer.env), never
+        // in `Environment=` lines that would silently override the file.
+        assert!(
+            !unit.lines().any(|l| l.starts_with("Environment=")),
+            "{unit}"
+        );
+        // Start-up is bounded: a typo in a URL must not hang `systemctl start`.
+        let start = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+            .unwrap();
+        assert!(
+            humantime::parse_duration(start).is_ok(),
+            "TimeoutStartSec={start}"
+        );
         // It stops well after the consumer's own shutdown deadline.
         let stop = unit
             .lines()

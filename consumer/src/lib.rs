@@ -23,6 +23,7 @@ pub mod error;
 pub mod fleet;
 pub mod internal_events;
 mod notify;
+mod origin;
 pub mod report;
 mod retry;
 pub mod shutdown;

@@ -10,6 +10,19 @@ pub(crate) fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("consuming")]);
 }
 
+/// What the daemon is doing, for `systemctl status`.
+pub(crate) fn status(what: &str) {
+    send(&[NotifyState::Status(what)]);
+}
+
+/// Asks systemd for `by` more time to start: sent while setup makes
+/// progress (index builds on big collections), never while waiting for a
+/// dependency, so a typo still ends in `TimeoutStartSec`.
+pub(crate) fn extend_start(by: Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }

@@ -544,3 +544,206 @@ async fn start_up_steps_retry_until_redis_accepts_them_and_give_way_to_sigterm()
     assert!(status.success(), "{status}: {log}");
     assert!(!log.contains("acl-pw-7f3"), "{log}");
 }
+
+/// `systemd-analyze security --offline` scores both units (when systemd's
+/// tools are installed): the README promises 1.2, and more than 1.5 fails.
+#[test]
+fn the_units_are_hardened() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+    for unit in ["visitlog-consumer.service", "visitlog-consumer@.service"] {
+        let Ok(out) = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(dist.join(unit))
+            .output()
+        else {
+            eprintln!("skipping: systemd-analyze not installed");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{unit}: no score in\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        assert!(score <= 1.5, "{unit}: exposure {score}\n{text}");
+    }
+}
+
+/// Two instances of the template on one host, each from its own file
+/// (`consumer-%i.toml`: its id and status address), run side by side and
+/// share the queue; a third reusing the first's id is refused, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_template_instances_run_side_by_side() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let port = visitlog_tests::free_port().unwrap();
+        let file = dir.path().join(format!("consumer-{name}.toml"));
+        std::fs::write(
+            &file,
+            format!("consumer-id = \"host-{name}\"\nstatus-addr = \"127.0.0.1:{port}\"\n"),
+        )
+        .unwrap();
+        let mut run = command(&ns, &uri, &db);
+        run.env_remove("VISITLOG_STATUS_ADDR")
+            .env("RUST_LOG", "info")
+            .arg("--config")
+            .arg(&file)
+            .arg("run");
+        let mut logged = Logged::spawn(run);
+        logged.wait_line("visitlog-consumer running").await;
+        instances.push((logged, port, file));
+    }
+    for (_, port, _) in &instances {
+        let health = visitlog_tests::http()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200, "instance on {port}");
+    }
+    ns.fill(0..2000).await.unwrap();
+    wait_until_stored(&uri, &db, 2000).await;
+
+    // A copy of instance a's file: its id is in use.
+    let mut twin = command(&ns, &uri, &db);
+    twin.env_remove("VISITLOG_STATUS_ADDR")
+        .arg("--config")
+        .arg(&instances[0].2)
+        .args(["run", "--no-status"]);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || twin.output().unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("consumer id `host-a` is in use"), "{err}");
+
+    for (logged, _, _) in instances {
+        let (status, log) = logged.terminate().await;
+        assert!(status.success(), "{status}: {log}");
+    }
+}
+
+/// Start-up with MongoDB unreachable says, every few seconds, what it waits
+/// for and where, never the password; SIGTERM ends the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_says_what_it_waits_for() {
+    let ns = Namespace::new();
+    let port = visitlog_tests::free_port().unwrap();
+    let uri = format!("mongodb://app:sekrit-pw@127.0.0.1:{port}/?serverSelectionTimeoutMS=300");
+    let mut run = command(&ns, &uri, &test_database());
+    run.env("RUST_LOG", "info")
+        .args(["--consumer-id", "waiting", "run", "--no-status"]);
+    let mut consumer = Logged::spawn(run);
+    consumer
+        .wait_line(&format!(
+            "waiting for MongoDB at mongodb://app:***@127.0.0.1:{port}"
+        ))
+        .await;
+    let started = Instant::now();
+    consumer.wait_line("attempt=3").await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (status, log) = consumer.terminate().await;
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("sekrit-pw"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes off a terminal: {log}"
+    );
+}
+
+/// A bad duration in a variable is told under the variable's name; a
+/// failing `stats` names the dependency and its address.
+#[test]
+fn errors_name_the_variable_and_the_dependency() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let out = command(&ns, &uri, &db)
+        .env("VISITLOG_HEARTBEAT_INTERVAL", "soon")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("in VISITLOG_HEARTBEAT_INTERVAL"), "{err}");
+
+    let port = visitlog_tests::free_port().unwrap();
+    let out = command(&ns, &uri, &db)
+        .env(
+            "VISITLOG_REDIS_URL",
+            format!("redis://:pw-x9@127.0.0.1:{port}"),
+        )
+        .arg("stats")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("Redis at redis://:***@127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!err.contains("pw-x9"), "{err}");
+}
+
+/// `check-config` says where each value came from, and a setting in both
+/// the file and the environment is warned about.
+#[test]
+fn check_config_names_each_values_origin() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "batch-size = 10\nqueue = \"from-file\"\n").unwrap();
+    let out = command(&ns, &uri, &db)
+        .arg("--config")
+        .arg(&file)
+        .args(["--max-in-flight", "3", "check-config"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in {shown}"))
+            .to_owned()
+    };
+    assert!(
+        line("batch-size").ends_with(&format!("# file {}", file.display())),
+        "{shown}"
+    );
+    assert!(
+        line("queue").ends_with("# environment VISITLOG_QUEUE"),
+        "{shown}"
+    );
+    assert!(
+        line("max-in-flight").ends_with("# flag --max-in-flight"),
+        "{shown}"
+    );
+    assert!(
+        line("max-backoff").ends_with("# environment VISITLOG_MAX_BACKOFF"),
+        "{shown}"
+    );
+    assert!(line("session-timeout").ends_with("# default"), "{shown}");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains(
+            "queue: the configuration file's value is overridden by environment VISITLOG_QUEUE"
+        ),
+        "{warned}"
+    );
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use visitlog_schema::redact_urls_in;
 
 use super::COMMIT;
-use super::state::{Point, Sample, StatusState, seconds_since};
+use super::state::{Point, Sample, StatusState};
 use crate::batch::DeadLetterDocument;
 use crate::fleet::{FleetMember, Totals};
 use crate::internal_events::{DependencyState, MetricsSnapshot};
@@ -154,10 +154,7 @@ impl StatusState {
         let (redis, mongodb) = self.dependencies.snapshot();
         let (mine_1m, all_1m) = self.rates(60);
         let (mine_5m, all_5m) = self.rates(300);
-        let newest = sample
-            .as_ref()
-            .and_then(|s| s.newest_stored)
-            .max(self.newest_stored());
+        let lag_seconds = self.lag_seconds(sample.as_ref());
         StatusView {
             version: env!("CARGO_PKG_VERSION"),
             commit: COMMIT,
@@ -184,7 +181,7 @@ impl StatusState {
                 },
             },
             batch_latency_ms: LatencyView::of(&self.latencies()),
-            lag_seconds: newest.map(seconds_since),
+            lag_seconds,
             derivations: sample.as_ref().and_then(|s| s.derivations),
             redis,
             mongodb,

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use super::COMMIT;
-use super::state::{StatusState, seconds_since};
+use super::state::StatusState;
 
 /// One counter: its name, its old name if it was renamed, its help.
 struct Counter {
@@ -141,11 +141,11 @@ impl StatusState {
                 ConstGauge::new(s.oldest_pending_age_seconds.unwrap_or(0.0)),
             );
         }
-        if let Some(newest) = self.newest_stored() {
+        if let Some(lag) = self.lag_seconds(self.last_sample().as_ref()) {
             registry.register(
                 "lag_seconds",
-                "Now minus the newest stored record's time",
-                ConstGauge::new(seconds_since(newest)),
+                "Now minus the newest stored record's time while records wait; 0 when none waits",
+                ConstGauge::new(lag),
             );
         }
         let up = Family::<Vec<(String, String)>, Gauge>::default();

@@ -154,6 +154,11 @@ impl StatusState {
         *lock(&self.newest_stored)
     }
 
+    /// How far behind the stored records are; see [`lag`].
+    pub(super) fn lag_seconds(&self, sample: Option<&Sample>) -> Option<f64> {
+        lag(sample, self.newest_stored())
+    }
+
     /// The last sample; `None` before the first.
     pub(super) fn last_sample(&self) -> Option<Sample> {
         lock(&self.sample).clone()
@@ -260,10 +265,47 @@ impl StatusState {
 }
 
 /// Seconds from `t` to now (0 for a time ahead of this clock).
+/// Now minus the newest stored record's time (the fleet's, or this
+/// instance's) while records wait on the queue or in processing lists, and 0
+/// when nothing waits, so that a quiet site does not look late. `None`
+/// before anything is known.
+fn lag(sample: Option<&Sample>, own_newest: Option<DateTime<Utc>>) -> Option<f64> {
+    let idle = sample.is_some_and(|s| {
+        s.error.is_none() && s.lengths.pending + s.lengths.processing_total() == 0
+    });
+    if idle {
+        return Some(0.0);
+    }
+    let newest = sample.and_then(|s| s.newest_stored).max(own_newest);
+    newest.map(seconds_since)
+}
+
 pub(super) fn seconds_since(t: DateTime<Utc>) -> f64 {
     (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quiet site is not late: with nothing waiting the lag is 0, however
+    /// old the newest stored record; with records waiting it is their age.
+    #[test]
+    fn lag_is_zero_when_nothing_waits() {
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let mut sample = Sample::empty();
+        sample.newest_stored = Some(hour_ago);
+        assert_eq!(lag(Some(&sample), None), Some(0.0));
+        sample.lengths.pending = 3;
+        let behind = lag(Some(&sample), None).unwrap();
+        assert!((3590.0..3700.0).contains(&behind), "{behind}");
+        sample.lengths.pending = 0;
+        sample.error = Some("Redis down".to_owned());
+        assert!(lag(Some(&sample), Some(hour_ago)).unwrap() > 3500.0);
+        assert_eq!(lag(None, None), None);
+    }
 }

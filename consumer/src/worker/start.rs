@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use visitlog_schema::redact_urls_in;
+use visitlog_schema::{redact_url, redact_urls_in};
 
 use super::{Ctx, RunOptions};
 use crate::error::{Error, Result};
@@ -63,12 +63,21 @@ pub(super) async fn start(
     token: &str,
     shutdown: &Shutdown,
 ) -> Result<bool> {
-    let mut retry = Retry::new(Backoff::new(ctx.config.max_backoff), shutdown.clone());
-    if !wait_for_services(ctx, &mut retry).await {
+    if !wait_for_services(ctx, shutdown).await {
         return Ok(false);
     }
+    let mut retry = Retry::new(Backoff::new(ctx.config.max_backoff), shutdown.clone());
     check_eviction_policy(&ctx.source).await;
     if options.setup {
+        notify::status("setting up MongoDB collections and indexes");
+        // Index builds on big collections can outlast TimeoutStartSec: keep
+        // asking for more time while setup runs.
+        let extend = tokio::spawn(async {
+            loop {
+                notify::extend_start(Duration::from_secs(60));
+                tokio::time::sleep(Duration::from_secs(20)).await;
+            }
+        });
         let done = step(
             "setting up MongoDB collections",
             &ctx.deps.mongodb,
@@ -79,7 +88,9 @@ pub(super) async fn start(
             },
             |_| false,
         )
-        .await?;
+        .await;
+        extend.abort();
+        let done = done?;
         if done.is_none() {
             return Ok(false);
         }
@@ -102,22 +113,52 @@ pub(super) async fn start(
     Ok(true)
 }
 
-/// Pings Redis and MongoDB until both answer; `false` if shutdown came first.
-async fn wait_for_services(ctx: &Ctx, retry: &mut Retry) -> bool {
-    let both = || async {
-        let redis = ctx.source.ping().await;
-        let mongo = ctx.sink.ping().await;
-        match &redis {
-            Ok(()) => ctx.deps.redis.ok(),
-            Err(e) => ctx.deps.redis.failed(e),
-        }
-        match &mongo {
-            Ok(()) => ctx.deps.mongodb.ok(),
-            Err(e) => ctx.deps.mongodb.failed(e),
-        }
-        if redis.is_ok() && mongo.is_ok() {
-            Ok(())
-        } else {
+/// Longest pause between two looks at Redis and MongoDB while starting, so
+/// that the log says every few seconds what the start waits for.
+const START_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Pings Redis and MongoDB until both answer, saying in the log (and to
+/// systemd, `STATUS=`) what it waits for, by address without password, at
+/// each attempt; `false` if shutdown came first.
+async fn wait_for_services(ctx: &Ctx, shutdown: &Shutdown) -> bool {
+    let max = ctx.config.max_backoff.min(START_PAUSE_MAX);
+    let mut retry = Retry::new(Backoff::new(max), shutdown.clone());
+    let mut attempts = 0u32;
+    let both = || {
+        attempts += 1;
+        let attempt = attempts;
+        async move {
+            let redis = ctx.source.ping().await;
+            let mongo = ctx.sink.ping().await;
+            match &redis {
+                Ok(()) => ctx.deps.redis.ok(),
+                Err(e) => ctx.deps.redis.failed(e),
+            }
+            match &mongo {
+                Ok(()) => ctx.deps.mongodb.ok(),
+                Err(e) => ctx.deps.mongodb.failed(e),
+            }
+            let mut waiting = Vec::new();
+            if let Err(e) = &redis {
+                waiting.push(format!(
+                    "Redis at {} ({})",
+                    redact_url(&ctx.config.redis_url),
+                    redact_urls_in(&e.to_string())
+                ));
+            }
+            if let Err(e) = &mongo {
+                waiting.push(format!(
+                    "MongoDB at {} ({})",
+                    redact_url(&ctx.config.mongodb_uri),
+                    redact_urls_in(&e.to_string())
+                ));
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            let what = waiting.join(" and ");
+            tracing::warn!(attempt, "waiting for {what}");
+            notify::status(&format!("waiting for {what}"));
             Err(())
         }
     };
