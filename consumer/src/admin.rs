@@ -11,7 +11,7 @@ use crate::sink::Sink;
 
 /// Prints queue, processing and dead-letter counts as JSON.
 pub async fn stats(config: &Config) -> Result<serde_json::Value> {
-    let queue = queue_stats(&config.redis_url, &config.queue).await?;
+    let queue = queue_stats(&config.redis_client()?, &config.queue).await?;
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let dead_letters = sink.dead_letter_count().await?;
     let stored = sink.request_logs().estimated_document_count().await?;
@@ -93,7 +93,7 @@ impl Selection {
 /// letter stays. Truncated ones cannot be requeued and are reported.
 pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-    let client = redis::Client::open(config.redis_url.as_str())?;
+    let client = config.redis_client()?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let (mut requeued, mut skipped) = (0, 0);
     for letter in sink.find_dead_letters(selection.filter()?).await? {

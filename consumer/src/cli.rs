@@ -533,6 +533,8 @@ mod tests {
         .unwrap();
         let expected = Config {
             redis_url: "redis://10.0.0.1:6380".into(),
+            // Checked by `redis_ca_cert_is_read_and_checked_at_start`.
+            redis_ca_cert: None,
             queue: "q2".into(),
             mongodb_uri: "mongodb://db:27018".into(),
             database: "d2".into(),

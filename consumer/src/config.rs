@@ -25,6 +25,11 @@ pub struct Config {
     #[arg(long, env = "VISITLOG_REDIS_URL")]
     #[serde(serialize_with = "masked_url")]
     pub redis_url: String,
+    /// A PEM file of the private CA that signed a `rediss://` server's
+    /// certificate, checked instead of the system's roots.
+    #[arg(long, env = "VISITLOG_REDIS_CA_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
     /// Queue key: the Redis list the middleware fills.
     #[arg(long, env = "VISITLOG_QUEUE")]
     pub queue: String,
@@ -144,6 +149,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_ca_cert: None,
             queue: visitlog_schema::keys::DEFAULT_QUEUE.to_owned(),
             mongodb_uri: "mongodb://127.0.0.1:27017".to_owned(),
             database: "visitlog".to_owned(),
@@ -306,10 +312,7 @@ impl Config {
         if !(self.completion_threshold > 0.0 && self.completion_threshold <= 1.0) {
             return invalid("completion-threshold", "must be more than 0 and at most 1");
         }
-        redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::Invalid {
-            key: "redis-url",
-            message: format!("not a Redis URL ({:?})", e.kind()),
-        })?;
+        self.redis_client()?;
         if !self.mongodb_uri.starts_with("mongodb://")
             && !self.mongodb_uri.starts_with("mongodb+srv://")
         {
@@ -319,6 +322,27 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// A client for the configured Redis (no connection is made yet): over
+    /// TLS for `rediss://`, checked against the system's roots or
+    /// `redis-ca-cert`.
+    pub fn redis_client(&self) -> Result<redis::Client, ConfigError> {
+        let ca = match &self.redis_ca_cert {
+            Some(path) => Some(visitlog_schema::read_ca_cert(path).map_err(|message| {
+                ConfigError::Invalid {
+                    key: "redis-ca-cert",
+                    message,
+                }
+            })?),
+            None => None,
+        };
+        visitlog_schema::redis_client(&self.redis_url, ca.as_deref()).map_err(|e| {
+            ConfigError::Invalid {
+                key: "redis-url",
+                message: format!("not a Redis URL ({:?})", e.kind()),
+            }
+        })
     }
 
     /// The learning-progress rules in effect.

@@ -303,8 +303,7 @@ pub struct QueueStats {
 }
 
 /// Reads the queue-wide figures.
-pub async fn queue_stats(redis_url: &str, queue: &str) -> RedisResult<QueueStats> {
-    let client = redis::Client::open(redis_url)?;
+pub async fn queue_stats(client: &redis::Client, queue: &str) -> RedisResult<QueueStats> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let lengths = QueueLengths::read(&mut conn, queue).await?;
     let members: Vec<String> = conn.smembers(keys::consumers(queue)).await?;

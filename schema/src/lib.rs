@@ -21,6 +21,8 @@ mod event;
 pub mod keys;
 mod record;
 mod redact;
+#[cfg(feature = "redis")]
+mod redis_client;
 pub mod validator;
 
 pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
@@ -32,4 +34,6 @@ pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };
 pub use redact::{redact_url, redact_urls_in};
+#[cfg(feature = "redis")]
+pub use redis_client::{read_ca_cert, redis_client};
 pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};

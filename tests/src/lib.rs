@@ -21,7 +21,8 @@ pub mod consumer;
 mod servers;
 
 pub use servers::{
-    MongoServer, RedisServer, free_port, shared_mongodb_uri, shared_redis_url, test_database,
+    MongoServer, RedisServer, TestCa, free_port, shared_mongodb_uri, shared_redis_url,
+    test_database,
 };
 
 /// A queue name of its own for one test; its keys are deleted on drop.

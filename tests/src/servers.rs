@@ -13,7 +13,52 @@ use anyhow::{Context, bail};
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// Listens with TLS only (`rediss://`).
+    tls: bool,
     child: Option<Child>,
+}
+
+/// A throwaway certificate authority and a server certificate it signed
+/// for `127.0.0.1` and `localhost`, as PEM files in a temporary directory.
+pub struct TestCa {
+    _dir: tempfile::TempDir,
+    /// The CA's certificate.
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// Makes a new CA (its own key, never seen before) and a server
+    /// certificate.
+    pub fn new() -> anyhow::Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir()?;
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "visitlog test CA");
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate()?;
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+            .signed_by(&server_key, &issuer)?;
+        let write = |name: &str, pem: String| -> anyhow::Result<PathBuf> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem)?;
+            Ok(path)
+        };
+        Ok(Self {
+            ca: write("ca.pem", ca_cert.pem())?,
+            cert: write("server.pem", server.pem())?,
+            key: write("server.key", server_key.serialize_pem())?,
+            _dir: dir,
+        })
+    }
 }
 
 impl RedisServer {
@@ -32,13 +77,40 @@ impl RedisServer {
         Self::launch(port, Some(password.to_owned()))
     }
 
+    /// Starts a server that speaks only TLS, with `ca`'s server certificate,
+    /// on a free loopback port.
+    pub fn start_tls(ca: &TestCa) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&ca.cert)
+            .arg("--tls-key-file")
+            .arg(&ca.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca.ca)
+            .args(["--tls-auth-clients", "no"]);
+        Self::spawn(command, port, None, true)
+    }
+
     fn launch(port: u16, password: Option<String>) -> anyhow::Result<Self> {
         let mut command = Command::new("redis-server");
         if let Some(p) = &password {
             command.args(["--requirepass", p]);
         }
+        command.args(["--port", &port.to_string()]);
+        Self::spawn(command, port, password, false)
+    }
+
+    fn spawn(
+        mut command: Command,
+        port: u16,
+        password: Option<String>,
+        tls: bool,
+    ) -> anyhow::Result<Self> {
         let child = command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -47,17 +119,20 @@ impl RedisServer {
         let server = Self {
             port,
             password,
+            tls,
             child: Some(child),
         };
         wait_for_port(port, Duration::from_secs(10))?;
         Ok(server)
     }
 
-    /// `redis://127.0.0.1:PORT`, with the password when there is one.
+    /// `redis://127.0.0.1:PORT` (`rediss://` for TLS), with the password
+    /// when there is one.
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(p) => format!("{scheme}://:{p}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 

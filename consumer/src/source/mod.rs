@@ -45,30 +45,9 @@ pub struct Source {
 }
 
 impl Source {
-    /// Prepares the source; no connection is made until first used.
-    pub fn new(
-        redis_url: &str,
-        queue: &str,
-        id: &str,
-        slots: usize,
-        wait: Duration,
-    ) -> RedisResult<Self> {
-        Ok(Self::with_client(
-            redis::Client::open(redis_url)?,
-            queue,
-            id,
-            slots,
-            wait,
-        ))
-    }
-
-    fn with_client(
-        client: redis::Client,
-        queue: &str,
-        id: &str,
-        slots: usize,
-        wait: Duration,
-    ) -> Self {
+    /// Prepares the source on `client` (see [`crate::config::Config::redis_client`]);
+    /// no connection is made until first used.
+    pub fn new(client: redis::Client, queue: &str, id: &str, slots: usize, wait: Duration) -> Self {
         Self {
             client,
             conn: OnceCell::new(),
@@ -83,7 +62,7 @@ impl Source {
     /// The same source with connections of its own (for the status endpoint,
     /// which must answer while the worker's connection is busy).
     pub fn with_own_connection(&self) -> Self {
-        Self::with_client(
+        Self::new(
             self.client.clone(),
             &self.queue,
             &self.id,

@@ -206,13 +206,12 @@ mod tests {
         Metrics::add(&metrics.derived, 3);
         Metrics::add(&metrics.batches, 2);
         let source = crate::source::Source::new(
-            "redis://127.0.0.1:1",
+            redis::Client::open("redis://127.0.0.1:1").unwrap(),
             "q",
             "c",
             1,
             std::time::Duration::from_millis(10),
-        )
-        .unwrap();
+        );
         let sink = crate::sink::Sink::new("mongodb://127.0.0.1:1", "db")
             .await
             .unwrap();

@@ -149,13 +149,12 @@ async fn load(
     config.validate()?;
     let id = config.consumer_id();
     let source = Source::new(
-        &config.redis_url,
+        config.redis_client()?,
         &config.queue,
         &id,
         config.max_in_flight,
         config.flush_interval,
-    )
-    .map_err(Error::RedisUrl)?;
+    );
     let deps = Arc::new(Dependencies::default());
     let mut retry = Retry::new(Backoff::new(config.max_backoff), shutdown.clone());
     let sink = start::step(

@@ -50,6 +50,7 @@ macro_rules! var {
 pub(crate) static VARS: &[Var] = &[
     // Redis and the queue.
     var!(secret "VISITLOG_REDIS_URL", redis_url, redis_url),
+    var!("VISITLOG_REDIS_CA_CERT", redis_ca_cert, path),
     var!("VISITLOG_QUEUE", queue, text),
     // GeoIP.
     var!("VISITLOG_GEODB", geodb, path),

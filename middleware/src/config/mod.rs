@@ -84,6 +84,7 @@ pub const DEFAULT_DENY_HEADERS: &[&str] = &[
 pub struct Config {
     // Redis and the queue.
     pub(crate) redis_url: String,
+    pub(crate) redis_ca_cert: Option<PathBuf>,
     pub(crate) queue: String,
     // GeoIP.
     pub(crate) geodb: Option<PathBuf>,
@@ -125,6 +126,7 @@ impl std::fmt::Debug for Config {
         // The Redis URL may carry a password and the cookie key is a secret.
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_ca_cert", &self.redis_ca_cert)
             .field("queue", &self.queue)
             .field("geodb", &self.geodb)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -145,6 +147,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_ca_cert: None,
             queue: visitlog_schema::keys::DEFAULT_QUEUE.to_owned(),
             geodb: None,
             geodb_reload: Duration::from_secs(60),
@@ -261,6 +264,13 @@ impl Config {
         events_burst: u32;
     }
 
+    /// A PEM file of the CA that signed a `rediss://` server's certificate,
+    /// checked instead of the system's roots (`VISITLOG_REDIS_CA_CERT`).
+    pub fn redis_ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.redis_ca_cert = Some(path.into());
+        self
+    }
+
     /// The MaxMind City database to geolocate clients with (`VISITLOG_GEODB`).
     pub fn geodb(mut self, path: impl Into<PathBuf>) -> Self {
         self.geodb = Some(path.into());
@@ -287,10 +297,26 @@ impl Config {
             .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &self.tutorial_route, e))
     }
 
-    /// A client for the configured Redis (no connection is made yet).
+    /// A client for the configured Redis (no connection is made yet): over
+    /// TLS for `rediss://`, checked against the system's roots or the
+    /// configured CA.
     pub(crate) fn redis_client(&self) -> Result<redis::Client, ConfigError> {
-        check_redis_url(&self.redis_url)
-            .map_err(|reason| ConfigError::secret("VISITLOG_REDIS_URL", reason))
+        let ca = match &self.redis_ca_cert {
+            Some(path) => Some(visitlog_schema::read_ca_cert(path).map_err(|reason| {
+                ConfigError::new(
+                    "VISITLOG_REDIS_CA_CERT",
+                    path.display().to_string(),
+                    reason,
+                )
+            })?),
+            None => None,
+        };
+        visitlog_schema::redis_client(&self.redis_url, ca.as_deref()).map_err(|e| {
+            ConfigError::secret(
+                "VISITLOG_REDIS_URL",
+                format!("not a Redis URL ({:?})", e.kind()),
+            )
+        })
     }
 
     /// Checks the values that cannot be checked one at a time.
@@ -377,7 +403,8 @@ impl Config {
 
 /// A client for `url`; the error never repeats the URL (it may hold a password).
 fn check_redis_url(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|e| format!("not a Redis URL ({:?})", e.kind()))
+    visitlog_schema::redis_client(url, None)
+        .map_err(|e| format!("not a Redis URL ({:?})", e.kind()))
 }
 
 #[cfg(test)]
