@@ -353,7 +353,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Setup => {
             let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-            sink.setup(config.retention).await?;
+            sink.setup(&config.retention()).await?;
             crate::analytics::Analytics::new(
                 sink.clone(),
                 config.analytics_rules(),
@@ -435,7 +435,7 @@ async fn import_catalog(
     };
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     if !dry_run {
-        sink.setup(config.retention).await?;
+        sink.setup(&config.retention()).await?;
     }
     let summaries = import(&sink, &records, &config.rules(), dry_run).await?;
     for summary in summaries {
@@ -505,6 +505,12 @@ mod tests {
             "7s",
             "--retention",
             "30d",
+            "--events-retention",
+            "400d",
+            "--dead-letters-retention",
+            "90d",
+            "--analytics-retention",
+            "2y",
             "--dead-letter-max-bytes",
             "2048",
             "--completion-threshold",
@@ -547,6 +553,9 @@ mod tests {
             shutdown_deadline: Duration::from_secs(4),
             max_backoff: Duration::from_secs(7),
             retention: Some(Duration::from_secs(30 * 86400)),
+            events_retention: Some(Duration::from_secs(400 * 86400)),
+            dead_letters_retention: Some(Duration::from_secs(90 * 86400)),
+            analytics_retention: Some(humantime::parse_duration("2y").unwrap()),
             dead_letter_max_bytes: 2048,
             completion_threshold: 0.9,
             anonymous_visits: true,

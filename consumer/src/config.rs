@@ -76,6 +76,22 @@ pub struct Config {
     #[arg(long, env = "VISITLOG_RETENTION", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub retention: Option<Duration>,
+    /// Delete learning events older than this (a TTL index on `ts`); unset
+    /// keeps them. Progress is folded from them: see the README before
+    /// setting it.
+    #[arg(long, env = "VISITLOG_EVENTS_RETENTION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub events_retention: Option<Duration>,
+    /// Delete dead letters older than this (a TTL index on `at`); unset keeps them.
+    #[arg(long, env = "VISITLOG_DEAD_LETTERS_RETENTION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub dead_letters_retention: Option<Duration>,
+    /// Delete `page_views` and `sessions` (the per-visit analytics) older
+    /// than this (TTL indexes on `start`); unset keeps them. Daily and
+    /// monthly figures stay.
+    #[arg(long, env = "VISITLOG_ANALYTICS_RETENTION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub analytics_retention: Option<Duration>,
     /// Largest payload kept verbatim in `dead_letters`, in bytes; longer ones are cut.
     #[arg(long, env = "VISITLOG_DEAD_LETTER_MAX_BYTES")]
     pub dead_letter_max_bytes: usize,
@@ -162,6 +178,9 @@ impl Default for Config {
             shutdown_deadline: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
             retention: None,
+            events_retention: None,
+            dead_letters_retention: None,
+            analytics_retention: None,
             dead_letter_max_bytes: 4 * 1024 * 1024,
             completion_threshold: 0.8,
             anonymous_visits: false,
@@ -262,14 +281,18 @@ impl Config {
         if self.heartbeat_interval.is_zero() {
             return invalid("heartbeat-interval", "must be positive");
         }
-        if self
-            .retention
-            .is_some_and(|r| r < Duration::from_secs(3600))
-        {
-            return invalid(
-                "retention",
-                "must be at least 1h (0 would delete every record as it is stored); leave it unset to keep records",
-            );
+        for (key, keep) in [
+            ("retention", self.retention),
+            ("events-retention", self.events_retention),
+            ("dead-letters-retention", self.dead_letters_retention),
+            ("analytics-retention", self.analytics_retention),
+        ] {
+            if keep.is_some_and(|r| r < Duration::from_secs(3600)) {
+                return invalid(
+                    key,
+                    "must be at least 1h (0 would delete every document as it is stored); leave it unset to keep them",
+                );
+            }
         }
         if self.max_backoff.is_zero() {
             return invalid(
@@ -343,6 +366,16 @@ impl Config {
                 message: format!("not a Redis URL ({:?})", e.kind()),
             }
         })
+    }
+
+    /// How long each collection keeps its documents.
+    pub fn retention(&self) -> crate::sink::Retention {
+        crate::sink::Retention {
+            requests: self.retention,
+            events: self.events_retention,
+            dead_letters: self.dead_letters_retention,
+            analytics: self.analytics_retention,
+        }
     }
 
     /// The learning-progress rules in effect.

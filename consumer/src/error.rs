@@ -57,6 +57,9 @@ pub enum Error {
     /// A dead-letter command that names none.
     #[error("say which dead letters: --id ID (repeatable), --reason-contains TEXT, or --all")]
     NoSelection,
+    /// A TTL index did not take the configured retention.
+    #[error("retention: {0}")]
+    Retention(String),
     /// The status endpoint cannot listen.
     #[error("status-addr {addr}: {source}")]
     StatusAddr {

@@ -25,12 +25,14 @@ mod dead_letters;
 mod derive;
 mod history;
 mod links;
+mod retention;
 mod setup;
 mod store;
 
 pub use catalog::{CatalogEntry, CatalogMain, CatalogSummary, TutorialKey, catalog_document};
 pub use derive::{Refolds, position_statement};
 pub use links::LearnerLink;
+pub use retention::Retention;
 pub use store::{Stored, ToDerive};
 
 /// MongoDB's duplicate-key error: the record is already stored.

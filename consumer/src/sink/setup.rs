@@ -1,14 +1,12 @@
 //! Collections with their validators (created, or updated with
 //! `collMod`) and indexes. Idempotent: every start runs it.
 
-use std::time::Duration;
-
 use bson::{Document, doc};
 use mongodb::IndexModel;
 use mongodb::options::IndexOptions;
 use visitlog_schema::Collection as Coll;
 
-use super::{DEAD_LETTERS, Sink, VIDEO_POSITIONS, command_code};
+use super::{DEAD_LETTERS, Retention, Sink, VIDEO_POSITIONS, command_code};
 use crate::error::Result;
 
 /// MongoDB's "namespace exists" error on `create`.
@@ -17,7 +15,7 @@ const NAMESPACE_EXISTS: i32 = 48;
 impl Sink {
     /// Creates the collections with their validators (or updates the
     /// validators with `collMod`) and the indexes. Idempotent.
-    pub async fn setup(&self, retention: Option<Duration>) -> Result<()> {
+    pub async fn setup(&self, retention: &Retention) -> Result<()> {
         for collection in Coll::ALL {
             let validator = collection
                 .validator_document()
@@ -54,23 +52,17 @@ impl Sink {
         {
             return Err(e.into());
         }
-        let ts = match retention {
-            Some(keep) => IndexModel::builder()
-                .keys(doc! { "ts": 1 })
-                .options(IndexOptions::builder().expire_after(keep).build())
-                .build(),
-            None => IndexModel::builder().keys(doc! { "ts": 1 }).build(),
-        };
+        // The `ts` of request_logs and events, the `at` of dead_letters and
+        // the `start` of page_views and sessions: indexes that are TTL
+        // indexes when a retention is set.
+        self.apply_retention(retention).await?;
         let by = |field: &str| {
             IndexModel::builder()
                 .keys(doc! { field: 1, "ts": 1 })
                 .build()
         };
         self.requests
-            .create_indexes([ts, by("visitor_id"), by("user"), by("tutorial.foss")])
-            .await?;
-        self.dead
-            .create_indexes([IndexModel::builder().keys(doc! { "at": -1 }).build()])
+            .create_indexes([by("visitor_id"), by("user"), by("tutorial.foss")])
             .await?;
         // A refold streams one learner's events for one tutorial in `_id`
         // order: with `_id` in the index, MongoDB reads them in that order
@@ -85,9 +77,6 @@ impl Sink {
         }
         self.events
             .create_index(IndexModel::builder().keys(history).build())
-            .await?;
-        self.events
-            .create_indexes([IndexModel::builder().keys(doc! { "ts": 1 }).build()])
             .await?;
         // A client's retry of an event the server did get (same
         // `client_event_id`, new `_id`) is stored once; events without one

@@ -83,7 +83,7 @@ pub(super) async fn start(
             &ctx.deps.mongodb,
             &mut retry,
             || async {
-                ctx.sink.setup(ctx.config.retention).await?;
+                ctx.sink.setup(&ctx.config.retention()).await?;
                 ctx.analytics.setup().await
             },
             |_| false,
