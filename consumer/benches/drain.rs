@@ -48,7 +48,9 @@ async fn raw_insert_many(uri: &str, n: usize) -> f64 {
     // The same collection as the consumer writes: validator and indexes.
     let db = test_database();
     let sink = Sink::new(uri, &db).await.unwrap();
-    sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    sink.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     let coll = sink.request_logs().clone();
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
     let docs: Vec<bson::Document> = (0..n)

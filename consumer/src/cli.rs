@@ -94,6 +94,19 @@ enum Command {
     /// The catalog of tutorials and videos.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Erase one person's data (GDPR article 17): from the queue, the
+    /// processing lists and every collection, and mark the figures their
+    /// records fed to be derived again. Prints what it removed.
+    Erase(SubjectArgs),
+    /// Export one person's data (GDPR article 15) as JSON lines, one
+    /// `{"collection", "document"}` each, to standard output or --output.
+    Export {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// Write here instead of standard output (created with mode 0600).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// The site's figures over a range of days (UTC): page views, visits,
     /// learners, time on page, sessions, video watched, completions, and
     /// the most viewed tutorials.
@@ -122,6 +135,31 @@ enum ReportFormat {
     Table,
     Json,
     Csv,
+}
+
+/// Whose data: exactly one of `--user` and `--visitor`.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+struct SubjectArgs {
+    /// A logged-in user, by the name the app records (with the browsers
+    /// linked to them only).
+    #[arg(long)]
+    user: Option<String>,
+    /// A browser, by its visitor id (the `visitor_id` of its records).
+    #[arg(long)]
+    visitor: Option<uuid::Uuid>,
+}
+
+impl SubjectArgs {
+    fn subject(self) -> crate::erasure::Subject {
+        use crate::erasure::Subject;
+        match (self.user, self.visitor) {
+            (Some(user), _) => Subject::User(user),
+            (None, Some(visitor)) => Subject::Visitor(visitor.to_string()),
+            // clap's group makes one of them required.
+            (None, None) => Subject::User(String::new()),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -367,6 +405,26 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
                 config.database
             );
         }
+        Command::Erase(args) => {
+            let summary = crate::erasure::erase(&config, &args.subject()).await?;
+            print!("erased:\n{summary}");
+        }
+        Command::Export { subject, output } => {
+            let summary = match output {
+                Some(path) => {
+                    let mut file = create_private(&path)?;
+                    let summary =
+                        crate::erasure::export(&config, &subject.subject(), &mut file).await?;
+                    std::io::Write::flush(&mut file)?;
+                    summary
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    crate::erasure::export(&config, &subject.subject(), &mut out).await?
+                }
+            };
+            eprint!("exported:\n{summary}");
+        }
         Command::Catalog(CatalogCommand::Import { file, dry_run }) => {
             import_catalog(&config, &file, dry_run).await?;
         }
@@ -406,6 +464,18 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A new file only its owner can read: an export is personal data.
+fn create_private(path: &std::path::Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
 }
 
 /// `catalog import`: see [`CatalogCommand::Import`].

@@ -19,6 +19,7 @@ pub mod batch;
 pub mod catalog_import;
 pub mod cli;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod fleet;
 pub mod internal_events;

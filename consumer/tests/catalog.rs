@@ -429,7 +429,9 @@ async fn publications_of_two_foss_at_the_same_instant_keep_each_others_videos() 
     for python_first in [true, false] {
         let db = test_database();
         let sink = visitlog_consumer::sink::Sink::new(&uri, &db).await.unwrap();
-        sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+        sink.setup(&visitlog_consumer::sink::Retention::default())
+            .await
+            .unwrap();
         let t = Utc::now().trunc_subsecs(3);
         let mut python = CatalogRecord::at(
             "Python",

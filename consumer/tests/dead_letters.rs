@@ -107,7 +107,9 @@ async fn oversized_fields_become_short_dead_letters_and_the_batch_is_acknowledge
 async fn a_dead_letter_mongodb_refuses_is_kept_without_its_payload() {
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let sink = Sink::new(&uri, &db).await.unwrap();
-    sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    sink.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     let raw = vec![b'x'; 17 * 1024 * 1024];
     let prepared = Prepared {
         dead: vec![DeadLetter::new(raw.clone(), "not JSON: expected value")],

@@ -206,7 +206,9 @@ async fn fresh_sink() -> Sink {
     let sink = Sink::new(&shared_mongodb_uri(), &test_database())
         .await
         .unwrap();
-    sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    sink.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     sink
 }
 
@@ -326,7 +328,9 @@ async fn two_consumers_racing_over_a_link_and_events_give_the_exact_fold() {
     // Two consumers of one database.
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let a = Sink::new(&uri, &db).await.unwrap();
-    a.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    a.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     let b = Sink::new(&uri, &db).await.unwrap();
     for i in 0..20 {
         // The link's batch has no event of the user: nothing but the link

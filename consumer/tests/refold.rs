@@ -80,7 +80,9 @@ async fn stored_history(
     n: usize,
 ) -> Vec<EventRecord> {
     let sink = Sink::new(uri, db).await.unwrap();
-    sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    sink.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     let events: Vec<EventRecord> = (0..n)
         .map(|i| event(user, t0 + chrono::Duration::milliseconds(i as i64), i))
         .collect();
@@ -363,7 +365,9 @@ async fn an_unrelated_learners_batch_completes_while_a_refold_runs() {
 async fn a_resume_position_that_collides_keeps_the_newest_event() {
     let (uri, db) = (shared_mongodb_uri(), test_database());
     let sink = Sink::new(&uri, &db).await.unwrap();
-    sink.setup(&visitlog_consumer::sink::Retention::default()).await.unwrap();
+    sink.setup(&visitlog_consumer::sink::Retention::default())
+        .await
+        .unwrap();
     let positions = mongodb::Client::with_uri_str(&uri)
         .await
         .unwrap()

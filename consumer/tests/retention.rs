@@ -29,7 +29,12 @@ async fn ttl(uri: &str, db: &str, collection: &str, keys: Document) -> Option<Op
     while let Some(index) = cursor.try_next().await.unwrap() {
         // Field names only: nx-27017 lists `{at: -1}` as `{at: 1}`.
         if index.keys.keys().eq(keys.keys()) {
-            return Some(index.options.and_then(|o| o.expire_after).map(|d| d.as_secs()));
+            return Some(
+                index
+                    .options
+                    .and_then(|o| o.expire_after)
+                    .map(|d| d.as_secs()),
+            );
         }
     }
     None
@@ -63,7 +68,13 @@ async fn retention_is_set_changed_and_removed_by_later_starts() {
     sink.setup(&all).await.unwrap();
     let expected = |r: &Retention| {
         let s = |d: Option<Duration>| Some(d.map(|d| d.as_secs()));
-        [s(r.requests), s(r.events), s(r.dead_letters), s(r.analytics), s(r.analytics)]
+        [
+            s(r.requests),
+            s(r.events),
+            s(r.dead_letters),
+            s(r.analytics),
+            s(r.analytics),
+        ]
     };
     assert_eq!(ttls(&uri, &db).await, expected(&all));
 

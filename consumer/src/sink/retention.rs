@@ -58,7 +58,12 @@ impl Sink {
 
     /// The index on `keys` of `collection` expires documents after `keep`
     /// (or never, with `None`).
-    async fn ensure_ttl(&self, collection: &str, keys: Document, keep: Option<Duration>) -> Result<()> {
+    async fn ensure_ttl(
+        &self,
+        collection: &str,
+        keys: Document,
+        keep: Option<Duration>,
+    ) -> Result<()> {
         let want = keep.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let coll = self.db.collection::<Document>(collection);
         let existing = self.index_on(collection, &keys).await?;
@@ -92,7 +97,12 @@ impl Sink {
         Ok(())
     }
 
-    async fn create_index(&self, collection: &str, keys: Document, keep: Option<Duration>) -> Result<()> {
+    async fn create_index(
+        &self,
+        collection: &str,
+        keys: Document,
+        keep: Option<Duration>,
+    ) -> Result<()> {
         let options = IndexOptions::builder().expire_after(keep).build();
         self.db
             .collection::<Document>(collection)

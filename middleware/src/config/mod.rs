@@ -303,11 +303,7 @@ impl Config {
     pub(crate) fn redis_client(&self) -> Result<redis::Client, ConfigError> {
         let ca = match &self.redis_ca_cert {
             Some(path) => Some(visitlog_schema::read_ca_cert(path).map_err(|reason| {
-                ConfigError::new(
-                    "VISITLOG_REDIS_CA_CERT",
-                    path.display().to_string(),
-                    reason,
-                )
+                ConfigError::new("VISITLOG_REDIS_CA_CERT", path.display().to_string(), reason)
             })?),
             None => None,
         };
