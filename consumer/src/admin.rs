@@ -1,6 +1,6 @@
 //! `stats` and `dead-letters list|requeue|purge`: for an operator's shell.
 
-use bson::{Bson, Document, doc};
+use bson::{Document, doc};
 use redis::AsyncCommands;
 
 use crate::batch::DeadLetterDocument;
@@ -93,7 +93,16 @@ impl Selection {
 /// letter stays. Truncated ones cannot be requeued and are reported.
 pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-    let client = config.redis_client()?;
+    requeue_into(&sink, &config.redis_client()?, &config.queue, selection).await
+}
+
+/// [`requeue`] with the consumer's own handles (the status endpoint's).
+pub async fn requeue_into(
+    sink: &Sink,
+    client: &redis::Client,
+    queue: &str,
+    selection: &Selection,
+) -> Result<(u64, u64)> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let (mut requeued, mut skipped) = (0, 0);
     for letter in sink.find_dead_letters(selection.filter()?).await? {
@@ -106,10 +115,8 @@ pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64
             skipped += 1;
             continue;
         }
-        let _: () = conn.rpush(&config.queue, payload).await?;
-        let at = Bson::DateTime(bson::DateTime::from_chrono(letter.at));
-        sink.remove_dead_letter(&Bson::String(letter.id), &at)
-            .await?;
+        let _: () = conn.rpush(queue, payload).await?;
+        sink.remove_dead_letter(&letter).await?;
         requeued += 1;
     }
     Ok((requeued, skipped))

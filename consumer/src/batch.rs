@@ -282,6 +282,12 @@ pub struct DeadLetterDocument {
     /// an int32; serde takes either).
     #[serde(default)]
     pub size: i64,
+    /// A fresh id for each write of this dead letter (UUID v7), so that a
+    /// requeue deletes only the write it read, never a renewal made since
+    /// (times alone cannot tell: nx-27017 compares dates to the second).
+    /// Absent in dead letters written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
     /// The payload kept is not all of it: never requeued.
     #[serde(default)]
     pub truncated: bool,
@@ -323,6 +329,8 @@ impl DeadLetter {
             consumer: consumer.to_owned(),
             queue: queue.to_owned(),
             size: i64::try_from(self.raw.len()).unwrap_or(i64::MAX),
+            // Set by the write.
+            written: None,
             truncated: false,
             payload: None,
             payload_raw: None,

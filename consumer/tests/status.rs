@@ -319,8 +319,16 @@ async fn chromium_renders_the_dashboard() {
         push(ns.redis_url(), ns.queue(), &payloads).await.unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    // Two records no one can store: dead letters to list and act on.
+    push(
+        ns.redis_url(),
+        ns.queue(),
+        &[b"not json {".to_vec(), b"[1, 2".to_vec()],
+    )
+    .await
+    .unwrap();
     wait_json(&format!("{base}/api/status"), |s| {
-        s["totals"]["all"]["stored"] == 1500
+        s["totals"]["all"]["stored"] == 1500 && s["queue"]["dead_letters"] == 2
     })
     .await;
 
@@ -354,6 +362,35 @@ async fn chromium_renders_the_dashboard() {
         .await
         .unwrap();
     assert_eq!(errors_shown, "none", "no error banner while all is well");
+    // The charts have a time axis: four clock times under each.
+    let ticks = browser
+        .eval("[...document.querySelectorAll('#depth text.tick')].map(t => t.textContent)")
+        .await
+        .unwrap();
+    let ticks = ticks.as_array().unwrap();
+    assert_eq!(ticks.len(), 4, "{ticks:?}");
+    assert!(
+        ticks.iter().all(|t| t.as_str().unwrap().contains(':')),
+        "{ticks:?}"
+    );
+    // Dead letters with their reasons; purge one from the page.
+    browser
+        .wait_for("document.querySelectorAll('#dead tbody tr button.danger').length === 2")
+        .await
+        .unwrap();
+    let reasons = browser
+        .eval("[...document.querySelectorAll('#dead td.reason')].map(td => td.textContent).join(' | ')")
+        .await
+        .unwrap();
+    assert!(reasons.as_str().unwrap().contains("not JSON"), "{reasons}");
+    browser
+        .eval("window.confirm = () => true; document.querySelector('#dead tbody tr button.danger').click(); true")
+        .await
+        .unwrap();
+    browser
+        .wait_for("document.querySelectorAll('#dead tbody tr button.danger').length === 1 && document.getElementById('done').textContent === 'purged 1'")
+        .await
+        .unwrap();
     let path = visitlog_tests::browser::artifacts_dir().join("dashboard.png");
     browser.screenshot(&path).await.unwrap();
     assert!(std::fs::metadata(&path).unwrap().len() > 1000);
@@ -528,4 +565,120 @@ async fn idle_status_connections_are_closed_after_the_timeouts() {
         wait_closed(&sockets, 2, &format!("header {header}s, idle {idle}s")).await;
         consumer.stop().await;
     }
+}
+
+/// The dead-letter actions: behind the token, JSON only, never from another
+/// site; one or all, requeued (back on the queue) or purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_requeued_and_purged_from_the_status_endpoint() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let token = "a-status-token-long-enough";
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "actions"), Some(token));
+    let consumer = start(cfg);
+    wait_healthy(&base).await;
+    push(
+        ns.redis_url(),
+        ns.queue(),
+        &[b"nope 1".to_vec(), b"nope 2".to_vec(), b"nope 3".to_vec()],
+    )
+    .await
+    .unwrap();
+    let list = || async {
+        let r = http()
+            .get(format!("{base}/api/dead-letters"))
+            .bearer_auth(token)
+            .send()
+            .await;
+        let r = r.unwrap_or_else(|e| panic!("{e:?}"));
+        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    eventually(WAIT, Duration::from_millis(100), async || {
+        let n = list().await.as_array().unwrap().len();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} dead letters"))
+        }
+    })
+    .await
+    .unwrap();
+    let first = list().await[0]["id"].as_str().unwrap().to_owned();
+    let post =
+        |action: &str, body: &str, content_type: &str, origin: Option<&str>, with_token: bool| {
+            let mut request = http()
+                .post(format!("{base}/api/dead-letters/{action}"))
+                .header("content-type", content_type)
+                .body(body.to_owned());
+            if with_token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            async move {
+                let r = request.send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+    let all = r#"{"all": true}"#;
+    assert_eq!(
+        post("purge", all, "application/json", None, false).await.0,
+        401
+    );
+    assert_eq!(post("purge", all, "text/plain", None, true).await.0, 415);
+    assert_eq!(
+        post(
+            "purge",
+            "all=true",
+            "application/x-www-form-urlencoded",
+            None,
+            true
+        )
+        .await
+        .0,
+        415
+    );
+    assert_eq!(
+        post(
+            "purge",
+            all,
+            "application/json",
+            Some("https://evil.example"),
+            true
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        post("purge", "{}", "application/json", None, true).await.0,
+        400
+    );
+    assert_eq!(
+        list().await.as_array().unwrap().len(),
+        3,
+        "nothing refused did anything"
+    );
+
+    let ids = serde_json::json!({ "ids": [first] }).to_string();
+    let (status, body) = post("purge", &ids, "application/json", Some(&base), true).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"purged":1}"#));
+    let (status, body) = post("requeue", all, "application/json", None, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["requeued"], 2);
+    // Back on the queue, they fail again and come back as dead letters.
+    eventually(WAIT, Duration::from_millis(100), async || {
+        let n = list().await.as_array().unwrap().len();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} dead letters"))
+        }
+    })
+    .await
+    .unwrap();
+    consumer.stop().await;
 }

@@ -13,8 +13,9 @@ impl Sink {
     /// Writes one dead letter. A replace keyed by the payload hash: a replay
     /// rewrites the same document, and a requeued record that fails again
     /// renews it.
-    pub(super) async fn put_dead_letter(&self, doc: Document) -> mongodb::error::Result<()> {
+    pub(super) async fn put_dead_letter(&self, mut doc: Document) -> mongodb::error::Result<()> {
         let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+        doc.insert("written", uuid::Uuid::now_v7().to_string());
         self.dead
             .replace_one(doc! { "_id": id }, doc)
             .upsert(true)
@@ -57,12 +58,19 @@ impl Sink {
         Ok(readable(docs))
     }
 
-    /// Deletes one dead letter if it is unchanged since it was read.
-    pub async fn remove_dead_letter(&self, id: &Bson, at: &Bson) -> Result<bool> {
-        let result = self
-            .dead
-            .delete_one(doc! { "_id": id.clone(), "at": at.clone() })
-            .await?;
+    /// Deletes one dead letter if it is unchanged since it was read: the
+    /// same write (`written`), or for one written before that field, the
+    /// same time.
+    pub async fn remove_dead_letter(&self, letter: &DeadLetterDocument) -> Result<bool> {
+        let filter = match &letter.written {
+            Some(written) => doc! { "_id": &letter.id, "written": written },
+            None => doc! {
+                "_id": &letter.id,
+                "at": bson::DateTime::from_chrono(letter.at),
+                "written": { "$exists": false },
+            },
+        };
+        let result = self.dead.delete_one(filter).await?;
         Ok(result.deleted_count == 1)
     }
 

@@ -59,6 +59,12 @@ impl Source {
         }
     }
 
+    /// The Redis client, for one-off commands (the status endpoint's
+    /// dead-letter actions).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     /// The same source with connections of its own (for the status endpoint,
     /// which must answer while the worker's connection is busy).
     pub fn with_own_connection(&self) -> Self {

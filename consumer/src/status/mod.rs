@@ -10,7 +10,8 @@
 //! checks both live.
 //!
 //! [`state`] keeps the sample, `api` answers the JSON endpoints with typed
-//! views, `metrics` renders `/metrics`, `auth` checks the token and
+//! views, `actions` requeues and purges dead letters, `metrics` renders
+//! `/metrics`, `auth` checks the token and
 //! `server` serves the router with limits on idle clients.
 
 use std::net::SocketAddr;
@@ -19,10 +20,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::response::{Html, Json};
-use axum::routing::get;
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::error::{Error, Result};
 
+mod actions;
 mod api;
 mod auth;
 mod metrics;
@@ -35,7 +40,8 @@ pub use state::{Point, Sample, StatusState};
 /// The build's git commit, set by build.rs.
 pub const COMMIT: &str = env!("VISITLOG_BUILD_COMMIT");
 
-/// The status router: `/`, `/api/*`, `/metrics`, `/healthz`, `/readyz`.
+/// The status router: `/`, `/api/*` (and `POST /api/dead-letters/requeue`
+/// and `/purge`), `/metrics`, `/healthz`, `/readyz`.
 pub fn router(state: Arc<StatusState>) -> Router {
     let protected = Router::new()
         .route("/", get(dashboard))
@@ -64,6 +70,8 @@ pub fn router(state: Arc<StatusState>) -> Router {
             ),
         )
         .route("/api/dead-letters", get(api::dead_letters))
+        .route("/api/dead-letters/requeue", post(actions::requeue))
+        .route("/api/dead-letters/purge", post(actions::purge))
         .route("/metrics", get(metrics::metrics))
         .route("/readyz", get(api::readyz))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -74,7 +82,21 @@ pub fn router(state: Arc<StatusState>) -> Router {
         .route("/healthz", get(api::healthz))
         .merge(protected)
         .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
 }
+
+/// The largest request body the status endpoint reads (a dead-letter
+/// action names at most a page of ids).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The longest a status answer may take (`/readyz` and the dead-letter
+/// actions reach Redis and MongoDB, whose own timeouts are shorter).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What one client may hold of the status endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

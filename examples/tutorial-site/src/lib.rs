@@ -28,7 +28,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-mod assets;
+pub mod assets;
 mod pages;
 mod progress;
 mod session;
@@ -36,6 +36,9 @@ mod session;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use visitlog_analytics::staff::{Access, AnalyticsReader, Scope};
 use visitlog_middleware::{CaptureLayer, CatalogItem, Identity};
 use visitlog_progress::ProgressReader;
@@ -255,8 +258,7 @@ pub fn app_with(capture: CaptureLayer, store: Option<Store>, staff: Staff) -> Ro
             "/api/progress/{foss}/{tutorial}/{language}",
             get(progress::api_progress),
         )
-        .route("/static/sample.webm", get(assets::sample_video))
-        .route("/static/progress.js", get(assets::progress_js))
+        .nest_service("/static", assets::static_files())
         .route(
             "/visitlog/stats",
             get(move || {
@@ -270,6 +272,20 @@ pub fn app_with(capture: CaptureLayer, store: Option<Store>, staff: Staff) -> Ro
             progress,
             staff,
         })
+        // Inside the capture layer, so that records show their 408 and 413.
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         // `Router::layer` runs after routing, so the matched route is known.
         .layer(capture)
+        .layer(TraceLayer::new_for_http())
 }
+
+/// The largest request body the site reads (the login form, learning
+/// events; the events endpoint has its own, smaller limit).
+const MAX_BODY: usize = 64 * 1024;
+
+/// The longest a handler may take to answer.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
