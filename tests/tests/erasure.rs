@@ -15,59 +15,21 @@ use std::time::Duration;
 
 use bson::{Document, doc};
 use serde_json::{Value, json};
-use visitlog_tests::{Namespace, cookies, eventually, http, shared_mongodb_uri, test_database};
+use visitlog_tests::{Namespace, eventually, shared_mongodb_uri, test_database};
 
 use common::{InProcess, config};
 use support::{CaptureConfig, Site};
 
 const PAGE: &str = "/watch/Python/Getting-started/English/";
 
-/// A browser with its own cookies.
-struct Browser {
-    client: reqwest::Client,
-    cookies: Vec<String>,
-}
+use support::Client as Browser;
 
 impl Browser {
-    fn new() -> Self {
-        Self {
-            client: http(),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn keep(&mut self, response: &reqwest::Response) {
-        for cookie in cookies(response) {
-            let name = cookie.split('=').next().unwrap_or_default().to_owned();
-            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            self.cookies.push(cookie);
-        }
-    }
-
-    async fn get(&mut self, site: &Site, path: &str) {
-        let response = self
-            .client
-            .get(site.url(path))
-            .header("cookie", self.cookies.join("; "))
-            .send()
-            .await
-            .unwrap();
+    /// `GET path`, which must answer 200.
+    async fn page(&mut self, site: &Site, path: &str) {
+        let response = self.get(site.url(path)).await;
         assert_eq!(response.status(), 200);
-        self.keep(&response);
         response.bytes().await.unwrap();
-    }
-
-    async fn login(&mut self, site: &Site, user: &str) {
-        let response = self
-            .client
-            .post(site.url("/login"))
-            .header("cookie", self.cookies.join("; "))
-            .form(&[("username", user)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 303);
-        self.keep(&response);
     }
 
     async fn watch(&mut self, site: &Site) {
@@ -77,16 +39,8 @@ impl Browser {
             {"type": "video.pause", "foss": "Python", "tutorial": "Getting-started", "language": "English",
              "video_id": "Python/Getting-started/English", "position": 5.0, "duration": 120.0, "played_from": 0.0},
         ]);
-        let response = self
-            .client
-            .post(site.url("/visitlog/events"))
-            .header("cookie", self.cookies.join("; "))
-            .header("origin", &site.base)
-            .json(&events)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
+        let (status, answer) = self.post_events(site, &events).await;
+        assert_eq!(status, 202, "{answer}");
     }
 }
 
@@ -130,17 +84,17 @@ async fn one_learner_is_exported_then_erased_everywhere_and_no_one_else() {
     let consumer = InProcess::start(config(&ns, &uri, &db, "erasure"));
     let site = Site::start(ns.config()).await.unwrap();
 
-    let mut erin = Browser::new();
-    erin.get(&site, "/").await; // anonymous first: linked at login
+    let mut erin = Browser::new(&site);
+    erin.page(&site, "/").await; // anonymous first: linked at login
     erin.login(&site, "erin").await;
-    erin.get(&site, PAGE).await;
+    erin.page(&site, PAGE).await;
     erin.watch(&site).await;
-    let mut frank = Browser::new();
+    let mut frank = Browser::new(&site);
     frank.login(&site, "frank").await;
-    frank.get(&site, PAGE).await;
+    frank.page(&site, PAGE).await;
     frank.watch(&site).await;
-    let mut anonymous = Browser::new();
-    anonymous.get(&site, PAGE).await;
+    let mut anonymous = Browser::new(&site);
+    anonymous.page(&site, PAGE).await;
 
     // Stored and derived: progress and page views of both learners.
     eventually(
@@ -163,8 +117,8 @@ async fn one_learner_is_exported_then_erased_everywhere_and_no_one_else() {
     consumer.stop().await;
 
     // Consumer stopped: these wait on the queue.
-    erin.get(&site, PAGE).await;
-    frank.get(&site, PAGE).await;
+    erin.page(&site, PAGE).await;
+    frank.page(&site, PAGE).await;
     site.shutdown(Duration::from_secs(5)).await;
     let queued = ns.records().await.unwrap();
     assert_eq!(queued.iter().filter(|r| r["user"] == "erin").count(), 1);

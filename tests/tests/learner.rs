@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bson::doc;
 use serde_json::{Value, json};
-use visitlog_tests::{Namespace, cookies, eventually, http, shared_mongodb_uri, test_database};
+use visitlog_tests::{Namespace, eventually, shared_mongodb_uri, test_database};
 
 use common::{InProcess, config};
 use support::{CaptureConfig, Site, log_in};
@@ -23,69 +23,9 @@ const API: &str = "/api/progress/Python/Getting-started/English";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// One browser: its own visitor cookie and session.
-struct Browser {
-    client: reqwest::Client,
-    cookies: Vec<String>,
-    origin: String,
-}
+use support::Client as Browser;
 
 impl Browser {
-    fn new(site: &Site) -> Self {
-        Self {
-            client: http(),
-            cookies: Vec::new(),
-            origin: site.base.clone(),
-        }
-    }
-
-    fn keep(&mut self, response: &reqwest::Response) {
-        for cookie in cookies(response) {
-            let name = cookie.split('=').next().unwrap_or_default().to_owned();
-            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            self.cookies.push(cookie);
-        }
-    }
-
-    async fn get(&mut self, url: String) -> reqwest::Response {
-        let response = self
-            .client
-            .get(url)
-            .header("cookie", self.cookies.join("; "))
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        response
-    }
-
-    async fn login(&mut self, site: &Site, user: &str) {
-        let response = self
-            .client
-            .post(site.url("/login"))
-            .header("cookie", self.cookies.join("; "))
-            .form(&[("username", user)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 303);
-        self.keep(&response);
-    }
-
-    async fn post_events(&mut self, site: &Site, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(site.url("/visitlog/events"))
-            .header("cookie", self.cookies.join("; "))
-            .header("origin", &self.origin)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     /// Sends one event and insists it was accepted.
     async fn send(&mut self, site: &Site, event: Value) {
         let (status, answer) = self.post_events(site, &event).await;

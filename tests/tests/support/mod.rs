@@ -146,3 +146,81 @@ pub fn consumer_binary() -> PathBuf {
         })
         .clone()
 }
+
+/// A browser without a browser: an HTTP client that keeps its cookies (the
+/// visitor cookie, the session) and posts learning events as a page does.
+pub struct Client {
+    pub client: reqwest::Client,
+    pub cookies: Vec<String>,
+    pub origin: String,
+}
+
+impl Client {
+    /// A new browser for `site`: no cookies yet.
+    pub fn new(site: &Site) -> Self {
+        Self {
+            client: visitlog_tests::http(),
+            cookies: Vec::new(),
+            origin: site.base.clone(),
+        }
+    }
+
+    /// Keeps the cookies `response` sets, replacing those of the same name.
+    pub fn keep(&mut self, response: &reqwest::Response) {
+        for cookie in visitlog_tests::cookies(response) {
+            let name = cookie.split('=').next().unwrap_or_default().to_owned();
+            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
+            self.cookies.push(cookie);
+        }
+    }
+
+    /// `GET url` with the cookies.
+    pub async fn get(&mut self, url: String) -> reqwest::Response {
+        let response = self
+            .client
+            .get(url)
+            .header("cookie", self.cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+
+    /// Logs in as `user` through the site's form.
+    pub async fn login(&mut self, site: &Site, user: &str) {
+        let response = self
+            .client
+            .post(site.url("/login"))
+            .header("cookie", self.cookies.join("; "))
+            .form(&[("username", user)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        self.keep(&response);
+    }
+
+    /// Posts learning events as the page's script does; the status and answer.
+    pub async fn post_events(
+        &mut self,
+        site: &Site,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(site.url("/visitlog/events"))
+            .header("cookie", self.cookies.join("; "))
+            .header("origin", &self.origin)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
