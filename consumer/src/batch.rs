@@ -141,50 +141,63 @@ impl Preparer {
     pub fn prepare(&self, raw: Vec<Vec<u8>>) -> Prepared {
         let mut out = Prepared::default();
         for payload in raw {
-            let parsed = match self.parse(&payload) {
-                Ok(Parsed::Catalog(record)) => {
-                    out.catalogs.push((*record, payload));
-                    continue;
-                }
-                other => other,
-            };
-            let documents = parsed.and_then(|parsed| match parsed {
-                Parsed::Request(record) => {
-                    let view = page_view(&record, &self.rules)
-                        .map(|e| event_document(&e).map(|doc| (doc, e)))
-                        .transpose()?;
-                    let link = LearnerLink::of(&record);
-                    out.marks
-                        .extend(crate::analytics::batch::request_marks(&record));
-                    Ok((Some((request_document(&record)?, link)), view))
-                }
-                Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),
-                Parsed::Catalog(_) => Ok((None, None)),
-            });
-            match documents {
-                Ok((Some((request, link)), view)) => {
-                    if let Some((doc, fold)) = view {
-                        out.events.push(PreparedEvent {
-                            doc,
-                            raw: None,
-                            fold,
-                        });
-                    }
-                    if let Some(link) = link {
-                        out.links.push((out.requests.len(), link));
-                    }
-                    out.requests.push((request, payload));
-                }
-                Ok((None, Some((doc, fold)))) => out.events.push(PreparedEvent {
-                    doc,
-                    raw: Some(payload),
-                    fold,
-                }),
-                Ok((None, None)) => {}
-                Err(reason) => out.dead.push(DeadLetter::new(payload, reason)),
+            if let Err(letter) = self.add(payload, &mut out) {
+                out.dead.push(letter);
             }
         }
         out
+    }
+
+    /// Adds one payload's documents to `out`; a payload that cannot be
+    /// stored comes back as a dead letter, saying why.
+    pub fn add(&self, payload: Vec<u8>, out: &mut Prepared) -> Result<(), DeadLetter> {
+        let parsed = match self.parse(&payload) {
+            Ok(Parsed::Catalog(record)) => {
+                out.catalogs.push((*record, payload));
+                return Ok(());
+            }
+            other => other,
+        };
+        let mut marks = None;
+        let documents = parsed.and_then(|parsed| match parsed {
+            Parsed::Request(record) => {
+                let view = page_view(&record, &self.rules)
+                    .map(|e| event_document(&e).map(|doc| (doc, e)))
+                    .transpose()?;
+                let link = LearnerLink::of(&record);
+                marks = crate::analytics::batch::request_marks(&record);
+                Ok((Some((request_document(&record)?, link)), view))
+            }
+            Parsed::Event(event) => Ok((None, Some((event_document(&event)?, *event)))),
+            Parsed::Catalog(_) => Ok((None, None)),
+        });
+        match documents {
+            Ok((Some((request, link)), view)) => {
+                out.marks.extend(marks);
+                if let Some((doc, fold)) = view {
+                    out.events.push(PreparedEvent {
+                        doc,
+                        raw: None,
+                        fold,
+                    });
+                }
+                if let Some(link) = link {
+                    out.links.push((out.requests.len(), link));
+                }
+                out.requests.push((request, payload));
+                Ok(())
+            }
+            Ok((None, Some((doc, fold)))) => {
+                out.events.push(PreparedEvent {
+                    doc,
+                    raw: Some(payload),
+                    fold,
+                });
+                Ok(())
+            }
+            Ok((None, None)) => Ok(()),
+            Err(reason) => Err(DeadLetter::new(payload, reason)),
+        }
     }
 
     fn parse(&self, payload: &[u8]) -> Result<Parsed, String> {

@@ -22,6 +22,7 @@ pub mod config;
 pub mod erasure;
 pub mod error;
 pub mod fleet;
+pub mod import;
 pub mod internal_events;
 mod notify;
 mod origin;

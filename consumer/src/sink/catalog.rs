@@ -423,7 +423,7 @@ impl Sink {
 
     /// The `catalog` documents matching `filter`; unreadable ones are
     /// logged and left out.
-    async fn catalog_entries(&self, filter: Document) -> Result<Vec<CatalogEntry>> {
+    pub async fn catalog_entries(&self, filter: Document) -> Result<Vec<CatalogEntry>> {
         let mut cursor = self.catalog.find(filter).await?;
         let mut out = Vec::new();
         while let Some(d) = cursor.try_next().await? {

@@ -370,6 +370,11 @@ impl Refolds {
         self.0.insert(target.id(), target);
     }
 
+    /// Adds `other`'s histories.
+    pub fn merge(&mut self, other: Refolds) {
+        self.0.extend(other.0);
+    }
+
     /// No history to fold again.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -25,6 +25,7 @@ mod dead_letters;
 mod derive;
 mod history;
 mod links;
+mod reattribute;
 mod retention;
 mod setup;
 mod store;
@@ -32,6 +33,7 @@ mod store;
 pub use catalog::{CatalogEntry, CatalogMain, CatalogSummary, TutorialKey, catalog_document};
 pub use derive::{Refolds, position_statement};
 pub use links::LearnerLink;
+pub use reattribute::Moved;
 pub use retention::Retention;
 pub use store::{Stored, ToDerive};
 

@@ -204,7 +204,7 @@ impl Enricher {
     }
 
     /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
-    fn hash_session(&self, session_id: &str) -> String {
+    pub(crate) fn hash_session(&self, session_id: &str) -> String {
         let mut mac = self.session_mac.clone();
         mac.update(b"visitlog session\0");
         mac.update(session_id.as_bytes());
