@@ -139,7 +139,7 @@ mod tests {
     }
 
     fn probe(json: &str) -> (Option<String>, Option<f64>) {
-        let p: Probe = serde_json::from_str(json).unwrap();
+        let p: Probe<'_> = serde_json::from_str(json).unwrap();
         (p.text.get().map(str::to_owned), p.number.0)
     }
 

@@ -291,11 +291,14 @@ async fn store(
         .store(prepared, WRITER, WRITER, config.dead_letter_max_bytes)
         .await?;
     let (mut derived, mut refolds) = sink.derive(&to_derive, &rules).await?;
-    refolds.merge(moved.refolds);
+    refolds.merge(moved.refolds.clone());
     if !refolds.is_empty() {
         let (written, marks) = sink.refold(&refolds, &rules).await?;
         derived += written;
         to_derive.marks.extend(marks);
+    }
+    if moved.events > 0 {
+        derived += sink.forget_emptied(&moved).await?;
     }
     to_derive.marks.extend(moved.marks);
     analytics

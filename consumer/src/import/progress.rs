@@ -89,11 +89,7 @@ fn per_second(n: u64, since: Instant) -> u64 {
 /// `import: 37 % (12.0 of 32.4 MiB), 120,000 lines, 24,000 lines/s, ETA 8 s`.
 pub fn plain_line(bytes: u64, total: u64, lines: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(0.001);
-    let percent = if total == 0 {
-        100
-    } else {
-        (bytes.min(total) * 100 / total) as u32
-    };
+    let percent = (bytes.min(total) * 100).checked_div(total).unwrap_or(100);
     let eta = if bytes == 0 {
         "unknown".to_owned()
     } else {

@@ -375,6 +375,11 @@ impl Refolds {
         self.0.extend(other.0);
     }
 
+    /// The histories.
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.0.values()
+    }
+
     /// No history to fold again.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

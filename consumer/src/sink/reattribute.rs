@@ -74,4 +74,32 @@ impl Sink {
         }
         Ok(moved)
     }
+
+    /// Deletes the progress documents of `moved`'s histories that have no
+    /// event left (all of them moved): folding an empty history writes
+    /// nothing, so they would stay. Only those: a history emptied by
+    /// retention keeps its document. Returns how many it deleted.
+    pub async fn forget_emptied(&self, moved: &Moved) -> Result<u64> {
+        let mut deleted = 0;
+        for target in moved.refolds.targets() {
+            let left = self
+                .events
+                .find_one(doc! {
+                    "learner": &target.learner,
+                    "foss": &target.foss,
+                    "tutorial": &target.tutorial,
+                    "language": &target.language,
+                })
+                .projection(doc! { "_id": 1 })
+                .await?;
+            if left.is_none() {
+                deleted += self
+                    .progress
+                    .delete_one(doc! { "_id": target.id() })
+                    .await?
+                    .deleted_count;
+            }
+        }
+        Ok(deleted)
+    }
 }
