@@ -164,6 +164,20 @@ fn day_two() -> Vec<String> {
             "agent": "Mozilla/5.0 (X11; Linux x86_64; rv:33.0) Gecko/20100101 Firefox/33.0", "session": "session-of-alice",
             "context": { "course_id": COURSE },
         }),
+        // A page served, a handler the video posted to while it was open
+        // (no page view), and its page_close (the same view, not another).
+        server("alice", day + 40.0, &format!("/courses/{COURSE}/courseware/week2/")),
+        {
+            let path = format!("/courses/{COURSE}/xblock/{V1}/handler/xmodule_handler/save_user_state");
+            let mut post = server("alice", day + 41.0, &path);
+            post["event"] = json!({ "GET": {}, "POST": { "saved_video_position": ["00:02:00"] } });
+            post
+        },
+        json!({
+            "username": "alice", "event_source": "browser", "event_type": "page_close",
+            "time": at(day + 50.0), "event": "", "session": "session-of-alice",
+            "page": format!("https://lms.example.org/courses/{COURSE}/courseware/week2/"),
+        }),
     ]
     .iter()
     .map(Value::to_string)
@@ -272,15 +286,15 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
     assert_eq!(all(&uri, &db, "events").await.len(), 0);
 
     let out = import(&uri, &db, &[dir.path().to_str().unwrap()]);
-    assert!(out.contains("read 2 files, 20 lines"), "{out}");
+    assert!(out.contains("read 2 files, 23 lines"), "{out}");
     // 4 page requests (2 server pages, the dashboard has no time, page_close), 10 video events.
     assert!(
         out.contains(
-            "records: 13 (video.play 5, request 3, video.pause 3, video.ended 1, video.seek 1)"
+            "records: 15 (request 5, video.play 5, video.pause 3, video.ended 1, video.seek 1)"
         ),
         "{out}"
     );
-    assert!(out.contains("13 new, 0 already stored"), "{out}");
+    assert!(out.contains("15 new, 0 already stored"), "{out}");
     assert!(
         out.contains("not JSON: 1 (edx-events-2014-10-25.log:5)"),
         "{out}"
@@ -307,7 +321,7 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
 
     // Request records: enriched as live ones, in the event's own time.
     let requests = all(&uri, &db, "request_logs").await;
-    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.len(), 5);
     let records: Vec<_> = requests
         .into_iter()
         .filter_map(request_from_document)
@@ -337,6 +351,32 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
     assert_eq!(close.session_id.as_deref(), Some(session.as_str()));
     let tutorial_page = records.iter().find(|r| r.tutorial.is_some()).unwrap();
     assert_eq!(tutorial_page.tutorial.as_ref().unwrap().tutorial, "Intro");
+    // The handler is a POST answered with JSON; week 2 is one page (its
+    // page_close was the same view).
+    let handler = records
+        .iter()
+        .find(|r| r.path.ends_with("save_user_state"))
+        .unwrap();
+    assert_eq!(handler.method, "POST");
+    assert_eq!(handler.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.path.ends_with("/week2/"))
+            .count(),
+        1
+    );
+    assert!(
+        out.contains("page closes (of pages served in the logs) 1"),
+        "{out}"
+    );
+    let pages = all(&uri, &db, "page_views").await;
+    let paths: Vec<&str> = pages
+        .iter()
+        .filter_map(|p| p.get_str("path").ok())
+        .collect();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert!(!paths.iter().any(|p| p.contains("handler")), "{paths:?}");
 
     // alice: 0–30 credited, the seek's target 60 starts the next viewing
     // (not the stale 30), 60–100, then 100–120 the next day; the end.
@@ -376,7 +416,7 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
     let before = derived(&uri, &db).await;
     let again = import(&uri, &db, &[dir.path().to_str().unwrap()]);
     assert!(
-        again.contains("0 new, 13 already stored (duplicates)"),
+        again.contains("0 new, 15 already stored (duplicates)"),
         "{again}"
     );
     assert_eq!(derived(&uri, &db).await, before);
@@ -436,7 +476,7 @@ async fn a_video_imported_before_its_catalog_entry_moves_to_it_on_a_second_impor
     // A third time: nothing left to move.
     let third = import(&uri, &db, &[dir.path().to_str().unwrap()]);
     assert!(!third.contains("moved"), "{third}");
-    assert!(third.contains("0 new, 13 already stored"), "{third}");
+    assert!(third.contains("0 new, 15 already stored"), "{third}");
 }
 
 /// The derived collections, without what says when they were derived.

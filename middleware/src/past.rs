@@ -53,6 +53,9 @@ pub struct PastRequest {
     pub route: Option<String>,
     /// Response status.
     pub status: u16,
+    /// The response's media type, when the log's source knows or can tell
+    /// it (page views are `text/html` responses).
+    pub content_type: Option<String>,
     /// `Referer`.
     pub referer: Option<String>,
     /// `User-Agent`.
@@ -136,7 +139,10 @@ impl Enrichment {
                 session_id: request.session,
                 staff: false,
             },
-            content_type: None,
+            content_type: request
+                .content_type
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok()),
             request_id: None,
             sample_rate: None,
         };
@@ -187,6 +193,7 @@ mod tests {
             target: target.to_owned(),
             route: None,
             status: 200,
+            content_type: Some("text/html".to_owned()),
             referer: Some("https://example.org/?token=secret&a=1".to_owned()),
             user_agent: Some(
                 "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0".to_owned(),

@@ -16,6 +16,7 @@ use visitlog_schema::{
 
 use super::ids::record_id;
 use super::lenient::{Number, Text};
+use super::pages::OpenPages;
 use super::viewings::{MAX_TIME, StreamKey, Viewings};
 use super::{Mapped, Skip};
 
@@ -140,6 +141,7 @@ pub struct EdxMapper {
     enrichment: Enrichment,
     catalog: HashMap<String, Placed>,
     viewings: Viewings,
+    pages: OpenPages,
     /// Videos the catalog did not place.
     pub missing: Missing,
 }
@@ -151,8 +153,15 @@ impl EdxMapper {
             enrichment,
             catalog,
             viewings: Viewings::default(),
+            pages: OpenPages::default(),
             missing: Missing::default(),
         }
+    }
+
+    /// Video events earlier than their stream's latest (logs not in time
+    /// order, such as per-server logs imported one after the other).
+    pub fn out_of_order(&self) -> u64 {
+        self.viewings.out_of_order()
     }
 
     /// What `line` becomes.
@@ -178,22 +187,35 @@ impl EdxMapper {
         if let Some(action) = action(name) {
             return self.video(&parsed, action, ts, id);
         }
+        let who = parsed.session.get().or(parsed.username.get());
+        let at = ts.timestamp_millis();
+        let mut method = "GET";
         let target = if parsed.event_source.get() == Some("server") && name.starts_with('/') {
+            if posted(parsed.event) {
+                method = "POST";
+            }
+            if let Some(who) = who {
+                self.pages.served(who, path_of(name), at);
+            }
             name.to_owned()
         } else if name == "page_close" {
-            match parsed.page.get().and_then(target_of_url) {
-                Some(target) => target,
-                None => return Mapped::Skipped(Skip::NoPage),
+            let Some(target) = parsed.page.get().and_then(target_of_url) else {
+                return Mapped::Skipped(Skip::NoPage);
+            };
+            if who.is_some_and(|who| self.pages.closed(who, path_of(&target), at)) {
+                return Mapped::Used(Used::PageClose);
             }
+            target
         } else {
             return Mapped::Other(name.to_owned());
         };
-        let path = target.split(['?', '#']).next().unwrap_or("/");
+        let path = path_of(&target);
         let record = self.enrichment.request(PastRequest {
             id,
             ts,
-            method: "GET".to_owned(),
+            method: method.to_owned(),
             route: route_of(path),
+            content_type: Some(media_type_of(path).to_owned()),
             target,
             status: 200,
             referer: parsed.referer.get().map(str::to_owned),
@@ -349,6 +371,8 @@ impl EdxMapper {
 /// Kinds of lines used without a record of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Used {
+    /// `page_close` of a page the import saw served: not a second view.
+    PageClose,
     /// `speed_change_video`: the rate of later stretches.
     SpeedChange,
     /// `load_video`: nothing to record.
@@ -359,6 +383,7 @@ impl Used {
     /// For the summary.
     pub fn as_str(self) -> &'static str {
         match self {
+            Used::PageClose => "page closes (of pages served in the logs)",
             Used::SpeedChange => "speed changes (the rate of later stretches)",
             Used::VideoLoad => "video loads (nothing to record)",
         }
@@ -379,6 +404,47 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
         .map(|t| t.and_utc())
+}
+
+/// Whether a server event's `event` (`{"GET": {...}, "POST": {...}}`)
+/// holds POST parameters: the request was a POST.
+fn posted(event: Option<&RawValue>) -> bool {
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, default, rename = "POST")]
+        post: Option<&'a RawValue>,
+    }
+    let Some(params) = event.and_then(|e| serde_json::from_str::<Params<'_>>(e.get()).ok()) else {
+        return false;
+    };
+    params.post.is_some_and(|post| {
+        let text: String = post.get().split_whitespace().collect();
+        !matches!(text.as_str(), "{}" | "[]" | "null" | "\"\"")
+    })
+}
+
+/// What an edX path answered: XBlock handlers (transcripts, state saves,
+/// problem checks), `/api/` and `/event` answer JSON; other paths pages.
+/// edX logs no media type, and a handler is not a page view.
+fn media_type_of(path: &str) -> &'static str {
+    let json = path.starts_with("/api/")
+        || path.starts_with("/event")
+        || path.split('/').any(|s| {
+            matches!(
+                s,
+                "handler" | "handler_noauth" | "xblock" | "xmodule_handler"
+            )
+        });
+    if json {
+        "application/json"
+    } else {
+        "text/html"
+    }
+}
+
+/// The path of a request target (without query and fragment).
+fn path_of(target: &str) -> &str {
+    target.split(['?', '#']).next().unwrap_or("/")
 }
 
 /// The path and query of a page URL (`https://host/path?q#f` or `/path`).
@@ -436,6 +502,49 @@ pub fn route_of(path: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn page(source: &str, kind: &str, session: &str, secs: u32, page: &str) -> Vec<u8> {
+        serde_json::json!({
+            "username": "alice", "event_source": source, "event_type": kind,
+            "time": format!("2014-10-25T10:00:{secs:02}+00:00"), "session": session,
+            "page": page, "event": "",
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_page_close_after_its_server_request_is_no_second_view() {
+        let config = visitlog_middleware::Config::default();
+        let mut m = EdxMapper::new(Enrichment::new(&config).unwrap(), HashMap::new());
+        let url = "https://lms.example.org/courses/c/about?x=1";
+        let served = m.map(&page("server", "/courses/c/about", "s1", 0, url));
+        assert!(matches!(served, Mapped::Record(_, None)));
+        let closed = m.map(&page("browser", "page_close", "s1", 30, url));
+        assert!(matches!(closed, Mapped::Used(Used::PageClose)));
+        // Closed again, or in a session that never saw it served: a view.
+        for session in ["s1", "s2"] {
+            let again = m.map(&page("browser", "page_close", session, 40, url));
+            assert!(matches!(again, Mapped::Record(_, None)), "{session}");
+        }
+    }
+
+    #[test]
+    fn handlers_and_posts_are_no_page_views() {
+        let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        let post = raw(r#"{"GET": {}, "POST": {"saved_video_position": ["00:01:02"]}}"#);
+        assert!(posted(Some(&post)));
+        assert!(!posted(Some(&raw(r#"{"GET": {"x": ["1"]}, "POST": { }}"#))));
+        assert!(!posted(Some(&raw("\"\""))));
+        assert!(!posted(None));
+        let handler = "/courses/course-v1:O+C+R/xblock/block-v1:O+C+R+type@video+block@v/handler/transcript/translation/en";
+        assert_eq!(media_type_of(handler), "application/json");
+        assert_eq!(
+            media_type_of("/courses/course-v1:O+C+R/courseware/w/u/"),
+            "text/html"
+        );
+        assert_eq!(media_type_of("/event"), "application/json");
+    }
 
     #[test]
     fn times_in_every_shape_edx_wrote() {

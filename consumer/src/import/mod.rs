@@ -16,6 +16,7 @@ pub mod edx;
 mod files;
 mod ids;
 mod lenient;
+mod pages;
 mod progress;
 mod read;
 mod summary;

@@ -113,6 +113,7 @@ pub(crate) fn read_all(
     }
     if let Mapper::Edx(edx) = &mapper {
         summary.missing = edx.missing.clone();
+        summary.out_of_order = edx.out_of_order();
     }
     summary
 }

@@ -60,6 +60,8 @@ pub struct Summary {
     /// Videos the catalog did not place.
     #[serde(skip)]
     pub missing: Missing,
+    /// Video events earlier than the latest of their learner and video.
+    pub out_of_order: u64,
     /// Files that could not be read to their end.
     pub errors: Vec<String>,
     /// Progress documents written (folds and refolds).
@@ -250,6 +252,13 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "  load the catalog (`visitlog-consumer catalog import`) and import the same files again to move their events"
+            )?;
+        }
+        if self.out_of_order > 0 {
+            writeln!(
+                f,
+                "video events out of time order: {} (their plays and pauses may be paired wrongly; import logs split per server merged by time, e.g. one file per day)",
+                thousands(self.out_of_order)
             )?;
         }
         for error in &self.errors {

@@ -8,9 +8,14 @@
 //! restarts the viewing. The import writes each viewing into the event that
 //! ends it (`played_from`), so the progress fold credits exactly these.
 //!
-//! The state is bounded ([`MAX_STREAMS`]): logs are ordered by time, so
-//! streams idle longest are dropped first, and a viewing left open that
-//! long has no end (the pipeline discards those too).
+//! The state is bounded: logs are ordered by time, so each time the log's
+//! clock passes [`IDLE_MS`] the streams idle that long are dropped (a
+//! viewing left open that long has no end; the pipeline discards open
+//! viewings too), and there are never more than [`MAX_STREAMS`]. Memory
+//! therefore follows the streams active in six hours of the log, not the
+//! log's size. An event earlier than its stream's latest is counted
+//! ([`Viewings::out_of_order`]): its pairing with plays and pauses may be
+//! wrong, as it is when per-server logs are imported one after the other.
 
 use std::collections::HashMap;
 
@@ -84,10 +89,18 @@ pub(crate) struct Step {
 #[derive(Debug, Default)]
 pub(crate) struct Viewings {
     streams: HashMap<StreamKey, State>,
+    /// The log time (ms) idle streams were last dropped at.
+    swept_ms: i64,
+    /// Events earlier than their stream's latest.
+    out_of_order: u64,
 }
 
 impl Viewings {
     fn state(&mut self, key: &StreamKey, at_ms: i64) -> &mut State {
+        if at_ms - self.swept_ms >= IDLE_MS {
+            self.streams.retain(|_, s| at_ms - s.last_ms < IDLE_MS);
+            self.swept_ms = at_ms;
+        }
         if !self.streams.contains_key(key) {
             if self.streams.len() >= MAX_STREAMS {
                 self.forget_idle(at_ms);
@@ -98,8 +111,16 @@ impl Viewings {
             .streams
             .get_mut(key)
             .unwrap_or_else(|| unreachable!("inserted above"));
+        if at_ms < state.last_ms {
+            self.out_of_order += 1;
+        }
         state.last_ms = state.last_ms.max(at_ms);
         state
+    }
+
+    /// Events seen earlier than their stream's latest event.
+    pub(crate) fn out_of_order(&self) -> u64 {
+        self.out_of_order
     }
 
     /// Drops streams idle for [`IDLE_MS`]; if that is not enough, the
@@ -283,5 +304,30 @@ mod tests {
         }
         assert!(v.len() <= MAX_STREAMS);
         assert!(v.len() >= MAX_STREAMS / 2);
+    }
+
+    #[test]
+    fn idle_streams_are_dropped_as_the_log_moves_on() {
+        let mut v = Viewings::default();
+        let hour = 3600 * 1000;
+        for i in 0..1000 {
+            let k = (format!("u{i}"), "c".to_owned(), "v".to_owned());
+            v.play(&k, i64::from(i) * 60_000, 0.0);
+        }
+        // 1,000 minutes of log: only streams of the last six hours or so.
+        assert!(v.len() <= 12 * 60, "{}", v.len());
+        let k = key();
+        v.play(&k, 100 * hour, 0.0);
+        assert_eq!(v.len(), 1, "a new day drops all idle streams");
+        // A viewing left open past the idle time has no end.
+        let step = v.stop(&k, 107 * hour, 30.0, None);
+        assert_eq!(step.viewing, Viewing::None);
+        assert_eq!(v.out_of_order(), 0);
+        v.stop(&k, 106 * hour, 30.0, None);
+        assert_eq!(
+            v.out_of_order(),
+            1,
+            "an event earlier than its stream's latest"
+        );
     }
 }
