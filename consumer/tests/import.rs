@@ -633,3 +633,140 @@ async fn bad_paths_and_broken_files_are_named() {
         .unwrap();
     assert!(stored > 100 && stored < 2000, "{stored} stored");
 }
+
+/// A log of `learners` learners, each opening a page and watching V1 or
+/// V2 with a seek and a pause: 9 lines each, in time order, 7 records
+/// (a request and 6 video events).
+fn many_learners(learners: u32) -> String {
+    let mut lines = Vec::new();
+    for n in 0..learners {
+        let (user, t) = (format!("learner{n}"), f64::from(n) * 7.0);
+        let v = if n % 2 == 0 { V1 } else { V2 };
+        lines.push(server(
+            &user,
+            t,
+            &format!("/courses/{COURSE}/courseware/week1/intro/"),
+        ));
+        lines.push(video(&user, t + 1.0, "load_video", v, json!({})));
+        lines.push(video(
+            &user,
+            t + 2.0,
+            "play_video",
+            v,
+            json!({ "currentTime": 0 }),
+        ));
+        lines.push(video(
+            &user,
+            t + 12.0,
+            "seek_video",
+            v,
+            json!({ "old_time": 10, "new_time": 20 }),
+        ));
+        lines.push(video(
+            &user,
+            t + 12.1,
+            "play_video",
+            v,
+            json!({ "currentTime": 10 }),
+        ));
+        lines.push(video(
+            &user,
+            t + 40.0,
+            "pause_video",
+            v,
+            json!({ "currentTime": 48 }),
+        ));
+        lines.push(video(
+            &user,
+            t + 41.0,
+            "play_video",
+            v,
+            json!({ "currentTime": 48 }),
+        ));
+        lines.push(video(
+            &user,
+            t + 50.0,
+            "stop_video",
+            v,
+            json!({ "currentTime": 57 }),
+        ));
+        lines.push(json!({ "username": &user, "event_source": "server", "event_type": "problem_check", "time": at(t + 60.0), "event": {} }));
+    }
+    lines
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An import killed at any point and run again, and two imports of the
+/// same file at once, end where one import ends: every record once, the
+/// same derived documents.
+#[tokio::test]
+async fn a_killed_import_run_again_and_two_at_once_end_as_one() {
+    let uri = shared_mongodb_uri();
+    let (once, killed, twice) = (test_database(), test_database(), test_database());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("many.log");
+    std::fs::write(&log, many_learners(400)).unwrap();
+    let log = log.to_str().unwrap();
+    let catalog = [item("Intro", V1, 60.0), item("Loops", V2, 60.0)];
+    for db in [&once, &killed, &twice] {
+        load_catalog(&uri, db, &catalog);
+    }
+    let out = import(&uri, &once, &[log]);
+    assert!(out.contains("2,800 new"), "{out}");
+    let expected = derived(&uri, &once).await;
+    assert!(expected.iter().all(|(_, docs)| !docs.is_empty()));
+
+    // Killed once its first batches are stored, then run again.
+    let ns = Namespace::new();
+    let mut child = visitlog_tests::consumer::command(BIN.as_ref(), &ns, &uri, &killed)
+        .args(["import", log])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = collection(&uri, &killed, "events").await;
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            match events.count_documents(doc! {}).await.unwrap() {
+                0 => Err("no event stored yet"),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stored = events.count_documents(doc! {}).await.unwrap();
+    assert!(stored < 2_400, "killed before the end ({stored} events)");
+    let again = import(&uri, &killed, &[log]);
+    assert!(again.contains("already stored"), "{again}");
+    assert_eq!(derived(&uri, &killed).await, expected);
+
+    // Two at once.
+    let spawn = || {
+        let ns = Namespace::new();
+        visitlog_tests::consumer::command(BIN.as_ref(), &ns, &uri, &twice)
+            .args(["import", log])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        text(&a.stderr),
+        text(&b.stderr)
+    );
+    assert_eq!(all(&uri, &twice, "events").await.len(), 2_400);
+    assert_eq!(all(&uri, &twice, "request_logs").await.len(), 400);
+    assert_eq!(derived(&uri, &twice).await, expected);
+}

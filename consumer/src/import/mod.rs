@@ -188,6 +188,7 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
         .spawn(move || read::read_all(sources, mapper, preparer, tally, tx))
         .context("cannot start the reading thread")?;
     let mut stored = Summary::default();
+    let mut pending = Pending::default();
     let outcome = async {
         while let Some(batch) = rx.recv().await {
             if !options.dry_run {
@@ -198,10 +199,14 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
                     batch,
                     options.format,
                     &mut stored,
+                    &mut pending,
                 )
                 .await?;
             }
         }
+        pending
+            .flush(config, &sink, &analytics, &mut stored)
+            .await?;
         anyhow::Ok(())
     }
     .await;
@@ -220,6 +225,7 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
     summary.derived = stored.derived;
     if !options.dry_run && config.analytics {
         eprintln!("import: deriving the figures the import touched");
+        let figures = Instant::now();
         for _ in 0..3 {
             let written = analytics.pass().await?;
             summary.analytics += written;
@@ -227,6 +233,7 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
                 break;
             }
         }
+        summary.analytics_seconds = figures.elapsed().as_secs_f64();
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -267,7 +274,42 @@ async fn edx_mapper(sink: &Sink, dry_run: bool) -> anyhow::Result<EdxMapper> {
     Ok(EdxMapper::new(enrichment, catalog))
 }
 
-/// Stores one batch as the daemon stores a queue batch.
+/// Histories to fold again gathered before they are folded: a re-import
+/// makes every learner's history fold again, and folding it once per
+/// batch it appears in would read it again and again.
+const PENDING_REFOLDS: usize = 250;
+
+/// What storing batches leaves to do: histories to fold again.
+#[derive(Default)]
+struct Pending {
+    refolds: crate::sink::Refolds,
+}
+
+impl Pending {
+    /// Folds the gathered histories again and marks what they touched.
+    async fn flush(
+        &mut self,
+        config: &Config,
+        sink: &Sink,
+        analytics: &Analytics,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        if self.refolds.is_empty() {
+            return Ok(());
+        }
+        let refolds = std::mem::take(&mut self.refolds);
+        let started = Instant::now();
+        let (written, marks) = sink.refold(&refolds, &config.rules()).await?;
+        tracing::debug!(histories = refolds.len(), took = ?started.elapsed(), "import refold");
+        analytics.marks().mark(marks).await?;
+        summary.derived += written;
+        Ok(())
+    }
+}
+
+/// Stores one batch as the daemon stores a queue batch; histories to fold
+/// again wait in `pending` (up to [`PENDING_REFOLDS`]), except when the
+/// batch moved events, whose old progress is folded and forgotten now.
 async fn store(
     config: &Config,
     sink: &Sink,
@@ -275,8 +317,10 @@ async fn store(
     prepared: Prepared,
     format: Format,
     summary: &mut Summary,
+    pending: &mut Pending,
 ) -> anyhow::Result<()> {
     let rules = config.rules();
+    let started = Instant::now();
     let moved = if format == Format::Edx {
         let events: Vec<_> = prepared
             .events
@@ -288,20 +332,22 @@ async fn store(
     } else {
         crate::sink::Moved::default()
     };
+    let reattributed = started.elapsed();
     let (stored, mut to_derive) = sink
         .store(prepared, WRITER, WRITER, config.dead_letter_max_bytes)
         .await?;
-    let (mut derived, mut refolds) = sink.derive(&to_derive, &rules).await?;
-    refolds.merge(moved.refolds.clone());
-    if !refolds.is_empty() {
-        let (written, marks) = sink.refold(&refolds, &rules).await?;
-        derived += written;
-        to_derive.marks.extend(marks);
-    }
-    if moved.events > 0 {
-        derived += sink.forget_emptied(&moved).await?;
-    }
-    to_derive.marks.extend(moved.marks);
+    let inserted = started.elapsed();
+    let (derived, refolds) = sink.derive(&to_derive, &rules).await?;
+    tracing::debug!(
+        ?reattributed,
+        ?inserted,
+        derived = ?started.elapsed(),
+        refolds = refolds.len(),
+        "import batch"
+    );
+    pending.refolds.merge(refolds);
+    pending.refolds.merge(moved.refolds.clone());
+    to_derive.marks.extend(moved.marks.clone());
     analytics
         .marks()
         .mark(std::mem::take(&mut to_derive.marks))
@@ -311,5 +357,11 @@ async fn store(
     summary.dead_lettered += stored.dead_lettered;
     summary.moved += moved.events;
     summary.derived += derived;
+    if moved.events > 0 || pending.refolds.len() >= PENDING_REFOLDS {
+        pending.flush(config, sink, analytics, summary).await?;
+    }
+    if moved.events > 0 {
+        summary.derived += sink.forget_emptied(&moved).await?;
+    }
     Ok(())
 }

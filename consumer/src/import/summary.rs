@@ -68,6 +68,8 @@ pub struct Summary {
     pub derived: u64,
     /// Analytics documents derived at the end.
     pub analytics: u64,
+    /// Seconds the figures took, at the end (part of [`Summary::seconds`]).
+    pub analytics_seconds: f64,
     /// Seconds taken.
     pub seconds: f64,
 }
@@ -135,8 +137,14 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
+/// `bytes` in KiB below a MiB, else in MiB.
+fn size(bytes: f64) -> String {
+    const KIB: f64 = 1024.0;
+    if bytes < KIB * KIB {
+        format!("{:.1} KiB", bytes / KIB)
+    } else {
+        format!("{:.1} MiB", bytes / (KIB * KIB))
+    }
 }
 
 fn listed(counts: &BTreeMap<String, u64>) -> String {
@@ -156,13 +164,14 @@ impl fmt::Display for Summary {
         let secs = self.seconds.max(0.001);
         writeln!(
             f,
-            "read {} files, {} lines, {:.1} MiB in {:.1} s ({} lines/s, {:.1} MiB/s)",
+            "read {} file{}, {} lines, {} in {:.1} s ({} lines/s, {}/s)",
             self.files,
+            if self.files == 1 { "" } else { "s" },
             thousands(self.lines),
-            mib(self.bytes),
+            size(self.bytes as f64),
             self.seconds,
             thousands((self.lines as f64 / secs) as u64),
-            mib(self.bytes) / secs,
+            size(self.bytes as f64 / secs),
         )?;
         let records: u64 = self.records.values().sum();
         writeln!(
@@ -267,9 +276,11 @@ impl fmt::Display for Summary {
         if !self.dry_run {
             writeln!(
                 f,
-                "derived: {} progress documents, {} analytics documents",
+                "derived: {} progress documents while storing ({:.1} s), {} analytics documents after ({:.1} s)",
                 thousands(self.derived),
-                thousands(self.analytics)
+                self.seconds - self.analytics_seconds,
+                thousands(self.analytics),
+                self.analytics_seconds,
             )?;
         }
         Ok(())

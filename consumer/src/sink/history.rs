@@ -3,7 +3,7 @@
 //! their own events plus each linked visitor's from before the link (see
 //! `links`); everyone else's is their own events.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bson::{Document, doc};
 use futures_util::TryStreamExt;
@@ -116,7 +116,7 @@ impl Sink {
 
     /// Streams the stored events of each target's learner and tutorial
     /// through the fold, oldest first; returns the folded state by progress
-    /// id. One query per hundred targets, sorted so that each history comes
+    /// id. One query per tutorial and hundred learners, sorted so that each history comes
     /// whole and in `_id` order; read in small batches, so memory holds one
     /// batch and one state per target, whatever the histories' lengths.
     async fn fold_plain(
@@ -126,14 +126,27 @@ impl Sink {
         mains: &HashMap<TutorialKey, CatalogMain>,
     ) -> Result<HashMap<String, Progress>> {
         let mut out: HashMap<String, Progress> = HashMap::new();
-        for chunk in targets.chunks(100) {
-            let any: Vec<Document> = chunk
-                .iter()
-                .map(|t| doc! { "learner": &t.learner, "foss": &t.foss, "tutorial": &t.tutorial, "language": &t.language })
-                .collect();
+        // Per tutorial, its learners: exact `$in` queries, which every
+        // server answers from the index (an `$or` of one clause per target
+        // made nx-27017 test every event against every clause).
+        let mut by_tutorial: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
+        for t in targets {
+            by_tutorial
+                .entry((t.foss.as_str(), t.tutorial.as_str(), t.language.as_str()))
+                .or_default()
+                .push(t.learner.as_str());
+        }
+        let mut queries: Vec<Document> = Vec::new();
+        for ((foss, tutorial, language), learners) in &by_tutorial {
+            for chunk in learners.chunks(100) {
+                queries.push(doc! { "learner": { "$in": chunk }, "foss": *foss, "tutorial": *tutorial, "language": *language });
+            }
+        }
+        drop(by_tutorial);
+        for filter in queries {
             let mut cursor = self
                 .events
-                .find(doc! { "$or": any })
+                .find(filter)
                 .sort(doc! { "learner": 1, "foss": 1, "tutorial": 1, "language": 1, "_id": 1 })
                 .batch_size(HISTORY_BATCH)
                 .await?;
