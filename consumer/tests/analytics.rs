@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 use chrono::{DateTime, TimeZone, Utc};
-use futures_util::TryStreamExt;
 use uuid::Uuid;
 use visitlog_schema::{EventRecord, EventType, Learner, RequestRecord, Tutorial};
 use visitlog_tests::{Namespace, eventually, push, shared_mongodb_uri, test_database};
@@ -268,19 +267,9 @@ fn morning() -> Traffic {
 /// The derived collections, without `derived_at` and `fence` (when and by
 /// which claim, not what).
 async fn snapshot(uri: &str, db: &str) -> BTreeMap<&'static str, Vec<Document>> {
-    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
     let mut out = BTreeMap::new();
     for name in DERIVED {
-        let mut docs: Vec<Document> = client
-            .database(db)
-            .collection::<Document>(name)
-            .find(doc! {})
-            .sort(doc! { "_id": 1 })
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let mut docs = common::documents(uri, db, name).await;
         for d in &mut docs {
             d.remove("derived_at");
             d.remove("fence");

@@ -325,14 +325,7 @@ fn watch(
 }
 
 async fn progress_doc(uri: &str, db: &str, id: &str) -> Option<Progress> {
-    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let doc = client
-        .database(db)
-        .collection::<Document>("tutorial_progress")
-        .find_one(doc! { "_id": id })
-        .await
-        .unwrap()?;
-    Some(Progress::from_document(&doc).unwrap())
+    common::stored_progress(uri, db, id).await
 }
 
 #[tokio::test]

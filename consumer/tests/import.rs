@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bson::{Bson, Document, doc};
 use chrono::{DateTime, TimeZone, Utc};
-use futures_util::TryStreamExt;
 use serde_json::{Value, json};
 use visitlog_consumer::analytics::store::request_from_document;
 use visitlog_progress::{Progress, event_from_document};
@@ -247,15 +246,7 @@ async fn collection(uri: &str, db: &str, name: &str) -> mongodb::Collection<Docu
 }
 
 async fn all(uri: &str, db: &str, name: &str) -> Vec<Document> {
-    collection(uri, db, name)
-        .await
-        .find(doc! {})
-        .sort(doc! { "_id": 1 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
+    common::documents(uri, db, name).await
 }
 
 async fn progress(
@@ -265,12 +256,7 @@ async fn progress(
     tutorial: (&str, &str, &str),
 ) -> Option<Progress> {
     let id = progress_id(learner, tutorial.0, tutorial.1, tutorial.2);
-    let doc = collection(uri, db, "tutorial_progress")
-        .await
-        .find_one(doc! { "_id": id })
-        .await
-        .unwrap()?;
-    Some(Progress::from_document(&doc).unwrap())
+    common::stored_progress(uri, db, &id).await
 }
 
 #[tokio::test]
@@ -287,6 +273,14 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
 
     let out = import(&uri, &db, &[dir.path().to_str().unwrap()]);
     assert!(out.contains("read 2 files, 23 lines"), "{out}");
+    let size = std::fs::metadata(dir.path().join("edx-events-2014-10-25.log"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(dir.path().join("edx-events-2014-10-26.log.gz"))
+            .unwrap()
+            .len();
+    let shown = format!("{:.1} KiB in", size as f64 / 1024.0);
+    assert!(out.contains(&shown), "{shown}: {out}");
     // 4 page requests (2 server pages, the dashboard has no time, page_close), 10 video events.
     assert!(
         out.contains(

@@ -111,6 +111,7 @@ pub(crate) fn read_all(
     if in_batch > 0 {
         let _ = tx.blocking_send(batch);
     }
+    summary.bytes = tally.bytes.load(Ordering::Relaxed);
     if let Mapper::Edx(edx) = &mapper {
         summary.missing = edx.missing.clone();
         summary.out_of_order = edx.out_of_order();

@@ -75,3 +75,31 @@ impl InProcess {
         self.task.await.unwrap().unwrap()
     }
 }
+
+/// Every document of `name` in `db`, in `_id` order.
+pub async fn documents(uri: &str, db: &str, name: &str) -> Vec<bson::Document> {
+    use futures_util::TryStreamExt;
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    client
+        .database(db)
+        .collection::<bson::Document>(name)
+        .find(bson::doc! {})
+        .sort(bson::doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// The `tutorial_progress` document `id`, read as the app reads it.
+pub async fn stored_progress(uri: &str, db: &str, id: &str) -> Option<visitlog_progress::Progress> {
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let doc = client
+        .database(db)
+        .collection::<bson::Document>("tutorial_progress")
+        .find_one(bson::doc! { "_id": id })
+        .await
+        .unwrap()?;
+    Some(visitlog_progress::Progress::from_document(&doc).unwrap())
+}
