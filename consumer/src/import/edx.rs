@@ -181,6 +181,9 @@ impl EdxMapper {
         let Some(ts) = parse_time(time) else {
             return Mapped::Skipped(Skip::BadTime);
         };
+        if ts > Utc::now() + chrono::Duration::days(1) {
+            return Mapped::Skipped(Skip::FutureTime);
+        }
         let Some(id) = record_id(ts, line) else {
             return Mapped::Skipped(Skip::BadTime);
         };
@@ -527,6 +530,52 @@ mod tests {
             let again = m.map(&page("browser", "page_close", session, 40, url));
             assert!(matches!(again, Mapped::Record(_, None)), "{session}");
         }
+    }
+
+    #[test]
+    fn hostile_lines_are_skipped_with_their_reason() {
+        let config = visitlog_middleware::Config::default();
+        let mut m = EdxMapper::new(Enrichment::new(&config).unwrap(), HashMap::new());
+        let mut skipped = |line: &str| match m.map(line.as_bytes()) {
+            Mapped::Skipped(reason) => reason.to_string(),
+            _ => "mapped".to_owned(),
+        };
+        // Nested 10,000 deep: read without recursion, skipped.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_ne!(skipped(&deep), "mapped");
+        let deep = format!("{}1{}", "{\"a\": ".repeat(10_000), "}".repeat(10_000));
+        assert_ne!(skipped(&deep), "mapped");
+        assert_eq!(
+            skipped("{\"event_type\": \"/x\", \"time\": 1e400}"),
+            "not JSON"
+        );
+        assert_eq!(
+            skipped("{\"event_type\": \"/x\", \"time\": \"9999-01-01T00:00:00+00:00\"}"),
+            "time in the future"
+        );
+        assert_eq!(
+            skipped("{\"event_type\": \"/x\", \"time\": \"1969-12-31T23:59:59+00:00\"}"),
+            "time not understood"
+        );
+        let play = |data: &str| {
+            format!(
+                "{{\"username\": \"a\", \"event_type\": \"play_video\", \"time\": \"2014-10-25T10:00:00+00:00\", \"event\": {data}, \"context\": {{\"course_id\": \"c\"}}}}"
+            )
+        };
+        assert_eq!(
+            skipped(&play(r#""{\"id\": \"v\", \"currentTime\": 1e400}""#)),
+            "video event data not understood"
+        );
+        assert_eq!(
+            skipped(&play(r#"{"id": "v", "currentTime": "NaN"}"#)),
+            "video time missing, negative or over 10 hours"
+        );
+        let long = format!(
+            "{{\"username\": \"{}\", \"event_type\": \"play_video\", \"time\": \"2014-10-25T10:00:00+00:00\", \"event\": {{\"id\": \"v\", \"currentTime\": 1}}}}",
+            "u".repeat(100_000)
+        );
+        assert_ne!(skipped(&long), "mapped");
+        assert_eq!(skipped("\u{0}\u{ff}"), "not JSON");
     }
 
     #[test]

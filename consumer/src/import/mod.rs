@@ -114,6 +114,10 @@ pub enum Skip {
     /// A `time` not understood, or before 1970.
     #[error("time not understood")]
     BadTime,
+    /// A `time` more than a day after the import: a clock gone wrong,
+    /// which would make every later live event look late.
+    #[error("time in the future")]
+    FutureTime,
     /// A `page_close` without a `page`.
     #[error("page_close without a page URL")]
     NoPage,
