@@ -364,7 +364,40 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
         out.contains("page closes (of pages served in the logs) 1"),
         "{out}"
     );
+    // Visits: alice's edX session is her visitor; day one's two pages are
+    // one visit, day two's a returning one.
+    let week2 = records
+        .iter()
+        .find(|r| r.path.ends_with("/week2/"))
+        .unwrap();
+    assert!(course_page.visitor_id.is_some());
+    assert_eq!(
+        (tutorial_page.visitor_id, tutorial_page.visit_number),
+        (course_page.visitor_id, course_page.visit_number)
+    );
+    assert_eq!(course_page.new_visit, Some(true));
+    assert_eq!(tutorial_page.new_visit, Some(false));
+    // Day two begins with the page close (a page served outside the logs).
+    assert_eq!(close.visitor_id, course_page.visitor_id);
+    assert_ne!(close.visit_number, course_page.visit_number);
+    assert_eq!((close.new_visit, close.returning), (Some(true), Some(true)));
+    assert_eq!(
+        (week2.visitor_id, week2.visit_number, week2.new_visit),
+        (close.visitor_id, close.visit_number, Some(false))
+    );
     let pages = all(&uri, &db, "page_views").await;
+    let first = pages
+        .iter()
+        .find(|p| {
+            p.get_str("path")
+                .is_ok_and(|p| p.ends_with("/week1/intro/"))
+        })
+        .unwrap();
+    assert_eq!(
+        first.get_f64("time_on_page_s").ok(),
+        Some(1.0),
+        "the next page of the visit came a second later: {first}"
+    );
     let paths: Vec<&str> = pages
         .iter()
         .filter_map(|p| p.get_str("path").ok())

@@ -76,7 +76,7 @@ pub use error::ConfigError;
 #[cfg(feature = "axum")]
 pub use events::MAX_EVENTS_PER_REQUEST;
 pub use identity::{FromExtension, Identify, Identity};
-pub use past::{Enrichment, PastRequest};
+pub use past::{Enrichment, PastRequest, PastVisit};
 pub use shipper::{Shipper, ShipperHandle};
 pub use stats::Stats;
 pub use visitlog_schema::{CatalogItem, Learner};

@@ -18,6 +18,7 @@ use crate::enrich::ua::UaInput;
 use crate::enrich::{Captured, Enricher};
 use crate::error::ConfigError;
 use crate::identity::Identity;
+use crate::visitor::Visit;
 
 /// The session-hash key when `VISITLOG_COOKIE_KEY` is not set: fixed, so
 /// that two imports hash a session alike (a live layer without a key uses
@@ -66,12 +67,30 @@ pub struct PastRequest {
     pub user: Option<String>,
     /// The app's session id (only its keyed hash is kept).
     pub session: Option<String>,
+    /// The visit, when the log's source can tell one ([`PastVisit`]).
+    pub visit: Option<PastVisit>,
+}
+
+/// A historic request's visit, as the importer worked it out (the live
+/// layer reads it from the visitor cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastVisit {
+    /// The visitor ([`Enrichment::visitor`]).
+    pub visitor_id: Uuid,
+    /// Which of the visitor's visits.
+    pub visit_number: u32,
+    /// The visit's first request.
+    pub new_visit: bool,
+    /// The visitor had a visit within the returning window before.
+    pub returning: bool,
 }
 
 /// The layer's enrichment, for records it did not capture.
 pub struct Enrichment {
     enricher: Enricher,
     keyed: bool,
+    visit_timeout: Duration,
+    returning_window: Duration,
 }
 
 impl std::fmt::Debug for Enrichment {
@@ -94,6 +113,8 @@ impl Enrichment {
         Ok(Self {
             enricher: Enricher::new(config, key)?,
             keyed: config.cookie_key.is_some(),
+            visit_timeout: config.visit_timeout,
+            returning_window: config.returning_window,
         })
     }
 
@@ -133,7 +154,12 @@ impl Enrichment {
             ua,
             headers: Vec::new(),
             client_ip: request.client_ip,
-            visit: None,
+            visit: request.visit.map(|v| Visit {
+                visitor_id: v.visitor_id,
+                visit_number: v.visit_number,
+                new_visit: v.new_visit,
+                returning: v.returning,
+            }),
             identity: Identity {
                 user: request.user,
                 session_id: request.session,
@@ -152,6 +178,24 @@ impl Enrichment {
     /// The keyed hash a record stores for the session id `raw`.
     pub fn session(&self, raw: &str) -> String {
         self.enricher.hash_session(raw)
+    }
+
+    /// The visitor a log's session id `raw` stands for, when the log has
+    /// no visitor cookie: a UUID (version 8) of its keyed hash, so the
+    /// same session is the same visitor in every import.
+    pub fn visitor(&self, raw: &str) -> Uuid {
+        self.enricher.session_visitor(raw)
+    }
+
+    /// Idle time that ends a visit (`VISITLOG_VISIT_TIMEOUT`).
+    pub fn visit_timeout(&self) -> Duration {
+        self.visit_timeout
+    }
+
+    /// How recent a previous visit makes a visit returning
+    /// (`VISITLOG_RETURNING_WINDOW`).
+    pub fn returning_window(&self) -> Duration {
+        self.returning_window
     }
 
     /// The parsed user agent of `raw`, bots told apart.
@@ -201,6 +245,7 @@ mod tests {
             client_ip: Some("81.2.69.142".parse().unwrap()),
             user: Some("alice".to_owned()),
             session: Some("d1f2e3".to_owned()),
+            visit: None,
         }
     }
 

@@ -18,6 +18,7 @@ use super::ids::record_id;
 use super::lenient::{Number, Text};
 use super::pages::OpenPages;
 use super::viewings::{MAX_TIME, StreamKey, Viewings};
+use super::visits::Visits;
 use super::{Mapped, Skip};
 
 /// The language of a video the catalog does not know (ISO 639-2 "undetermined").
@@ -142,6 +143,7 @@ pub struct EdxMapper {
     catalog: HashMap<String, Placed>,
     viewings: Viewings,
     pages: OpenPages,
+    visits: Visits,
     /// Videos the catalog did not place.
     pub missing: Missing,
 }
@@ -150,6 +152,7 @@ impl EdxMapper {
     /// A mapper placing videos by `catalog` (`video_id` to its tutorial).
     pub fn new(enrichment: Enrichment, catalog: HashMap<String, Placed>) -> Self {
         Self {
+            visits: Visits::new(enrichment.visit_timeout(), enrichment.returning_window()),
             enrichment,
             catalog,
             viewings: Viewings::default(),
@@ -226,6 +229,10 @@ impl EdxMapper {
             client_ip: parsed.ip.get().and_then(|ip| ip.parse().ok()),
             user: parsed.username.get().map(str::to_owned),
             session: parsed.session.get().map(str::to_owned),
+            visit: parsed
+                .session
+                .get()
+                .map(|raw| self.visits.visit(raw, at, || self.enrichment.visitor(raw))),
         });
         Mapped::record(&record)
     }

@@ -21,6 +21,7 @@ mod progress;
 mod read;
 mod summary;
 mod viewings;
+mod visits;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -203,6 +203,18 @@ impl Enricher {
         parsed
     }
 
+    /// The visitor an imported log's session stands for: keyed like the
+    /// session's hash, under another label, so neither reveals the other.
+    pub(crate) fn session_visitor(&self, session_id: &str) -> uuid::Uuid {
+        let mut mac = self.session_mac.clone();
+        mac.update(b"visitlog import visitor\0");
+        mac.update(session_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Uuid::new_v8(bytes)
+    }
+
     /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
     pub(crate) fn hash_session(&self, session_id: &str) -> String {
         let mut mac = self.session_mac.clone();
