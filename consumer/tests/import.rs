@@ -376,6 +376,10 @@ async fn edx_logs_import_with_the_pipeline_rules_and_again_add_nothing() {
         (course_page.visitor_id, course_page.visit_number)
     );
     assert_eq!(course_page.new_visit, Some(true));
+    assert!(
+        all(&uri, &db, "learner_links").await.is_empty(),
+        "an edX session is no browser to link"
+    );
     assert_eq!(tutorial_page.new_visit, Some(false));
     // Day two begins with the page close (a page served outside the logs).
     assert_eq!(close.visitor_id, course_page.visitor_id);

@@ -319,7 +319,7 @@ async fn store(
     config: &Config,
     sink: &Sink,
     analytics: &Analytics,
-    prepared: Prepared,
+    mut prepared: Prepared,
     format: Format,
     summary: &mut Summary,
     pending: &mut Pending,
@@ -338,6 +338,11 @@ async fn store(
         crate::sink::Moved::default()
     };
     let reattributed = started.elapsed();
+    if format == Format::Edx {
+        // An edX session stands for a visitor only to cut visits: no
+        // browser's anonymous history is behind it to link to the user.
+        prepared.links.clear();
+    }
     let (stored, mut to_derive) = sink
         .store(prepared, WRITER, WRITER, config.dead_letter_max_bytes)
         .await?;

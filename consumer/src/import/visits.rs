@@ -107,6 +107,16 @@ impl Visits {
             state.last_ms = state.last_ms.max(at_ms);
             return past(state, false);
         }
+        // Before the open visit (logs out of order): a visit of its own,
+        // leaving the open one as it is.
+        if at_ms < state.started_ms {
+            return PastVisit {
+                visitor_id: state.visitor_id,
+                visit_number: number(at_ms),
+                new_visit: true,
+                returning: false,
+            };
+        }
         state.returning = at_ms > state.last_ms && at_ms - state.last_ms <= window;
         state.visit_number = number(at_ms);
         state.started_ms = at_ms;
@@ -177,6 +187,12 @@ mod tests {
         let late = v.visit("s", t0 + 5 * MIN, || unreachable!());
         assert_eq!(late.visit_number, first.visit_number);
         assert!(!late.new_visit);
+        // Before the visit began: a visit of its own; the open one goes on.
+        let earlier = v.visit("s", t0 - 120 * MIN, || unreachable!());
+        assert!(earlier.new_visit);
+        assert_ne!(earlier.visit_number, first.visit_number);
+        let after = v.visit("s", t0 + 20 * MIN, || unreachable!());
+        assert_eq!(after.visit_number, first.visit_number);
     }
 
     #[test]
