@@ -19,6 +19,7 @@ mod lenient;
 mod pages;
 mod progress;
 mod read;
+mod recent;
 mod summary;
 mod viewings;
 mod visits;

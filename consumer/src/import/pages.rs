@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+use super::recent::trim;
+
 /// A page served this long ago (ms of log time) is forgotten: its close,
 /// if it comes, is a view of its own.
 const OPEN_MS: i64 = 6 * 3600 * 1000;
@@ -32,13 +34,7 @@ pub(crate) struct OpenPages {
 impl OpenPages {
     fn sweep(&mut self, at_ms: i64) {
         if at_ms - self.swept_ms >= OPEN_MS || self.served.len() >= MAX_PAGES {
-            self.served.retain(|_, t| at_ms - *t < OPEN_MS);
-            if self.served.len() >= MAX_PAGES {
-                let mut times: Vec<i64> = self.served.values().copied().collect();
-                times.sort_unstable();
-                let cut = times[times.len() / 2];
-                self.served.retain(|_, t| *t > cut);
-            }
+            trim(&mut self.served, at_ms, OPEN_MS, MAX_PAGES, |t| *t);
             self.swept_ms = at_ms;
         }
     }

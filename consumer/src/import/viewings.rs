@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use super::recent::trim;
+
 /// Positions beyond this (10 hours) or below 0 are not believed: the event
 /// is left out, as the pipeline leaves it out.
 pub(crate) const MAX_TIME: f64 = 36_000.0;
@@ -97,14 +99,14 @@ pub(crate) struct Viewings {
 
 impl Viewings {
     fn state(&mut self, key: &StreamKey, at_ms: i64) -> &mut State {
-        if at_ms - self.swept_ms >= IDLE_MS {
-            self.streams.retain(|_, s| at_ms - s.last_ms < IDLE_MS);
+        let full = self.streams.len() >= MAX_STREAMS && !self.streams.contains_key(key);
+        if at_ms - self.swept_ms >= IDLE_MS || full {
+            trim(&mut self.streams, at_ms, IDLE_MS, MAX_STREAMS, |s| {
+                s.last_ms
+            });
             self.swept_ms = at_ms;
         }
         if !self.streams.contains_key(key) {
-            if self.streams.len() >= MAX_STREAMS {
-                self.forget_idle(at_ms);
-            }
             self.streams.insert(key.clone(), State::default());
         }
         let state = self
@@ -121,18 +123,6 @@ impl Viewings {
     /// Events seen earlier than their stream's latest event.
     pub(crate) fn out_of_order(&self) -> u64 {
         self.out_of_order
-    }
-
-    /// Drops streams idle for [`IDLE_MS`]; if that is not enough, the
-    /// older half.
-    fn forget_idle(&mut self, now_ms: i64) {
-        self.streams.retain(|_, s| now_ms - s.last_ms < IDLE_MS);
-        if self.streams.len() >= MAX_STREAMS {
-            let mut times: Vec<i64> = self.streams.values().map(|s| s.last_ms).collect();
-            times.sort_unstable();
-            let cut = times[times.len() / 2];
-            self.streams.retain(|_, s| s.last_ms > cut);
-        }
     }
 
     /// How many streams are remembered.

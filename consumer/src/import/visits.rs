@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 
 use uuid::Uuid;
+
+use super::recent::trim;
 use visitlog_middleware::PastVisit;
 
 /// Sessions remembered at most.
@@ -61,14 +63,9 @@ impl Visits {
         if at_ms - self.swept_ms < SWEEP_MS && self.sessions.len() < MAX_SESSIONS {
             return;
         }
-        let keep = self.window_ms.max(self.timeout_ms);
-        self.sessions.retain(|_, s| at_ms - s.last_ms <= keep);
-        if self.sessions.len() >= MAX_SESSIONS {
-            let mut times: Vec<i64> = self.sessions.values().map(|s| s.last_ms).collect();
-            times.sort_unstable();
-            let cut = times[times.len() / 2];
-            self.sessions.retain(|_, s| s.last_ms > cut);
-        }
+        // Kept while a visit could still return (idle up to the window).
+        let keep = self.window_ms.max(self.timeout_ms).saturating_add(1);
+        trim(&mut self.sessions, at_ms, keep, MAX_SESSIONS, |s| s.last_ms);
         self.swept_ms = at_ms;
     }
 
