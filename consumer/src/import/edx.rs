@@ -17,6 +17,7 @@ use visitlog_schema::{
 use super::ids::record_id;
 use super::lenient::{Number, Text};
 use super::pages::OpenPages;
+use super::recent::MAX_KEY;
 use super::viewings::{MAX_TIME, StreamKey, Viewings};
 use super::visits::Visits;
 use super::{Mapped, Skip};
@@ -144,6 +145,8 @@ pub struct EdxMapper {
     viewings: Viewings,
     pages: OpenPages,
     visits: Visits,
+    /// Times after this (a day after the import began) are not believed.
+    latest: DateTime<Utc>,
     /// Videos the catalog did not place.
     pub missing: Missing,
 }
@@ -157,6 +160,7 @@ impl EdxMapper {
             catalog,
             viewings: Viewings::default(),
             pages: OpenPages::default(),
+            latest: Utc::now() + chrono::Duration::days(1),
             missing: Missing::default(),
         }
     }
@@ -184,7 +188,7 @@ impl EdxMapper {
         let Some(ts) = parse_time(time) else {
             return Mapped::Skipped(Skip::BadTime);
         };
-        if ts > Utc::now() + chrono::Duration::days(1) {
+        if ts > self.latest {
             return Mapped::Skipped(Skip::FutureTime);
         }
         let Some(id) = record_id(ts, line) else {
@@ -229,9 +233,11 @@ impl EdxMapper {
             client_ip: parsed.ip.get().and_then(|ip| ip.parse().ok()),
             user: parsed.username.get().map(str::to_owned),
             session: parsed.session.get().map(str::to_owned),
+            // A session id too long to remember makes a visit of its own.
             visit: parsed
                 .session
                 .get()
+                .filter(|raw| raw.len() <= MAX_KEY)
                 .map(|raw| self.visits.visit(raw, at, || self.enrichment.visitor(raw))),
         });
         Mapped::record(&record)
@@ -271,6 +277,10 @@ impl EdxMapper {
             .context
             .and_then(|c| serde_json::from_str::<Context<'_>>(c.get()).ok())
             .and_then(|c| c.course_id.get().map(str::to_owned));
+        // Both are the viewing's key across lines.
+        if video.len() > MAX_KEY || course.as_ref().is_some_and(|c| c.len() > MAX_KEY) {
+            return Mapped::Skipped(Skip::IdTooLong);
+        }
         let placed = match self.catalog.get(video) {
             Some(placed) => placed.clone(),
             None => {
@@ -583,6 +593,15 @@ mod tests {
         );
         assert_ne!(skipped(&long), "mapped");
         assert_eq!(skipped("\u{0}\u{ff}"), "not JSON");
+        // Ids kept across lines are bounded, so 100,000 hostile lines of
+        // 1 MiB ids cannot hold 100 GB.
+        let huge = "v".repeat(MAX_KEY + 1);
+        assert_eq!(
+            skipped(&play(&format!(
+                "{{\"id\": \"{huge}\", \"currentTime\": 1}}"
+            ))),
+            "video or course id longer than 512 bytes"
+        );
     }
 
     #[test]

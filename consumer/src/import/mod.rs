@@ -138,6 +138,9 @@ pub enum Skip {
     /// A video the catalog does not know, without a course to place it.
     #[error("video not in the catalog, and no course_id")]
     NoCourse,
+    /// A video or course id too long to remember across lines.
+    #[error("video or course id longer than 512 bytes")]
+    IdTooLong,
     /// A position missing, negative or over 10 hours.
     #[error("video time missing, negative or over 10 hours")]
     VideoTime,

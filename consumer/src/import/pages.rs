@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::recent::trim;
+use super::recent::{MAX_KEY, trim};
 
 /// A page served this long ago (ms of log time) is forgotten: its close,
 /// if it comes, is a view of its own.
@@ -41,6 +41,9 @@ impl OpenPages {
 
     /// The server served `path` to `who` at `at_ms`.
     pub(crate) fn served(&mut self, who: &str, path: &str, at_ms: i64) {
+        if who.len() > MAX_KEY || path.len() > MAX_KEY {
+            return; // Not remembered: its close will be a view of its own.
+        }
         self.sweep(at_ms);
         let at = self
             .served
@@ -92,6 +95,16 @@ mod tests {
         assert!(!pages.closed("s1", "/a", 8 * HOUR));
         pages.served("s1", "/b", 10 * HOUR);
         assert!(!pages.closed("s1", "/b", 9 * HOUR));
+    }
+
+    #[test]
+    fn overlong_ids_are_not_remembered() {
+        let mut pages = OpenPages::default();
+        let long = "x".repeat(MAX_KEY + 1);
+        pages.served(&long, "/a", 1000);
+        pages.served("s1", &long, 1000);
+        assert_eq!(pages.len(), 0);
+        assert!(!pages.closed(&long, "/a", 2000), "its close is a view");
     }
 
     #[test]

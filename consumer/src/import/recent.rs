@@ -1,9 +1,15 @@
 //! The one bound on the state an import keeps across lines (open viewings,
 //! served pages, sessions' visits): entries idle too long by the log's own
-//! clock go, and past a maximum the older half goes too.
+//! clock go, and past a maximum the older half goes too. Keys are bounded
+//! in size by their owners ([`MAX_KEY`]), so memory is bounded in bytes,
+//! whatever a hostile log's ids.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+
+/// Longest id (bytes) kept as a key of this state: a session, path,
+/// course or video id beyond it is not remembered across lines.
+pub(crate) const MAX_KEY: usize = 512;
 
 /// Drops from `map` what was last seen `keep_ms` or longer before
 /// `now_ms` (by `last_ms`); if `max` or more entries remain, the older
