@@ -76,10 +76,11 @@ pub use error::ConfigError;
 #[cfg(feature = "axum")]
 pub use events::MAX_EVENTS_PER_REQUEST;
 pub use identity::{FromExtension, Identify, Identity};
-pub use past::{Enrichment, PastRequest, PastVisit};
+pub use past::{Enrichment, PastRequest};
 pub use shipper::{Shipper, ShipperHandle};
 pub use stats::Stats;
 pub use visitlog_schema::{CatalogItem, Learner};
+pub use visitor::Visit;
 
 #[cfg(test)]
 mod tests;

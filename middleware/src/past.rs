@@ -67,22 +67,8 @@ pub struct PastRequest {
     pub user: Option<String>,
     /// The app's session id (only its keyed hash is kept).
     pub session: Option<String>,
-    /// The visit, when the log's source can tell one ([`PastVisit`]).
-    pub visit: Option<PastVisit>,
-}
-
-/// A historic request's visit, as the importer worked it out (the live
-/// layer reads it from the visitor cookie).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PastVisit {
-    /// The visitor ([`Enrichment::visitor`]).
-    pub visitor_id: Uuid,
-    /// Which of the visitor's visits.
-    pub visit_number: u32,
-    /// The visit's first request.
-    pub new_visit: bool,
-    /// The visitor had a visit within the returning window before.
-    pub returning: bool,
+    /// The visit, when the log's source can tell one.
+    pub visit: Option<Visit>,
 }
 
 /// The layer's enrichment, for records it did not capture.
@@ -154,12 +140,7 @@ impl Enrichment {
             ua,
             headers: Vec::new(),
             client_ip: request.client_ip,
-            visit: request.visit.map(|v| Visit {
-                visitor_id: v.visitor_id,
-                visit_number: v.visit_number,
-                new_visit: v.new_visit,
-                returning: v.returning,
-            }),
+            visit: request.visit,
             identity: Identity {
                 user: request.user,
                 session_id: request.session,

@@ -21,13 +21,19 @@ type HmacSha256 = Hmac<Sha256>;
 /// Clock skew tolerated between cookie times and now.
 const SKEW_SECS: i64 = 300;
 
-/// The visit-related fields of one request.
+/// The visit-related fields of one request: from the visitor cookie for
+/// live requests, worked out by the importer for historic ones
+/// ([`crate::PastRequest::visit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Visit {
-    pub(crate) visitor_id: Uuid,
-    pub(crate) visit_number: u32,
-    pub(crate) new_visit: bool,
-    pub(crate) returning: bool,
+pub struct Visit {
+    /// The browser (the visitor cookie's id).
+    pub visitor_id: Uuid,
+    /// Which of the visitor's visits.
+    pub visit_number: u32,
+    /// The visit's first request.
+    pub new_visit: bool,
+    /// The visitor had a visit within the returning window before.
+    pub returning: bool,
 }
 
 /// What [`VisitorTracker::observe`] decided.

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::recent::trim;
-use visitlog_middleware::PastVisit;
+use visitlog_middleware::Visit;
 
 /// Sessions remembered at most.
 pub(crate) const MAX_SESSIONS: usize = 100_000;
@@ -76,7 +76,7 @@ impl Visits {
         session: &str,
         at_ms: i64,
         visitor: impl FnOnce() -> Uuid,
-    ) -> PastVisit {
+    ) -> Visit {
         self.sweep(at_ms);
         let number = |ms: i64| {
             u32::try_from(ms.div_euclid(60_000))
@@ -107,7 +107,7 @@ impl Visits {
         // Before the open visit (logs out of order): a visit of its own,
         // leaving the open one as it is.
         if at_ms < state.started_ms {
-            return PastVisit {
+            return Visit {
                 visitor_id: state.visitor_id,
                 visit_number: number(at_ms),
                 new_visit: true,
@@ -127,8 +127,8 @@ impl Visits {
     }
 }
 
-fn past(s: &Session, new_visit: bool) -> PastVisit {
-    PastVisit {
+fn past(s: &Session, new_visit: bool) -> Visit {
+    Visit {
         visitor_id: s.visitor_id,
         visit_number: s.visit_number,
         new_visit,

@@ -206,22 +206,24 @@ impl Enricher {
     /// The visitor an imported log's session stands for: keyed like the
     /// session's hash, under another label, so neither reveals the other.
     pub(crate) fn session_visitor(&self, session_id: &str) -> uuid::Uuid {
-        let mut mac = self.session_mac.clone();
-        mac.update(b"visitlog import visitor\0");
-        mac.update(session_id.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        uuid::Uuid::new_v8(bytes)
+        uuid::Uuid::new_v8(self.keyed(b"visitlog import visitor\0", session_id))
     }
 
     /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
     pub(crate) fn hash_session(&self, session_id: &str) -> String {
+        let digest = self.keyed(b"visitlog session\0", session_id);
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first 16 bytes of the session key's HMAC of `label` and `id`.
+    fn keyed(&self, label: &[u8], id: &str) -> [u8; 16] {
         let mut mac = self.session_mac.clone();
-        mac.update(b"visitlog session\0");
-        mac.update(session_id.as_bytes());
+        mac.update(label);
+        mac.update(id.as_bytes());
         let digest = mac.finalize().into_bytes();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        bytes
     }
 }
 
