@@ -678,49 +678,22 @@ fn many_learners(learners: u32) -> String {
             t,
             &format!("/courses/{COURSE}/courseware/week1/intro/"),
         ));
-        lines.push(video(&user, t + 1.0, "load_video", v, json!({})));
-        lines.push(video(
-            &user,
-            t + 2.0,
-            "play_video",
-            v,
-            json!({ "currentTime": 0 }),
-        ));
-        lines.push(video(
-            &user,
-            t + 12.0,
-            "seek_video",
-            v,
-            json!({ "old_time": 10, "new_time": 20 }),
-        ));
-        lines.push(video(
-            &user,
-            t + 12.1,
-            "play_video",
-            v,
-            json!({ "currentTime": 10 }),
-        ));
-        lines.push(video(
-            &user,
-            t + 40.0,
-            "pause_video",
-            v,
-            json!({ "currentTime": 48 }),
-        ));
-        lines.push(video(
-            &user,
-            t + 41.0,
-            "play_video",
-            v,
-            json!({ "currentTime": 48 }),
-        ));
-        lines.push(video(
-            &user,
-            t + 50.0,
-            "stop_video",
-            v,
-            json!({ "currentTime": 57 }),
-        ));
+        let watching = [
+            (1.0, "load_video", json!({})),
+            (2.0, "play_video", json!({ "currentTime": 0 })),
+            (
+                12.0,
+                "seek_video",
+                json!({ "old_time": 10, "new_time": 20 }),
+            ),
+            (12.1, "play_video", json!({ "currentTime": 10 })),
+            (40.0, "pause_video", json!({ "currentTime": 48 })),
+            (41.0, "play_video", json!({ "currentTime": 48 })),
+            (50.0, "stop_video", json!({ "currentTime": 57 })),
+        ];
+        for (dt, kind, data) in watching {
+            lines.push(video(&user, t + dt, kind, v, data));
+        }
         lines.push(json!({ "username": &user, "event_source": "server", "event_type": "problem_check", "time": at(t + 60.0), "event": {} }));
     }
     lines

@@ -330,7 +330,7 @@ async fn store(
 ) -> anyhow::Result<()> {
     let rules = config.rules();
     let started = Instant::now();
-    let moved = if format == Format::Edx {
+    let mut moved = if format == Format::Edx {
         let events: Vec<_> = prepared
             .events
             .iter()
@@ -361,7 +361,7 @@ async fn store(
     );
     pending.refolds.merge(refolds);
     pending.refolds.merge(moved.refolds.clone());
-    to_derive.marks.extend(moved.marks.clone());
+    to_derive.marks.append(&mut moved.marks);
     analytics
         .marks()
         .mark(std::mem::take(&mut to_derive.marks))
