@@ -1,6 +1,7 @@
 //! The dirty-mark protocol against a real server: marks throttle, claims
-//! exclude each other, settling deletes only what nothing re-marked, and a
-//! consumer overtaken by another (its lease lapsed) marks the key again.
+//! exclude each other, settling deletes only what nothing re-marked (even a
+//! mark made while the claim was made), and a consumer overtaken by another
+//! (its lease lapsed) marks the key again.
 
 #![allow(clippy::unwrap_used)]
 
@@ -149,4 +150,52 @@ async fn an_overtaken_consumer_marks_the_key_again() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let claimed = b.claim(DerivedKind::Day, 10).await.unwrap();
     assert_eq!(claimed[0].mark.key, "2026-12-01");
+}
+
+/// A claim's `gen` is the one its update matched: a mark that lands
+/// between the update and the claim's read back is not computed (its
+/// `from_ms` came after the claim took `from_ms`), so settling keeps it.
+#[tokio::test]
+async fn a_mark_made_while_a_claim_is_made_is_never_settled_away() {
+    let db = test_database();
+    let (a, sink) = marks("a", Duration::ZERO, Duration::from_secs(60), &db).await;
+    let (b, _) = marks("b", Duration::ZERO, Duration::from_secs(60), &db).await;
+    // Many learners marked from 20 s, then claimed by a while b marks each
+    // from 10 s, one at a time: b's marks land before a's claim, between
+    // its update and its read back, and after it.
+    let learners: Vec<String> = (0..60).map(|i| format!("user:u{i}")).collect();
+    for round in 0..5 {
+        a.mark(learners.iter().map(|l| Mark::learner(l, 20_000)))
+            .await
+            .unwrap();
+        let marking = async {
+            for l in &learners {
+                b.mark([Mark::learner(l, 10_000)]).await.unwrap();
+            }
+        };
+        let (claimed, ()) = tokio::join!(a.claim(DerivedKind::Learner, 100), marking);
+        let claimed = claimed.unwrap();
+        assert!(!claimed.is_empty(), "round {round}: a claimed nothing");
+        a.settle(&claimed).await.unwrap();
+        for c in &claimed {
+            // Computed from 10 s, or still marked from 10 s.
+            let left = stored(&sink, &format!("learner:{}", c.mark.key)).await;
+            let marked_from = left
+                .as_ref()
+                .filter(|m| m.contains_key("from_ms"))
+                .map(|m| int(m, "from_ms"));
+            assert!(
+                c.mark.from_ms == Some(10_000) || marked_from == Some(10_000),
+                "round {round}: {} claimed from {:?}, left {left:?}",
+                c.mark.key,
+                c.mark.from_ms
+            );
+        }
+        // Start the next round afresh.
+        sink.database()
+            .collection::<Document>("derivations")
+            .delete_many(doc! {})
+            .await
+            .unwrap();
+    }
 }

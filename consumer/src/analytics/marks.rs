@@ -24,6 +24,13 @@
 //! stored before it: the documents converge to the fold of all records,
 //! whatever the order, the replays and the number of consumers.
 //!
+//! `gen` as claimed is the one the claim's update matched (it is in the
+//! update's filter), never one read back after it: a mark landing between
+//! the claim and such a read would count as computed, yet its `from_ms`
+//! came after the claim moved `from_ms` away, so the computation starts
+//! later than its activity, and settling would delete the only record of
+//! it (a learner's earlier page view left out of its sessions for good).
+//!
 //! Counters and times are integers (milliseconds): nx-27017 stores `$min`
 //! on a date as a string and compares dates to the second.
 
@@ -128,7 +135,7 @@ impl Mark {
 pub struct Claimed {
     /// The mark as it was when claimed.
     pub mark: Mark,
-    /// Its `gen` when claimed.
+    /// Its `gen` when claimed: the one the claim's update matched.
     pub generation: i64,
     /// Its `fence` after our claim.
     pub fence: i64,
@@ -254,12 +261,26 @@ impl Marks {
             return Ok(Vec::new());
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
+        // The `gen` each claim is made at: the claim matches only the mark
+        // as read (every mark increments `gen`; `from_ms` as read as well,
+        // for a mark settled and made anew in between, whose `gen` starts
+        // over), and settling compares with this `gen`, so a mark made
+        // after the claim keeps the key marked, with its `from_ms`.
+        let mut generations: BTreeMap<&str, i64> = BTreeMap::new();
         let statements: Vec<Document> = due
             .iter()
             .filter_map(|d| {
                 let id = d.get_str("_id").ok()?;
-                let mut filter = doc! { "_id": id, "fence": number(d.get("fence")), "lease_ms": { "$lte": now } };
-                let mut set = doc! { "lease_ms": now + self.lease_ms, "owner": &self.owner, "claim": &token };
+                let generation = number(d.get("gen"));
+                generations.insert(id, generation);
+                let mut filter = doc! {
+                    "_id": id,
+                    "gen": generation,
+                    "fence": number(d.get("fence")),
+                    "lease_ms": { "$lte": now },
+                };
+                let mut set =
+                    doc! { "lease_ms": now + self.lease_ms, "owner": &self.owner, "claim": &token };
                 // `from_ms` moves into the claim, so that marks made from now
                 // on start afresh (a key marked without pause would otherwise
                 // be computed from its first activity forever); it stays
@@ -285,14 +306,20 @@ impl Marks {
         self.db
             .run_command(doc! { "update": DERIVATIONS, "updates": statements, "ordered": false })
             .await?;
-        let ids: Vec<&str> = due.iter().filter_map(|d| d.get_str("_id").ok()).collect();
+        let ids: Vec<&str> = generations.keys().copied().collect();
         let claimed: Vec<Document> = self
             .coll
             .find(doc! { "_id": { "$in": ids }, "claim": &token })
             .await?
             .try_collect()
             .await?;
-        Ok(claimed.iter().filter_map(|d| claimed_of(kind, d)).collect())
+        Ok(claimed
+            .iter()
+            .filter_map(|d| {
+                let generation = *generations.get(d.get_str("_id").ok()?)?;
+                claimed_of(kind, d, generation)
+            })
+            .collect())
     }
 
     /// Settles marks after their keys were computed and written (see the
@@ -374,7 +401,9 @@ impl Marks {
     }
 }
 
-fn claimed_of(kind: DerivedKind, d: &Document) -> Option<Claimed> {
+/// The claim of mark `d` (as read back by its claim token), made at
+/// `generation`.
+fn claimed_of(kind: DerivedKind, d: &Document, generation: i64) -> Option<Claimed> {
     let key = d.get_str("key").ok()?.to_owned();
     let from_ms = d.get("claimed_from").map(|b| number(Some(b)));
     Some(Claimed {
@@ -384,7 +413,7 @@ fn claimed_of(kind: DerivedKind, d: &Document) -> Option<Claimed> {
             from_ms,
             args: d.get_document("args").cloned().unwrap_or_default(),
         },
-        generation: number(d.get("gen")),
+        generation,
         fence: number(d.get("fence")),
     })
 }
