@@ -1,15 +1,19 @@
 //! The dirty-mark protocol against a real server: marks throttle, claims
 //! exclude each other, settling deletes only what nothing re-marked (even a
-//! mark made while the claim was made), and a consumer overtaken by another
-//! (its lease lapsed) marks the key again.
+//! mark made while the claim was made), a consumer overtaken by another
+//! (its lease lapsed) marks the key again, and a visit's page views have
+//! one key, whichever key a ping marks.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use bson::{Document, doc};
-use visitlog_consumer::analytics::{DerivedKind, Mark, Marks};
+use visitlog_analytics::{AnalyticsRules, visit_key};
+use visitlog_consumer::analytics::{Analytics, DerivedKind, Mark, Marks};
+use visitlog_consumer::batch::Preparer;
 use visitlog_consumer::sink::Sink;
+use visitlog_schema::{EventRecord, EventType, RequestRecord};
 use visitlog_tests::{shared_mongodb_uri, test_database};
 
 async fn marks(owner: &str, interval: Duration, lease: Duration, db: &str) -> (Marks, Sink) {
@@ -198,4 +202,78 @@ async fn a_mark_made_while_a_claim_is_made_is_never_settled_away() {
             .await
             .unwrap();
     }
+}
+
+/// Stores records as a consumer does, and marks what they touch.
+async fn store(sink: &Sink, marks: &Marks, records: &[&impl serde::Serialize]) {
+    let raw = records
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap())
+        .collect();
+    let prepared = Preparer::new().unwrap().prepare(raw);
+    assert!(prepared.dead.is_empty(), "{:?}", prepared.dead);
+    let (_, batch) = sink.store(prepared, "t", "q", 1 << 20).await.unwrap();
+    marks.mark(batch.marks).await.unwrap();
+}
+
+/// Claims exclude per key, and a ping marks its page's key (`page:<id>`),
+/// not its visit's: were both keys to compute the visit's page views, the
+/// visit's claim could read before a ping and write after the page's claim
+/// wrote it, both settling cleanly, the ping left out for good. The page's
+/// key only marks the visit, so the visit's key writes it once more. a's
+/// computation is played by hand: it writes the page view as a read before
+/// the second ping gives it.
+#[tokio::test]
+async fn a_ping_during_its_visits_claim_is_never_left_out() {
+    let db = test_database();
+    let (a, sink) = marks("a", Duration::ZERO, Duration::from_secs(60), &db).await;
+    let b = Analytics::new(sink.clone(), AnalyticsRules::default(), Duration::ZERO, "b");
+    b.setup().await.unwrap();
+    let page = RequestRecord::example();
+    let ping = |s: i64| {
+        let mut e = EventRecord::example();
+        e.id = uuid::Uuid::now_v7();
+        e.event_type = EventType::PagePing;
+        e.ts = page.ts + chrono::Duration::seconds(s);
+        (e.visitor_id, e.visit_number) = (page.visitor_id, page.visit_number);
+        (e.video_id, e.position, e.duration) = (None, None, None);
+        e.page_view = Some(page.id);
+        e.active_ms = Some(15_000);
+        e
+    };
+    let views = sink.database().collection::<Document>("page_views");
+    let pings = async || {
+        let v = views.find_one(doc! { "_id": page.id.to_string() }).await;
+        int(&v.unwrap().unwrap(), "pings")
+    };
+    store(&sink, b.marks(), &[&page]).await;
+    store(&sink, b.marks(), &[&ping(15)]).await;
+    b.pass().await.unwrap();
+    assert_eq!(pings().await, 1);
+    // What a computation of the visit reading now writes.
+    let older = views
+        .find_one(doc! { "_id": page.id.to_string() })
+        .await
+        .unwrap()
+        .unwrap();
+    // a claims the visit (a replay of its page marked it) and reads ...
+    a.mark([Mark::new(DerivedKind::Visit, visit_key(&page))])
+        .await
+        .unwrap();
+    let held = a.claim(DerivedKind::Visit, 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    // ... b stores a second ping and computes what it marked ...
+    store(&sink, b.marks(), &[&ping(30)]).await;
+    b.pass().await.unwrap();
+    assert_eq!(pings().await, 1, "the visit is a's to write");
+    // ... and a writes what it read, then settles.
+    views
+        .replace_one(doc! { "_id": page.id.to_string() }, older)
+        .await
+        .unwrap();
+    a.settle(&held).await.unwrap();
+    // What is still marked is computed: the page view has both pings.
+    b.pass().await.unwrap();
+    assert_eq!(a.pending().await.unwrap(), 0);
+    assert_eq!(pings().await, 2, "the second ping left out");
 }

@@ -123,7 +123,7 @@ impl Analytics {
         }
         Ok(Computed {
             written: replace_all(&self.sink, Coll::TutorialDaily, docs).await?,
-            feeds: Vec::new(),
+            ..Computed::default()
         })
     }
 
@@ -149,7 +149,11 @@ impl Analytics {
         }
         let written = replace_all(&self.sink, Coll::SiteDaily, docs).await?
             + replace_all(&self.sink, Coll::Rollups, rollups).await?;
-        Ok(Computed { written, feeds })
+        Ok(Computed {
+            written,
+            feeds,
+            ..Computed::default()
+        })
     }
 
     /// Each claimed month's rollup: its days' rollups added up in day order
@@ -193,7 +197,7 @@ impl Analytics {
             + super::store::delete_ids(&self.sink, Coll::Rollups.name(), empty).await?;
         Ok(Computed {
             written,
-            feeds: Vec::new(),
+            ..Computed::default()
         })
     }
 

@@ -1,7 +1,8 @@
 //! The derivation loop: every second, for each kind in dependency order,
 //! claim the due marks, compute their documents from what is stored, write
-//! them, mark what they feed, and settle the claims. Runs in every consumer
-//! with analytics on; the claims keep two consumers off the same key.
+//! them, mark what they feed (and the keys of the same kind they hand their
+//! work over to), and settle the claims. Runs in every consumer with
+//! analytics on; the claims keep two consumers off the same key.
 
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ pub(super) struct Computed {
     pub(super) written: u64,
     /// The keys of later kinds the writes feed.
     pub(super) feeds: Vec<Mark>,
+    /// Keys of the same kind that own what a claimed key named (a page's
+    /// visit): marked due at once, the claimed key's mark having waited
+    /// its interval already, and computed in the same pass.
+    pub(super) handed: Vec<Mark>,
 }
 
 impl Analytics {
@@ -96,8 +101,10 @@ impl Analytics {
                 // Before settling: a crash in between leaves the claimed
                 // marks, computed again once their lease lapses.
                 self.marks.mark(computed.feeds).await?;
+                let handed = !computed.handed.is_empty();
+                self.marks.mark_now(computed.handed).await?;
                 self.marks.settle(&claimed).await?;
-                if (claimed.len() as i64) < CLAIM {
+                if (claimed.len() as i64) < CLAIM && !handed {
                     break;
                 }
             }

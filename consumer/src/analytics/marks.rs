@@ -8,7 +8,9 @@
 //! - `gen` counts marks: every mark increments it;
 //! - `due_ms` is when to compute it: a new mark is due `interval` after it
 //!   was made, and later marks never push it later, so a busy key is
-//!   computed at most once per interval and a quiet one within it;
+//!   computed at most once per interval and a quiet one within it (a key
+//!   another key hands its work over to is due at once: that key's mark
+//!   waited already);
 //! - `from_ms` (learners) is the earliest activity the marks brought since
 //!   the last claim; a claim moves it to `claimed_from`;
 //! - `fence` counts claims: every claim increments it; `lease_ms` is when
@@ -23,6 +25,12 @@
 //! write is therefore followed by a computation that read everything
 //! stored before it: the documents converge to the fold of all records,
 //! whatever the order, the replays and the number of consumers.
+//!
+//! That holds per key: claims exclude per key, so each derived document is
+//! written by one key's claims only. A key that names another's document
+//! (a ping's page, whose page view is its visit's) marks that key rather
+//! than compute it: two claims of two keys could otherwise write one
+//! document, the older read last, and both settle cleanly.
 //!
 //! `gen` as claimed is the one the claim's update matched (it is in the
 //! update's filter), never one read back after it: a mark landing between
@@ -48,9 +56,9 @@ pub const DERIVATIONS: &str = "derivations";
 /// What a mark asks to compute again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DerivedKind {
-    /// The `page_views` of one visit (key `<visitor>:<n>`), or of the page
-    /// views named by id (`page:<uuid>`: a page without a visitor cookie,
-    /// or the page a ping came from).
+    /// The `page_views` of one visit (key `<visitor>:<n>`), or of a page
+    /// named by id (`page:<uuid>`: a page without a visitor cookie, its own
+    /// visit; or the page a ping came from, whose visit it marks).
     Visit,
     /// The `sessions` of one learner (key: the learner key), from `from_ms`.
     Learner,
@@ -191,6 +199,12 @@ impl Marks {
     /// how many distinct keys.
     pub async fn mark(&self, marks: impl IntoIterator<Item = Mark>) -> Result<u64> {
         self.mark_due(marks, now_ms() + self.interval_ms).await
+    }
+
+    /// Marks keys due at once: the keys a computed key hands its work over
+    /// to, whose own mark waited the interval already.
+    pub(super) async fn mark_now(&self, marks: impl IntoIterator<Item = Mark>) -> Result<u64> {
+        self.mark_due(marks, now_ms()).await
     }
 
     async fn mark_due(&self, marks: impl IntoIterator<Item = Mark>, due: i64) -> Result<u64> {

@@ -71,6 +71,7 @@ impl Analytics {
         Ok(Computed {
             written: replace_all(&self.sink, Coll::VideoStats, docs).await?,
             feeds,
+            ..Computed::default()
         })
     }
 
@@ -103,7 +104,7 @@ impl Analytics {
         }
         Ok(Computed {
             written: replace_all(&self.sink, Coll::Rollups, docs).await?,
-            feeds: Vec::new(),
+            ..Computed::default()
         })
     }
 }

@@ -1,13 +1,27 @@
 //! `page_views`: a claimed visit's page views computed again from its
 //! request records and the pings of its pages. A key `page:<id>` (a page
 //! without a visitor cookie, or the page a ping names) is resolved to the
-//! visit of that request record first.
+//! visit of that request record first: a page without a visitor cookie is
+//! a visit of its own, computed here; a page of a visit `<visitor>:<n>`
+//! only marks that visit, due at once. Claims exclude per key, not per
+//! visit: were the page's key to compute the visit too, its claim and the
+//! visit's could be held by two consumers at once, and the one that read
+//! before a ping could write after the other, both settling cleanly with
+//! the ping left out for good. So one key owns each visit's page views,
+//! and the protocol's guarantee (every write is followed by a computation
+//! that read everything stored before it) holds per document.
+//!
+//! A ping's batch marks its page's key once the ping is stored, and that
+//! key's claim reads the page's record later still: it finds the record
+//! and marks the visit, or the record is stored after that read and its
+//! own batch marks the visit. Either way the visit is computed again from
+//! a read after the ping, whatever the order, replays and consumers.
 
 use std::collections::BTreeMap;
 
 use bson::doc;
 use chrono::Utc;
-use visitlog_analytics::{PageView, day_of, is_page_view, visit_page_views};
+use visitlog_analytics::{PageView, day_of, is_page_view, visit_key, visit_page_views};
 use visitlog_progress::event_from_document;
 use visitlog_schema::{EventRecord, RequestRecord};
 
@@ -29,7 +43,7 @@ enum Visit {
 
 impl Analytics {
     pub(super) async fn visits(&self, claimed: &[Claimed]) -> Result<Computed> {
-        // Each visit, with the highest fence of the claims that name it.
+        // Each visit, with the fence of its key's claim.
         let mut visits: BTreeMap<Visit, i64> = BTreeMap::new();
         let mut pages: BTreeMap<String, i64> = BTreeMap::new();
         for c in claimed {
@@ -43,20 +57,29 @@ impl Analytics {
                 None => tracing::warn!(key = %c.mark.key, "not a visit key; skipped"),
             }
         }
-        // Pages named by id: their own visit when they have one.
+        // Pages named by id: a lone page is computed as its own visit, a
+        // page of a visit marks it (see the module's comment). A page not
+        // stored yet marks its visit when it is; a request that is no page
+        // view has no page view for its pings to change.
         let requests = self.sink.request_logs();
+        let mut computed = Computed::default();
         if !pages.is_empty() {
             let ids: Vec<&String> = pages.keys().collect();
             for d in find_all(requests, doc! { "_id": { "$in": ids } }, doc! { "_id": 1 }).await? {
-                let Some(r) = request_from_document(d) else {
+                let Some(r) = request_from_document(d).filter(is_page_view) else {
                     continue;
                 };
-                let fence = pages.get(&r.id.to_string()).copied().unwrap_or_default();
-                let f = visits.entry(visit_of(&r)).or_default();
-                *f = (*f).max(fence);
+                match visit_of(&r) {
+                    Visit::Page(id) => {
+                        let fence = pages.get(&id).copied().unwrap_or_default();
+                        visits.insert(Visit::Page(id), fence);
+                    }
+                    Visit::Of { .. } => computed
+                        .handed
+                        .push(Mark::new(DerivedKind::Visit, visit_key(&r))),
+                }
             }
         }
-        let mut computed = Computed::default();
         let all: Vec<(Visit, i64)> = visits.into_iter().collect();
         for chunk in all.chunks(VISITS_PER_QUERY) {
             // `$in` on indexed fields, pairs checked here: nx-27017 takes
@@ -97,9 +120,7 @@ impl Analytics {
                 .into_iter()
                 .filter_map(request_from_document)
                 .filter(is_page_view)
-                .filter(|r| {
-                    wanted.contains(&visit_of(r)) || wanted.contains(&Visit::Page(r.id.to_string()))
-                })
+                .filter(|r| wanted.contains(&visit_of(r)))
                 .collect();
             let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
             let pings: Vec<EventRecord> = if ids.is_empty() {
@@ -118,21 +139,7 @@ impl Analytics {
             let fences: BTreeMap<&Visit, i64> = chunk.iter().map(|(v, f)| (v, *f)).collect();
             let mut by_visit: BTreeMap<Visit, Vec<RequestRecord>> = BTreeMap::new();
             for r in records {
-                let v = match (r.visitor_id, r.visit_number) {
-                    (Some(v), Some(n))
-                        if fences.contains_key(&Visit::Of {
-                            visitor: v.to_string(),
-                            number: n,
-                        }) =>
-                    {
-                        Visit::Of {
-                            visitor: v.to_string(),
-                            number: n,
-                        }
-                    }
-                    _ => Visit::Page(r.id.to_string()),
-                };
-                by_visit.entry(v).or_default().push(r);
+                by_visit.entry(visit_of(&r)).or_default().push(r);
             }
             let mut docs = Vec::new();
             let now = Utc::now();
