@@ -5,9 +5,14 @@
 //! with `scripts/services` running). Reports, against the services' MongoDB:
 //! - `raw insert_many`: documents/s of unordered `insert_many` in batches of
 //!   1000 from one client, the most this server takes;
+//! - `seed`: the seed design's Python bulk consumer (`benches/seed/consumer.py`:
+//!   `LPOP 1000`, `json.loads`, `insert_many`) on the same plain records:
+//!   its rate and its CPU per record, start-up excluded;
 //! - `drain`: records/s from a pre-filled queue into `request_logs` by the
-//!   real `visitlog-consumer` binary, and its own CPU time per 100,000
-//!   records (from /proc), for several batch sizes;
+//!   real `visitlog-consumer` binary, and its own CPU time per record (from
+//!   /proc, from its first batch on: start-up excluded), for plain request
+//!   records at several batch sizes and for tutorial page views (which also
+//!   derive a `page.view` event, a learner link and analytics marks);
 //! - `learning`: the same for learning events (video heartbeats of many
 //!   learners, interleaved), which also derive `video_positions` and
 //!   `tutorial_progress`;
@@ -27,7 +32,13 @@ use visitlog_consumer::sink::Sink;
 use visitlog_schema::RequestRecord;
 use visitlog_tests::{Namespace, count, queue_lengths, shared_mongodb_uri, test_database};
 
-const BIN: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
+const BUILT: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
+
+/// The consumer binary: this build's, or `VISITLOG_BENCH_CONSUMER` (an
+/// older build, for a before and after in one run).
+fn bin() -> String {
+    std::env::var("VISITLOG_BENCH_CONSUMER").unwrap_or_else(|_| BUILT.to_owned())
+}
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -51,9 +62,11 @@ async fn raw_insert_many(uri: &str, n: usize) -> f64 {
     sink.setup(&visitlog_consumer::sink::Retention::default())
         .await
         .unwrap();
-    let coll = sink.request_logs().clone();
+    let coll = sink
+        .request_logs()
+        .clone_with_type::<bson::RawDocumentBuf>();
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
-    let docs: Vec<bson::Document> = (0..n)
+    let docs: Vec<bson::RawDocumentBuf> = (0..n)
         .map(|i| {
             let mut r = RequestRecord::example();
             r.id = uuid::Uuid::now_v7();
@@ -180,6 +193,45 @@ fn mix_payloads(n: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// A request for `/` from one of 1,000 logged-in learners' browsers: no
+/// tutorial page.
+fn plain_payload(n: usize) -> Vec<u8> {
+    let mut r = RequestRecord::example();
+    r.id = uuid::Uuid::now_v7();
+    r.visitor_id = Some(uuid::Uuid::from_u128(1 + (n % 1000) as u128));
+    r.user = Some(format!("learner{}", n % 1000));
+    r.path = "/".to_owned();
+    r.query = Some(format!("n={n}"));
+    r.route = Some("/".to_owned());
+    r.view_args.clear();
+    r.tutorial = None;
+    serde_json::to_vec(&r).unwrap()
+}
+
+/// A view of one of 50 tutorial pages by one of 1,000 logged-in learners,
+/// each on their own browser.
+fn tutorial_payload(n: usize) -> Vec<u8> {
+    let mut r = RequestRecord::example();
+    r.id = uuid::Uuid::now_v7();
+    let learner = n % 1000;
+    r.visitor_id = Some(uuid::Uuid::from_u128(1 + learner as u128));
+    r.user = Some(format!("learner{learner}"));
+    let t = visitlog_schema::Tutorial {
+        foss: "Python".to_owned(),
+        tutorial: format!("Tutorial-{}", (n / 1000) % 50),
+        language: "English".to_owned(),
+    };
+    r.path = format!("/watch/{}/{}/{}/", t.foss, t.tutorial, t.language);
+    r.view_args = [
+        ("foss".to_owned(), t.foss.clone()),
+        ("tutorial".to_owned(), t.tutorial.clone()),
+        ("language".to_owned(), t.language.clone()),
+    ]
+    .into();
+    r.tutorial = Some(t);
+    serde_json::to_vec(&r).unwrap()
+}
+
 /// What one drain measured.
 struct Drained {
     /// Records per second until the queue was empty.
@@ -217,13 +269,12 @@ async fn drain_with(
     visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
         .await
         .unwrap();
-    let setup = Command::new(BIN)
+    let setup = Command::new(bin())
         .args(["--mongodb-uri", uri, "--database", &db, "setup"])
         .output()
         .unwrap();
     assert!(setup.status.success());
-    let started = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args([
             "--redis-url",
             ns.redis_url(),
@@ -250,6 +301,12 @@ async fn drain_with(
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Start-up excluded: the clock and the CPU count from the first batch taken.
+    while queue_lengths(ns.redis_url(), ns.queue()).await.unwrap().0 == n as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let started = Instant::now();
+    let cpu_before = cpu_seconds(child.id());
     // Done when nothing waits or is in flight: a batch leaves its processing
     // list only after MongoDB took it. (Polling a count would load the server.)
     loop {
@@ -259,7 +316,7 @@ async fn drain_with(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(child.id());
+    let cpu = cpu_seconds(child.id()) - cpu_before;
     let mut settled = None;
     if settle {
         let client = mongodb::Client::with_uri_str(uri).await.unwrap();
@@ -271,7 +328,7 @@ async fn drain_with(
         }
         settled = Some((
             started.elapsed().as_secs_f64(),
-            cpu_seconds(child.id()) * 100_000.0 / n as f64,
+            (cpu_seconds(child.id()) - cpu_before) * 100_000.0 / n as f64,
         ));
     }
     if !collection.is_empty() {
@@ -320,15 +377,75 @@ async fn main() {
     }
 }
 
+/// The seed design's consumer on `payloads`: records/s and CPU µs per
+/// record, start-up excluded (it counts its own from its first `LPOP`).
+async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
+    let python = std::env::var("VISITLOG_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/seed/consumer.py");
+    let ns = Namespace::new();
+    let db = test_database();
+    visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
+        .await
+        .unwrap();
+    // The same collection, validator and indexes as visitlog writes.
+    let setup = Command::new(bin())
+        .args(["--mongodb-uri", uri, "--database", &db, "setup"])
+        .output()
+        .unwrap();
+    assert!(setup.status.success());
+    let out = Command::new(python)
+        .args([script, ns.redis_url(), ns.queue(), uri, &db])
+        .output()
+        .ok()?;
+    let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    let stored = count(uri, &db, "request_logs").await.unwrap();
+    client.database(&db).drop().await.unwrap();
+    if !out.status.success() {
+        eprintln!("seed consumer: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    assert_eq!(stored, payloads.len() as u64);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut figures = text.split_whitespace().map(|f| f.parse::<f64>().unwrap());
+    let (cpu, elapsed) = (figures.next()?, figures.next()?);
+    let n = payloads.len() as f64;
+    Some((n / elapsed, cpu * 1e6 / n))
+}
+
 async fn drains(uri: &str, n: usize, raw: f64) {
-    let requests: Vec<Vec<u8>> = (0..n).map(visitlog_tests::request_payload).collect();
-    for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
-        let (rate, cpu) = drain(uri, &requests, "request_logs", batch, in_flight).await;
-        println!(
-            "drain batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {cpu:.2} s per 100k records",
+    let plain: Vec<Vec<u8>> = (0..n).map(plain_payload).collect();
+    match seed(uri, &plain).await {
+        Some((rate, cpu)) => println!(
+            "seed consumer (Python, LPOP 1000):     {rate:>9.0} records/s ({:>3.0}% of raw), its CPU {cpu:.1} µs per record",
             100.0 * rate / raw
+        ),
+        None => println!("seed consumer: not run (needs python3 with pymongo and redis)"),
+    }
+    for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
+        let (rate, cpu) = drain(uri, &plain, "request_logs", batch, in_flight).await;
+        println!(
+            "plain requests, batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {:.1} µs per record",
+            100.0 * rate / raw,
+            cpu * 10.0
         );
     }
+    // Storing alone: the analytics engine off (it computes page views,
+    // visits and days from the same records meanwhile).
+    let args = ["--analytics", "false"];
+    let d = drain_with(uri, &plain, "request_logs", 1000, 2, &args, false).await;
+    println!(
+        "plain requests, analytics off, batch-size 1000, in-flight 2: {:>9.0} records/s ({:>3.0}% of raw), consumer CPU {:.1} µs per record",
+        d.rate,
+        100.0 * d.rate / raw,
+        d.cpu * 10.0
+    );
+    let pages: Vec<Vec<u8>> = (0..n).map(tutorial_payload).collect();
+    let (rate, cpu) = drain(uri, &pages, "request_logs", 1000, 2).await;
+    println!(
+        "tutorial page views, batch-size 1000, in-flight 2: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {:.1} µs per record",
+        100.0 * rate / raw,
+        cpu * 10.0
+    );
 }
 
 async fn learning(uri: &str, n: usize) {

@@ -87,8 +87,13 @@ async fn stored_history(
         .map(|i| event(user, t0 + chrono::Duration::milliseconds(i as i64), i))
         .collect();
     for chunk in events.chunks(5000) {
-        let docs: Vec<Document> = chunk.iter().map(|e| event_document(e).unwrap()).collect();
-        sink.events().insert_many(docs).await.unwrap();
+        let docs: Vec<bson::RawDocumentBuf> =
+            chunk.iter().map(|e| event_document(e).unwrap()).collect();
+        sink.events()
+            .clone_with_type::<bson::RawDocumentBuf>()
+            .insert_many(docs)
+            .await
+            .unwrap();
     }
     let folds: Vec<EventRecord> = events.to_vec();
     let progress = Progress::fold(None, &folds, &Rules::default()).unwrap();

@@ -22,5 +22,12 @@ pub fn event_from_document(mut doc: Document) -> Result<EventRecord, DocumentErr
         let text = ts.to_chrono().to_rfc3339_opts(SecondsFormat::Millis, true);
         doc.insert("ts", text);
     }
+    // Fields the record requires that events stored before they existed
+    // lack: null, as they would have been.
+    for field in ["rate", "page_view", "client_event_id"] {
+        if !doc.contains_key(field) {
+            doc.insert(field, Bson::Null);
+        }
+    }
     Ok(bson::from_document(doc)?)
 }

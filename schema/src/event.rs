@@ -188,7 +188,7 @@ impl FromStr for Learner {
 #[serde(deny_unknown_fields)]
 pub struct EventRecord {
     /// UUID v7 given by the server: unique, and orders events by server time.
-    #[serde(rename = "_id")]
+    #[serde(rename = "_id", with = "crate::wire::id_v7")]
     pub id: Uuid,
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -203,12 +203,16 @@ pub struct EventRecord {
     /// The [`Learner`] key.
     pub learner: String,
     /// The logged-in user, if any.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub user: Option<String>,
     /// The browser's visitor id, if it has one.
+    #[serde(with = "crate::wire::uuid")]
     pub visitor_id: Option<Uuid>,
     /// The browser's visit number; with `visitor_id` it names the visit.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub visit_number: Option<u32>,
     /// A keyed hash of the app's session id.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub session_id: Option<String>,
     /// The tutorial's software.
     pub foss: String,
@@ -217,28 +221,34 @@ pub struct EventRecord {
     /// The tutorial's language.
     pub language: String,
     /// The video, for `video.*` events (and optionally the tutorial ones).
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub video_id: Option<String>,
     /// Playback position in seconds.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub position: Option<f64>,
     /// Video duration in seconds.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub duration: Option<f64>,
     /// `video.seek`: where the learner jumped from.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub from: Option<f64>,
     /// `video.seek`: where the learner jumped to.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub to: Option<f64>,
     /// Where the stretch of playback that ends with this event began: the
     /// stretch up to `position` (`from` for a seek) was watched.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub played_from: Option<f64>,
     /// Playback speed of `video.*` events (0.25 to 4; 1 when not said).
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub rate: Option<f64>,
     /// The request record that served the page the event comes from (the
     /// page embeds it): its server time bounds what the page may report.
-    #[serde(default)]
+    #[serde(with = "crate::wire::uuid")]
     pub page_view: Option<Uuid>,
     /// The client's own id for the event (a UUID it made), so that a retry
     /// of an event the server did get is stored once.
-    #[serde(default)]
+    #[serde(with = "crate::wire::uuid")]
     pub client_event_id: Option<Uuid>,
     /// `page.ping` and `page.hide`: milliseconds the learner was active on
     /// the page since its previous ping (at most an hour).
@@ -316,11 +326,17 @@ pub fn hashed_id(parts: &[&str]) -> String {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest = hash.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
+
+/// Lower-case hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {

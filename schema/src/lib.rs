@@ -17,6 +17,7 @@
 //! ```
 
 mod catalog;
+mod check;
 mod event;
 pub mod keys;
 mod record;
@@ -24,6 +25,7 @@ mod redact;
 #[cfg(feature = "redis")]
 mod redis_client;
 pub mod validator;
+mod wire;
 
 pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
 pub use event::{

@@ -53,7 +53,7 @@ pub enum Kind {
 #[serde(deny_unknown_fields)]
 pub struct RequestRecord {
     /// UUID v7: unique, and sorts by creation time.
-    #[serde(rename = "_id")]
+    #[serde(rename = "_id", with = "crate::wire::id_v7")]
     pub id: Uuid,
     /// Always [`SCHEMA_VERSION`] for records built by this crate.
     pub schema_version: u32,
@@ -67,8 +67,10 @@ pub struct RequestRecord {
     /// Percent-encoded path as requested.
     pub path: String,
     /// Query string without `?`, secrets redacted; `None` when absent.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub query: Option<String>,
     /// Matched route template (`/watch/{foss}/{tutorial}/{language}/`) when the framework knows it.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub route: Option<String>,
     /// Response status code.
     pub status: u16,
@@ -77,28 +79,38 @@ pub struct RequestRecord {
     /// Response body bytes sent to the client.
     pub bytes_sent: u64,
     /// `Referer` header, secrets in its query redacted.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub referer: Option<String>,
     /// Client address (anonymised when configured); `None` when unknown.
+    #[serde(with = "crate::wire::ip")]
     pub ip: Option<IpAddr>,
     /// Where the client address is; `None` when unknown or private.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub geo: Option<Geo>,
     /// The parsed user agent.
     pub ua: UserAgent,
     /// First-party visitor id; `None` when the browser asked not to be tracked.
+    #[serde(with = "crate::wire::uuid")]
     pub visitor_id: Option<Uuid>,
     /// 1 for the visitor's first visit, counting up.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub visit_number: Option<u32>,
     /// This request started a visit.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub new_visit: Option<bool>,
     /// The visit belongs to a browser that visited before, within the returning window.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub returning: Option<bool>,
     /// The logged-in user, as the app names them; `None` when anonymous.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub user: Option<String>,
     /// A keyed hash of the app's session id (never the session id itself).
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub session_id: Option<String>,
     /// Path parameters of the matched route.
     pub view_args: BTreeMap<String, String>,
     /// Which tutorial page this was; `None` when the route is not one.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub tutorial: Option<Tutorial>,
     /// Request headers captured by configuration (never a denied one).
     pub headers: BTreeMap<String, String>,
@@ -112,12 +124,20 @@ pub struct RequestRecord {
     pub content_type: Option<String>,
     /// The request's `X-Request-Id` header (a proxy's or the app's id for
     /// this request, to join with other logs); absent when it had none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::wire::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_id: Option<String>,
     /// The layer keeps this share of visitors (`.sample(ratio)`): each
     /// stored record stands for `1 / sample_rate` like it. Absent when
     /// every request is recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::wire::not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sample_rate: Option<f64>,
 }
 
@@ -126,20 +146,28 @@ pub struct RequestRecord {
 #[serde(deny_unknown_fields)]
 pub struct Geo {
     /// ISO 3166-1 alpha-2 code, e.g. `GB`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub country_code: Option<String>,
     /// Country name in English.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub country: Option<String>,
     /// ISO 3166-2 code of the first subdivision, e.g. `ENG`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub region_code: Option<String>,
     /// Name of the first subdivision in English.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub region: Option<String>,
     /// City name in English.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub city: Option<String>,
     /// Approximate latitude.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub latitude: Option<f64>,
     /// Approximate longitude.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub longitude: Option<f64>,
     /// IANA time zone, e.g. `Europe/London`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub time_zone: Option<String>,
 }
 
@@ -150,16 +178,22 @@ pub struct UserAgent {
     /// The header as sent (truncated); empty when absent.
     pub raw: String,
     /// Browser or crawler name, e.g. `Chrome`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub name: Option<String>,
     /// `pc`, `smartphone`, `mobilephone`, `appliance`, `crawler` or `misc`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub category: Option<String>,
     /// Operating system, e.g. `Windows 10`.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub os: Option<String>,
     /// Operating system version.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub os_version: Option<String>,
     /// Browser version.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub version: Option<String>,
     /// Browser vendor.
+    #[serde(deserialize_with = "crate::wire::nullable")]
     pub vendor: Option<String>,
     /// The agent is a crawler or bot.
     pub is_bot: bool,
@@ -248,21 +282,59 @@ pub fn truncate_chars(s: &str, max: usize) -> &str {
     }
 }
 
-/// `ts` as an RFC 3339 string with exactly three fractional digits and `Z`.
+/// `ts` as an RFC 3339 string with exactly three fractional digits and `Z`;
+/// as a BSON date to BSON's raw serializer (with the `bson` feature), so a
+/// record becomes its stored document in one pass. Read from RFC 3339 text
+/// that is also a JSON Schema `date-time` (what the validators check).
 pub(crate) mod ts_millis {
+    use std::fmt;
+    use std::sync::LazyLock;
+
     use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        #[cfg(feature = "bson")]
+        if !s.is_human_readable() {
+            return serde::Serialize::serialize(&bson::DateTime::from_chrono(*ts), s);
+        }
         s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
+    /// JSON Schema's own `date-time` check, so that a time is read exactly
+    /// where the validators accept it (chrono alone takes a space for `T`).
+    static DATE_TIME: LazyLock<Option<jsonschema::Validator>> = LazyLock::new(|| {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .should_validate_formats(true)
+            .build(&serde_json::json!({"type": "string", "format": "date-time"}))
+            .ok()
+    });
+
+    struct Rfc3339;
+
+    impl Visitor<'_> for Rfc3339 {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date-time")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            let time = DateTime::parse_from_rfc3339(s).map_err(E::custom)?;
+            let schema_ok = DATE_TIME
+                .as_ref()
+                .is_some_and(|v| v.is_valid(&serde_json::Value::from(s)));
+            if !schema_ok {
+                return Err(E::custom("not a JSON Schema date-time"));
+            }
+            Ok(time.with_timezone(&Utc))
+        }
+    }
+
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        // Owned: a `serde_json::Value` cannot lend its strings.
-        let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        d.deserialize_str(Rfc3339)
     }
 }
 

@@ -210,15 +210,16 @@ impl Marks {
     async fn mark_due(&self, marks: impl IntoIterator<Item = Mark>, due: i64) -> Result<u64> {
         let mut distinct: BTreeMap<String, Mark> = BTreeMap::new();
         for m in marks {
-            match distinct.get_mut(&m.id()) {
-                Some(seen) => {
+            match distinct.entry(m.id()) {
+                std::collections::btree_map::Entry::Occupied(mut seen) => {
+                    let seen = seen.get_mut();
                     seen.from_ms = match (seen.from_ms, m.from_ms) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
                 }
-                None => {
-                    distinct.insert(m.id(), m);
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(m);
                 }
             }
         }
@@ -226,7 +227,7 @@ impl Marks {
             return Ok(0);
         }
         let n = distinct.len() as u64;
-        let statements: Vec<Document> = distinct
+        let mut statements = distinct
             .into_iter()
             .map(|(id, m)| {
                 let mut min = doc! { "due_ms": due };
@@ -249,12 +250,12 @@ impl Marks {
                     "upsert": true,
                 }
             })
-            .collect();
-        for chunk in statements.chunks(1000) {
+            .peekable();
+        // A thousand statements per command, moved into it, not copied.
+        while statements.peek().is_some() {
+            let chunk: Vec<Document> = statements.by_ref().take(1000).collect();
             self.db
-                .run_command(
-                    doc! { "update": DERIVATIONS, "updates": chunk.to_vec(), "ordered": false },
-                )
+                .run_command(doc! { "update": DERIVATIONS, "updates": chunk, "ordered": false })
                 .await?;
         }
         Ok(n)

@@ -1,12 +1,17 @@
 //! Property tests of record preparation: whatever comes off the queue, it
 //! becomes documents or dead letters, never a panic, and every refusal says
-//! what is wrong in a bounded reason that does not quote the payload.
+//! what is wrong in a bounded reason that does not quote the payload. The
+//! direct way (bytes straight into the typed record, checked there)
+//! accepts exactly what the reference way (a JSON value, the JSON
+//! validators, then the record) does, with the same record, and writes
+//! the same document the reference way's conversion did.
 //!
 //! `prepare_proptest` runs 256 cases of each property in the normal test
 //! run; `prepare_proptest_100k` (ignored) runs at least 100,000 of each, or
 //! `PROPTEST_CASES` if that is more:
 //! `cargo test -p visitlog-consumer --lib prepare_proptest_100k -- --ignored`.
 
+use bson::Bson;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
@@ -54,8 +59,19 @@ const FIELDS: &[&str] = &[
     "duration",
     "visitor_id",
     "visit_number",
+    "rate",
+    "page_view",
+    "client_event_id",
+    "active_ms",
+    "request_id",
+    "sample_rate",
+    "content_type",
+    "staff",
     "extra",
 ];
+
+/// Fields whose spelling the validators constrain beyond their type.
+const SPELLED: &[&str] = &["_id", "visitor_id", "page_view", "client_event_id", "ts"];
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -107,6 +123,25 @@ enum Mutation {
     SetNamed(&'static str, Value),
     /// Make a string field long (a marker repeated), in a nested object too.
     Long(Index, usize),
+    /// Spell an id or the time another way (upper case, no hyphens,
+    /// braces; a space for `T`, an offset, a leap second, no fraction).
+    Respell(&'static str, usize),
+}
+
+/// The `n`th other spelling of `text`, or `None` to leave it.
+fn respell(t: &str, n: usize) -> Option<String> {
+    match n % 10 {
+        0 => Some(t.to_uppercase()),
+        1 => Some(t.replace('-', "")),
+        2 => Some(format!("{{{t}}}")),
+        3 => Some(format!("urn:uuid:{t}")),
+        4 => Some(t.replacen('T', " ", 1)),
+        5 => Some(t.replacen('T', "t", 1).replacen('Z', "z", 1)),
+        6 => t.strip_suffix('Z').map(|t| format!("{t}+05:30")),
+        7 => t.get(..17).map(|d| format!("{d}60.000Z")),
+        8 => t.split('.').next().map(|d| format!("{d}Z")),
+        _ => t.get(..10).map(str::to_owned),
+    }
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -115,6 +150,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<Index>(), json()).prop_map(|(i, v)| Mutation::Set(i, v)),
         (prop::sample::select(FIELDS), json()).prop_map(|(k, v)| Mutation::SetNamed(k, v)),
         (any::<Index>(), 0..6_000usize).prop_map(|(i, n)| Mutation::Long(i, n)),
+        (prop::sample::select(SPELLED), any::<usize>()).prop_map(|(k, n)| Mutation::Respell(k, n)),
     ]
 }
 
@@ -149,6 +185,13 @@ fn apply(record: &mut Value, m: &Mutation) {
                 }
                 Some(slot) => *slot = long,
                 None => {}
+            }
+        }
+        Mutation::Respell(k, n) => {
+            if let Some(Value::String(text)) = map.get_mut(*k)
+                && let Some(other) = respell(text, *n)
+            {
+                *text = other;
             }
         }
     }
@@ -189,8 +232,60 @@ fn mutated_record() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// The document the reference way made of a record: serde's `Document`,
+/// `ts` then set to a BSON date.
+fn reference_document<T: serde::Serialize>(record: &T, ts: DateTime<Utc>) -> Document {
+    let mut doc = bson::to_document(record).unwrap_or_default();
+    doc.insert("ts", Bson::DateTime(bson::DateTime::from_chrono(ts)));
+    doc
+}
+
+/// The direct way and the reference way agree on one payload: both take
+/// it, as the same record written as the same document, or both refuse.
+fn same_either_way(preparer: &Preparer, payload: &[u8]) -> Result<(), TestCaseError> {
+    let direct = direct(payload);
+    let reference = preparer.reference(payload);
+    match (&direct, &reference) {
+        (None, Err(_)) | (None, Ok(Parsed::Catalog(_))) => Ok(()),
+        (Some(Parsed::Request(a)), Ok(Parsed::Request(b))) => {
+            prop_assert_eq!(a, b);
+            let raw = request_document(a).map_err(TestCaseError::fail)?;
+            let doc = raw
+                .to_document()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(doc, reference_document(b.as_ref(), b.ts));
+            Ok(())
+        }
+        (Some(Parsed::Event(a)), Ok(Parsed::Event(b))) => {
+            prop_assert_eq!(a, b);
+            let raw = event_document(a).map_err(TestCaseError::fail)?;
+            let doc = raw
+                .to_document()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(doc, reference_document(b.as_ref(), b.ts));
+            Ok(())
+        }
+        _ => Err(TestCaseError::fail(format!(
+            "the ways disagree on {}: direct {}, reference {}",
+            String::from_utf8_lossy(payload),
+            if direct.is_some() {
+                "takes it"
+            } else {
+                "refuses it"
+            },
+            match &reference {
+                Ok(_) => "takes it".to_owned(),
+                Err(reason) => format!("refuses it: {reason}"),
+            }
+        ))),
+    }
+}
+
 /// The properties, for one batch of payloads.
 fn check(preparer: &Preparer, payloads: Vec<Vec<u8>>) -> Result<(), TestCaseError> {
+    for payload in &payloads {
+        same_either_way(preparer, payload)?;
+    }
     let n = payloads.len();
     let originals = payloads.clone();
     let prepared = preparer.prepare(payloads);
@@ -201,13 +296,15 @@ fn check(preparer: &Preparer, payloads: Vec<Vec<u8>>) -> Result<(), TestCaseErro
     prop_assert_eq!(from_queue, n, "a payload was lost or doubled");
     for (doc, raw) in &prepared.requests {
         prop_assert!(originals.contains(raw));
-        prop_assert!(matches!(doc.get("ts"), Some(Bson::DateTime(_))));
+        prop_assert!(doc.get_datetime("ts").is_ok());
         prop_assert!(doc.get_str("_id").is_ok());
-        let size = bson::to_vec(doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert!(size.len() < 1024 * 1024, "a valid record is small");
+        prop_assert!(
+            doc.as_bytes().len() < 1024 * 1024,
+            "a valid record is small"
+        );
     }
     for event in &prepared.events {
-        prop_assert!(matches!(event.doc.get("ts"), Some(Bson::DateTime(_))));
+        prop_assert!(event.doc.get_datetime("ts").is_ok());
         let id = event.fold.id.to_string();
         prop_assert_eq!(event.doc.get_str("_id").ok(), Some(id.as_str()));
     }

@@ -335,7 +335,7 @@ async fn store(
             .events
             .iter()
             .filter(|e| e.raw.is_some())
-            .map(|e| (e.doc.clone(), &e.fold))
+            .map(|e| &e.fold)
             .collect();
         sink.reattribute(&events).await?
     } else {

@@ -67,6 +67,8 @@ pub struct Sink {
     catalog: Collection<Document>,
     dead: Collection<Document>,
     validators: std::sync::Arc<DerivedValidators>,
+    /// Links read back lately (see `links`).
+    known_links: links::KnownLinks,
 }
 
 /// Client-side checks of derived documents (a bug guard: they are built by code).
@@ -106,6 +108,7 @@ impl Sink {
                 links: RecordValidator::new(Coll::LearnerLinks)?,
                 catalog: RecordValidator::new(Coll::Catalog)?,
             }),
+            known_links: links::KnownLinks::new(100_000),
             db,
             client,
         })

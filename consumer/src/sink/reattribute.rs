@@ -5,7 +5,7 @@
 //! (same `_id`: still stored once), and the progress it leaves is folded
 //! again without it.
 
-use bson::{Document, doc};
+use bson::doc;
 use futures_util::TryStreamExt;
 use visitlog_progress::event_from_document;
 use visitlog_schema::EventRecord;
@@ -34,10 +34,10 @@ impl Sink {
     /// Replaces each stored event of `events` whose tutorial (FOSS,
     /// tutorial, language) differs from the one given here; an event not
     /// stored yet is left to [`Sink::store`].
-    pub async fn reattribute(&self, events: &[(Document, &EventRecord)]) -> Result<Moved> {
+    pub async fn reattribute(&self, events: &[&EventRecord]) -> Result<Moved> {
         let mut moved = Moved::default();
         for chunk in events.chunks(CHUNK) {
-            let ids: Vec<String> = chunk.iter().map(|(_, e)| e.id.to_string()).collect();
+            let ids: Vec<String> = chunk.iter().map(|e| e.id.to_string()).collect();
             let mut cursor = self.events.find(doc! { "_id": { "$in": ids } }).await?;
             let mut stored = std::collections::HashMap::new();
             while let Some(d) = cursor.try_next().await? {
@@ -45,7 +45,7 @@ impl Sink {
                     stored.insert(old.id, old);
                 }
             }
-            for (doc, new) in chunk {
+            for &new in chunk {
                 let Some(old) = stored.get(&new.id) else {
                     continue;
                 };
@@ -54,8 +54,16 @@ impl Sink {
                 {
                     continue;
                 }
+                let doc = match visitlog_progress::event_document(new) {
+                    Ok(doc) => doc,
+                    // It was made into BSON once already, when prepared.
+                    Err(e) => {
+                        tracing::error!(event = %new.id, error = %e, "event not moved");
+                        continue;
+                    }
+                };
                 self.events
-                    .replace_one(doc! { "_id": new.id.to_string() }, doc.clone())
+                    .replace_one(doc! { "_id": new.id.to_string() }, doc)
                     .await?;
                 tracing::debug!(event = %new.id, from = %old.tutorial, to = %new.tutorial, "event moved to the catalog's tutorial");
                 moved.refolds.add_target(Target::new(

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bson::{Document, doc};
+use bson::{Document, RawDocumentBuf, doc};
 use chrono::Utc;
 use futures_util::TryStreamExt;
 use mongodb::Collection;
@@ -68,14 +68,7 @@ impl Sink {
         dead_letter_max_bytes: usize,
     ) -> Result<(Stored, ToDerive)> {
         let mut stored = Stored {
-            newest: prepared
-                .requests
-                .iter()
-                .map(|(d, _)| d)
-                .chain(prepared.events.iter().map(|e| &e.doc))
-                .filter_map(|d| d.get_datetime("ts").ok())
-                .max()
-                .map(|t| t.to_chrono()),
+            newest: prepared.newest,
             ..Stored::default()
         };
         let mut dead = prepared.dead;
@@ -99,12 +92,19 @@ impl Sink {
                 )
             }));
         }
-        let (docs, raws): (Vec<Document>, Vec<Option<Vec<u8>>>) = prepared
+        let (docs, raws): (Vec<RawDocumentBuf>, Vec<Option<Vec<u8>>>) = prepared
             .requests
             .into_iter()
             .map(|(doc, raw)| (doc, Some(raw)))
             .unzip();
-        let (refused, _) = insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
+        let (refused, _) = insert_all(
+            &self.requests.clone_with_type(),
+            docs,
+            &raws,
+            &mut stored,
+            &mut dead,
+        )
+        .await?;
         // Links of stored request records only (a replayed one is stored).
         let links: Vec<LearnerLink> = prepared
             .links
@@ -123,8 +123,14 @@ impl Sink {
             raws.push(event.raw);
             folds.push(event.fold);
         }
-        let (mut refused, retries) =
-            insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
+        let (mut refused, retries) = insert_all(
+            &self.events.clone_with_type(),
+            docs,
+            &raws,
+            &mut stored,
+            &mut dead,
+        )
+        .await?;
         // Refused by the client-id index: a retry another consumer stored
         // meanwhile, never derived; unless the check above saw this very
         // event stored (a replay, whichever index MongoDB names).
@@ -256,8 +262,8 @@ impl Sink {
 /// the `client_event_id` index (a retry of another event, which must not be
 /// derived, unlike a replay of the same `_id`).
 async fn insert_all(
-    collection: &Collection<Document>,
-    docs: Vec<Document>,
+    collection: &Collection<RawDocumentBuf>,
+    docs: Vec<RawDocumentBuf>,
     raws: &[Option<Vec<u8>>],
     stored: &mut Stored,
     dead: &mut Vec<DeadLetter>,
