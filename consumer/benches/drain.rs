@@ -193,21 +193,6 @@ fn mix_payloads(n: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// A request for `/` from one of 1,000 logged-in learners' browsers: no
-/// tutorial page.
-fn plain_payload(n: usize) -> Vec<u8> {
-    let mut r = RequestRecord::example();
-    r.id = uuid::Uuid::now_v7();
-    r.visitor_id = Some(uuid::Uuid::from_u128(1 + (n % 1000) as u128));
-    r.user = Some(format!("learner{}", n % 1000));
-    r.path = "/".to_owned();
-    r.query = Some(format!("n={n}"));
-    r.route = Some("/".to_owned());
-    r.view_args.clear();
-    r.tutorial = None;
-    serde_json::to_vec(&r).unwrap()
-}
-
 /// A view of one of 50 tutorial pages by one of 1,000 logged-in learners,
 /// each on their own browser.
 fn tutorial_payload(n: usize) -> Vec<u8> {
@@ -230,6 +215,15 @@ fn tutorial_payload(n: usize) -> Vec<u8> {
     .into();
     r.tutorial = Some(t);
     serde_json::to_vec(&r).unwrap()
+}
+
+/// `visitlog-consumer setup` of database `db`: collections, validators, indexes.
+fn setup(uri: &str, db: &str) {
+    let setup = Command::new(bin())
+        .args(["--mongodb-uri", uri, "--database", db, "setup"])
+        .output()
+        .unwrap();
+    assert!(setup.status.success());
 }
 
 /// What one drain measured.
@@ -269,11 +263,7 @@ async fn drain_with(
     visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
         .await
         .unwrap();
-    let setup = Command::new(bin())
-        .args(["--mongodb-uri", uri, "--database", &db, "setup"])
-        .output()
-        .unwrap();
-    assert!(setup.status.success());
+    setup(uri, &db);
     let mut child = Command::new(bin())
         .args([
             "--redis-url",
@@ -388,11 +378,7 @@ async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
         .await
         .unwrap();
     // The same collection, validator and indexes as visitlog writes.
-    let setup = Command::new(bin())
-        .args(["--mongodb-uri", uri, "--database", &db, "setup"])
-        .output()
-        .unwrap();
-    assert!(setup.status.success());
+    setup(uri, &db);
     let out = Command::new(python)
         .args([script, ns.redis_url(), ns.queue(), uri, &db])
         .output()
@@ -413,7 +399,7 @@ async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
 }
 
 async fn drains(uri: &str, n: usize, raw: f64) {
-    let plain: Vec<Vec<u8>> = (0..n).map(plain_payload).collect();
+    let plain: Vec<Vec<u8>> = (0..n).map(visitlog_tests::plain_request_payload).collect();
     match seed(uri, &plain).await {
         Some((rate, cpu)) => println!(
             "seed consumer (Python, LPOP 1000):     {rate:>9.0} records/s ({:>3.0}% of raw), its CPU {cpu:.1} µs per record",

@@ -21,18 +21,6 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use visitlog_consumer::batch::Preparer;
 use visitlog_schema::{EventRecord, RequestRecord};
 
-/// A request for `/` from a logged-in learner's browser.
-fn plain(n: usize) -> Vec<u8> {
-    let mut r = RequestRecord::example();
-    r.id = uuid::Uuid::now_v7();
-    r.path = "/".to_owned();
-    r.query = Some(format!("n={n}"));
-    r.route = Some("/".to_owned());
-    r.view_args.clear();
-    r.tutorial = None;
-    serde_json::to_vec(&r).unwrap()
-}
-
 fn tutorial(n: usize) -> Vec<u8> {
     let mut r = RequestRecord::example();
     r.id = uuid::Uuid::now_v7();
@@ -53,7 +41,7 @@ type Payload = fn(usize) -> Vec<u8>;
 fn bench(c: &mut Criterion) {
     let preparer = Preparer::new().unwrap();
     let kinds: [(&str, Payload); 3] = [
-        ("plain request", plain),
+        ("plain request", visitlog_tests::plain_request_payload),
         ("tutorial page view", tutorial),
         ("learning event", event),
     ];

@@ -163,6 +163,21 @@ pub fn geo_test_db(name: &str) -> PathBuf {
     path
 }
 
+/// A request for `/` (no tutorial page) as the queue carries it: the
+/// `n`th of 1,000 logged-in learners, each on their own browser.
+pub fn plain_request_payload(n: usize) -> Vec<u8> {
+    let mut r = visitlog_schema::RequestRecord::example();
+    r.id = uuid::Uuid::now_v7();
+    r.visitor_id = Some(uuid::Uuid::from_u128(1 + (n % 1000) as u128));
+    r.user = Some(format!("learner{}", n % 1000));
+    r.path = "/".to_owned();
+    r.query = Some(format!("n={n}"));
+    r.route = Some("/".to_owned());
+    r.view_args.clear();
+    r.tutorial = None;
+    serde_json::to_vec(&r).unwrap_or_else(|e| panic!("serialising a record: {e}"))
+}
+
 /// A valid request record as the queue carries it, distinct per call.
 pub fn request_payload(n: usize) -> Vec<u8> {
     let mut record = visitlog_schema::RequestRecord::example();
