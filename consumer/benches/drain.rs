@@ -217,13 +217,20 @@ fn tutorial_payload(n: usize) -> Vec<u8> {
     serde_json::to_vec(&r).unwrap()
 }
 
-/// `visitlog-consumer setup` of database `db`: collections, validators, indexes.
-fn setup(uri: &str, db: &str) {
+/// A fresh queue holding `payloads`, and a fresh database set up by
+/// `visitlog-consumer setup` (collections, validators, indexes).
+async fn prepared(uri: &str, payloads: &[Vec<u8>]) -> (Namespace, String) {
+    let ns = Namespace::new();
+    let db = test_database();
+    visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
+        .await
+        .unwrap();
     let setup = Command::new(bin())
-        .args(["--mongodb-uri", uri, "--database", db, "setup"])
+        .args(["--mongodb-uri", uri, "--database", &db, "setup"])
         .output()
         .unwrap();
     assert!(setup.status.success());
+    (ns, db)
 }
 
 /// What one drain measured.
@@ -258,12 +265,7 @@ async fn drain_with(
     settle: bool,
 ) -> Drained {
     let n = payloads.len();
-    let ns = Namespace::new();
-    let db = test_database();
-    visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
-        .await
-        .unwrap();
-    setup(uri, &db);
+    let (ns, db) = prepared(uri, payloads).await;
     let mut child = Command::new(bin())
         .args([
             "--redis-url",
@@ -372,13 +374,8 @@ async fn main() {
 async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
     let python = std::env::var("VISITLOG_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/seed/consumer.py");
-    let ns = Namespace::new();
-    let db = test_database();
-    visitlog_tests::push(ns.redis_url(), ns.queue(), payloads)
-        .await
-        .unwrap();
     // The same collection, validator and indexes as visitlog writes.
-    setup(uri, &db);
+    let (ns, db) = prepared(uri, payloads).await;
     let out = Command::new(python)
         .args([script, ns.redis_url(), ns.queue(), uri, &db])
         .output()
