@@ -157,14 +157,8 @@ impl Preparer {
     pub fn prepare_by_reference(&self, raw: Vec<Vec<u8>>) -> Vec<Result<Document, String>> {
         raw.iter()
             .map(|payload| match self.reference(payload)? {
-                Parsed::Request(r) => {
-                    let mut doc = bson::to_document(&r).map_err(|e| e.to_string())?;
-                    doc.insert("ts", bson::DateTime::from_chrono(r.ts));
-                    Ok(doc)
-                }
-                Parsed::Event(e) => {
-                    visitlog_progress::event_document(&e).map_err(|e| e.to_string())
-                }
+                Parsed::Request(r) => reference_document(r.as_ref(), r.ts),
+                Parsed::Event(e) => reference_document(e.as_ref(), e.ts),
                 Parsed::Catalog(_) => Ok(Document::new()),
             })
             .collect()
@@ -324,12 +318,29 @@ fn direct(payload: &[u8]) -> Option<Parsed> {
 /// The BSON document for a request record, written in one pass from the
 /// typed record (`ts` a BSON date), as the driver sends it.
 pub fn request_document(record: &RequestRecord) -> Result<RawDocumentBuf, String> {
-    bson::to_raw_document_buf(record).map_err(|e| format!("cannot convert to BSON: {e}"))
+    raw_document(record)
 }
 
 /// The BSON document for an event, the same way.
 pub fn event_document(event: &EventRecord) -> Result<RawDocumentBuf, String> {
-    bson::to_raw_document_buf(event).map_err(|e| format!("cannot convert to BSON: {e}"))
+    raw_document(event)
+}
+
+fn raw_document<T: serde::Serialize>(record: &T) -> Result<RawDocumentBuf, String> {
+    bson::to_raw_document_buf(record).map_err(|e| format!("cannot convert to BSON: {e}"))
+}
+
+/// The document the reference way made of a record: serde's `Document`,
+/// `ts` then set to a BSON date. What the direct way's raw document must
+/// equal (the property tests), and the benchmark's before.
+#[doc(hidden)]
+pub fn reference_document<T: serde::Serialize>(
+    record: &T,
+    ts: DateTime<Utc>,
+) -> Result<Document, String> {
+    let mut doc = bson::to_document(record).map_err(|e| format!("cannot convert to BSON: {e}"))?;
+    doc.insert("ts", bson::DateTime::from_chrono(ts));
+    Ok(doc)
 }
 
 /// A document of `dead_letters`, as written and as read back (by the

@@ -312,6 +312,22 @@ pub(crate) mod ts_millis {
             .ok()
     });
 
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` with seconds below 60: what
+    /// [`serialize`] writes.
+    fn canonical(s: &str) -> bool {
+        let b = s.as_bytes();
+        b.len() == 24
+            && b.iter().enumerate().all(|(i, &c)| match i {
+                4 | 7 => c == b'-',
+                10 => c == b'T',
+                13 | 16 => c == b':',
+                19 => c == b'.',
+                23 => c == b'Z',
+                _ => c.is_ascii_digit(),
+            })
+            && b[17] < b'6'
+    }
+
     struct Rfc3339;
 
     impl Visitor<'_> for Rfc3339 {
@@ -323,9 +339,13 @@ pub(crate) mod ts_millis {
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
             let time = DateTime::parse_from_rfc3339(s).map_err(E::custom)?;
-            let schema_ok = DATE_TIME
-                .as_ref()
-                .is_some_and(|v| v.is_valid(&serde_json::Value::from(s)));
+            // The spelling this crate writes, which chrono just read, is a
+            // `date-time` (no leap second: `:60` goes the long way); any
+            // other spelling asks JSON Schema's own check.
+            let schema_ok = canonical(s)
+                || DATE_TIME
+                    .as_ref()
+                    .is_some_and(|v| v.is_valid(&serde_json::Value::from(s)));
             if !schema_ok {
                 return Err(E::custom("not a JSON Schema date-time"));
             }

@@ -97,14 +97,7 @@ impl Sink {
             .into_iter()
             .map(|(doc, raw)| (doc, Some(raw)))
             .unzip();
-        let (refused, _) = insert_all(
-            &self.requests.clone_with_type(),
-            docs,
-            &raws,
-            &mut stored,
-            &mut dead,
-        )
-        .await?;
+        let (refused, _) = insert_all(&self.requests, docs, &raws, &mut stored, &mut dead).await?;
         // Links of stored request records only (a replayed one is stored).
         let links: Vec<LearnerLink> = prepared
             .links
@@ -123,14 +116,8 @@ impl Sink {
             raws.push(event.raw);
             folds.push(event.fold);
         }
-        let (mut refused, retries) = insert_all(
-            &self.events.clone_with_type(),
-            docs,
-            &raws,
-            &mut stored,
-            &mut dead,
-        )
-        .await?;
+        let (mut refused, retries) =
+            insert_all(&self.events, docs, &raws, &mut stored, &mut dead).await?;
         // Refused by the client-id index: a retry another consumer stored
         // meanwhile, never derived; unless the check above saw this very
         // event stored (a replay, whichever index MongoDB names).
@@ -262,7 +249,7 @@ impl Sink {
 /// the `client_event_id` index (a retry of another event, which must not be
 /// derived, unlike a replay of the same `_id`).
 async fn insert_all(
-    collection: &Collection<RawDocumentBuf>,
+    collection: &Collection<Document>,
     docs: Vec<RawDocumentBuf>,
     raws: &[Option<Vec<u8>>],
     stored: &mut Stored,
@@ -274,7 +261,9 @@ async fn insert_all(
         return Ok((refused, retries));
     }
     let records = raws.iter().filter(|r| r.is_some()).count() as u64;
-    let errors = match collection.insert_many(docs).ordered(false).await {
+    // Raw documents, sent as they were written (see `batch`).
+    let raw = collection.clone_with_type::<RawDocumentBuf>();
+    let errors = match raw.insert_many(docs).ordered(false).await {
         Ok(_) => Vec::new(),
         Err(e) => {
             let ErrorKind::InsertMany(failure) = e.kind.as_ref() else {
