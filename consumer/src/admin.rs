@@ -1,7 +1,11 @@
 //! `stats` and `dead-letters list|requeue|purge`: for an operator's shell.
 
+use std::time::Duration;
+
 use bson::{Document, doc};
 use redis::AsyncCommands;
+use visitlog_schema::keys::QueueKeys;
+use visitlog_schema::{RedisConn, RedisTarget, Timeouts};
 
 use crate::batch::DeadLetterDocument;
 use crate::config::Config;
@@ -11,7 +15,8 @@ use crate::sink::Sink;
 
 /// Prints queue, processing and dead-letter counts as JSON.
 pub async fn stats(config: &Config) -> Result<serde_json::Value> {
-    let queue = queue_stats(&config.redis_client()?, &config.queue).await?;
+    let mut conn = connect(&config.redis_target()?).await?;
+    let queue = queue_stats(&mut conn, &config.queue_keys()).await?;
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
     let dead_letters = sink.dead_letter_count().await?;
     let stored = sink.request_logs().estimated_document_count().await?;
@@ -93,17 +98,34 @@ impl Selection {
 /// letter stays. Truncated ones cannot be requeued and are reported.
 pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
     let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
-    requeue_into(&sink, &config.redis_client()?, &config.queue, selection).await
+    requeue_into(
+        &sink,
+        &config.redis_target()?,
+        &config.queue_keys(),
+        selection,
+    )
+    .await
+}
+
+/// One connection for an operator's command.
+pub(crate) async fn connect(target: &RedisTarget) -> Result<RedisConn> {
+    Ok(target
+        .connect(Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(30),
+        })
+        .await?)
 }
 
 /// [`requeue`] with the consumer's own handles (the status endpoint's).
+/// Each record goes to a shard in turn, as the middleware sends them.
 pub async fn requeue_into(
     sink: &Sink,
-    client: &redis::Client,
-    queue: &str,
+    target: &RedisTarget,
+    keys: &QueueKeys,
     selection: &Selection,
 ) -> Result<(u64, u64)> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(target).await?;
     let (mut requeued, mut skipped) = (0, 0);
     for letter in sink.find_dead_letters(selection.filter()?).await? {
         let payload = letter.payload_bytes();
@@ -115,7 +137,8 @@ pub async fn requeue_into(
             skipped += 1;
             continue;
         }
-        let _: () = conn.rpush(queue, payload).await?;
+        let shard = &keys.shards()[requeued as usize % keys.shards().len()];
+        let _: () = conn.rpush(shard, payload).await?;
         sink.remove_dead_letter(&letter).await?;
         requeued += 1;
     }

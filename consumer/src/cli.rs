@@ -595,9 +595,15 @@ mod tests {
             "--config",
             file,
             "--redis-url",
-            "redis://10.0.0.1:6380",
+            "redis://10.0.0.1:26379,redis://10.0.0.2:26379",
+            "--redis-mode",
+            "sentinel",
+            "--redis-sentinel-master",
+            "mymaster",
             "--queue",
             "q2",
+            "--queue-shards",
+            "4",
             "--mongodb-uri",
             "mongodb://db:27018",
             "--database",
@@ -653,10 +659,13 @@ mod tests {
         ])
         .unwrap();
         let expected = Config {
-            redis_url: "redis://10.0.0.1:6380".into(),
+            redis_url: "redis://10.0.0.1:26379,redis://10.0.0.2:26379".into(),
             // Checked by `redis_ca_cert_is_read_and_checked_at_start`.
             redis_ca_cert: None,
+            redis_mode: visitlog_schema::RedisMode::Sentinel,
+            redis_sentinel_master: Some("mymaster".into()),
             queue: "q2".into(),
+            queue_shards: 4,
             mongodb_uri: "mongodb://db:27018".into(),
             database: "d2".into(),
             consumer_id: Some("c2".into()),

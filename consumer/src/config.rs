@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
+use visitlog_schema::keys::{self, QueueKeys};
 pub use visitlog_schema::redact_url;
+use visitlog_schema::{RedisMode, RedisTarget, TargetError};
 
 /// Everything `visitlog-consumer` can be told. Each setting is a TOML key
 /// (kebab-case), a `--flag` of the same name and a `VISITLOG_*` variable.
@@ -30,9 +32,20 @@ pub struct Config {
     #[arg(long, env = "VISITLOG_REDIS_CA_CERT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_ca_cert: Option<std::path::PathBuf>,
+    /// How Redis is deployed: standalone, sentinel (redis-url lists the
+    /// sentinels) or cluster (redis-url lists seed nodes).
+    #[arg(long, env = "VISITLOG_REDIS_MODE")]
+    pub redis_mode: RedisMode,
+    /// The name the sentinels know the master by (sentinel mode only).
+    #[arg(long, env = "VISITLOG_REDIS_SENTINEL_MASTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_sentinel_master: Option<String>,
     /// Queue key: the Redis list the middleware fills.
     #[arg(long, env = "VISITLOG_QUEUE")]
     pub queue: String,
+    /// Lists the queue is split into; the same number as the middleware's.
+    #[arg(long, env = "VISITLOG_QUEUE_SHARDS")]
+    pub queue_shards: usize,
     /// MongoDB URI: MongoDB to store into.
     #[arg(long, env = "VISITLOG_MONGODB_URI")]
     #[serde(serialize_with = "masked_url")]
@@ -166,7 +179,10 @@ impl Default for Config {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             redis_ca_cert: None,
+            redis_mode: RedisMode::Standalone,
+            redis_sentinel_master: None,
             queue: visitlog_schema::keys::DEFAULT_QUEUE.to_owned(),
+            queue_shards: 1,
             mongodb_uri: "mongodb://127.0.0.1:27017".to_owned(),
             database: "visitlog".to_owned(),
             consumer_id: None,
@@ -261,6 +277,19 @@ impl Config {
         if self.queue.is_empty() || self.queue.contains(char::is_whitespace) {
             return invalid("queue", "must be a non-empty key without spaces");
         }
+        if !(1..=keys::MAX_SHARDS).contains(&self.queue_shards) {
+            return invalid("queue-shards", "must be between 1 and 256");
+        }
+        if let Err(message) = keys::check_queue(
+            &self.queue,
+            self.queue_shards,
+            self.redis_mode == RedisMode::Cluster,
+        ) {
+            return Err(ConfigError::Invalid {
+                key: "queue",
+                message,
+            });
+        }
         if self.database.is_empty() || self.database.contains(['/', '\\', '.', ' ', '"', '$']) {
             return invalid("database", "not a valid MongoDB database name");
         }
@@ -335,7 +364,7 @@ impl Config {
         if !(self.completion_threshold > 0.0 && self.completion_threshold <= 1.0) {
             return invalid("completion-threshold", "must be more than 0 and at most 1");
         }
-        self.redis_client()?;
+        self.redis_target()?;
         if !self.mongodb_uri.starts_with("mongodb://")
             && !self.mongodb_uri.starts_with("mongodb+srv://")
         {
@@ -347,10 +376,10 @@ impl Config {
         Ok(())
     }
 
-    /// A client for the configured Redis (no connection is made yet): over
-    /// TLS for `rediss://`, checked against the system's roots or
-    /// `redis-ca-cert`.
-    pub fn redis_client(&self) -> Result<redis::Client, ConfigError> {
+    /// Where the configured Redis is (no connection is made yet): one
+    /// server, over TLS for `rediss://` (checked against the system's roots
+    /// or `redis-ca-cert`), a Sentinel-watched master, or a cluster.
+    pub fn redis_target(&self) -> Result<RedisTarget, ConfigError> {
         let ca = match &self.redis_ca_cert {
             Some(path) => Some(visitlog_schema::read_ca_cert(path).map_err(|message| {
                 ConfigError::Invalid {
@@ -360,12 +389,33 @@ impl Config {
             })?),
             None => None,
         };
-        visitlog_schema::redis_client(&self.redis_url, ca.as_deref()).map_err(|e| {
+        RedisTarget::new(
+            self.redis_mode,
+            &self.redis_url,
+            self.redis_sentinel_master.as_deref(),
+            ca.as_deref(),
+        )
+        .map_err(|e| {
+            let key = match e {
+                TargetError::Url(_) => "redis-url",
+                TargetError::Master(_) => "redis-sentinel-master",
+                TargetError::CaCert(_) => "redis-ca-cert",
+            };
             ConfigError::Invalid {
-                key: "redis-url",
-                message: format!("not a Redis URL ({:?})", e.kind()),
+                key,
+                message: e.to_string(),
             }
         })
+    }
+
+    /// The Redis keys of the queue, as the middleware names them with the
+    /// same queue, shards and mode.
+    pub fn queue_keys(&self) -> QueueKeys {
+        QueueKeys::new(
+            &self.queue,
+            self.queue_shards,
+            self.redis_mode == RedisMode::Cluster,
+        )
     }
 
     /// How long each collection keeps its documents.

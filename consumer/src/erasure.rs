@@ -21,7 +21,7 @@ use std::time::Duration;
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use visitlog_schema::{Collection as Coll, keys};
+use visitlog_schema::Collection as Coll;
 
 use crate::analytics::batch::tutorial_day;
 use crate::analytics::{DerivedKind, Mark};
@@ -199,12 +199,10 @@ async fn in_redis(
     remove: bool,
     mut each: impl FnMut(&str, &Value),
 ) -> Result<BTreeMap<String, u64>> {
-    let client = config.redis_client()?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut lists = vec![config.queue.clone()];
-    lists.extend(
-        crate::source::scan(&mut conn, &keys::processing_pattern(&config.queue, "*")).await?,
-    );
+    let mut conn = crate::admin::connect(&config.redis_target()?).await?;
+    let queue_keys = config.queue_keys();
+    let mut lists = queue_keys.shards().to_vec();
+    lists.extend(crate::source::processing_lists(&mut conn, &queue_keys).await?);
     let mut found = BTreeMap::new();
     for list in lists {
         let mut start = 0i64;
@@ -244,7 +242,7 @@ async fn in_redis(
             }
         }
         if n > 0 {
-            let place = if list == config.queue {
+            let place = if queue_keys.shards().contains(&list) {
                 "redis queue".to_owned()
             } else {
                 format!("redis {list}")

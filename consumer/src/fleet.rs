@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use visitlog_schema::keys;
 
 use crate::error::{Error, Result};
-use crate::source::{Source, hostname_string, processing_pattern, scan};
+use visitlog_schema::RedisConn;
+use visitlog_schema::keys::QueueKeys;
+
+use crate::source::{Source, hostname_string, processing_lists};
 
 /// Who an instance is, as the status page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +126,7 @@ pub enum FleetMember {
 /// The lengths of the queue and of every processing list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueLengths {
-    /// Records waiting.
+    /// Records waiting, in all shards.
     pub pending: u64,
     /// Processing lists and their lengths.
     pub processing: BTreeMap<String, u64>,
@@ -131,13 +134,14 @@ pub struct QueueLengths {
 
 impl QueueLengths {
     /// Reads them: the one reader of queue and processing lengths.
-    async fn read<C: redis::aio::ConnectionLike + Send>(
-        conn: &mut C,
-        queue: &str,
-    ) -> RedisResult<Self> {
-        let pending: u64 = redis::cmd("LLEN").arg(queue).query_async(conn).await?;
+    async fn read(conn: &mut RedisConn, keys: &QueueKeys) -> RedisResult<Self> {
+        let mut pending = 0;
+        for shard in keys.shards() {
+            let n: u64 = redis::cmd("LLEN").arg(shard).query_async(conn).await?;
+            pending += n;
+        }
         let mut processing = BTreeMap::new();
-        for list in scan(conn, &processing_pattern(queue)).await? {
+        for list in processing_lists(conn, keys).await? {
             let n: u64 = redis::cmd("LLEN").arg(&list).query_async(conn).await?;
             processing.insert(list, n);
         }
@@ -170,7 +174,19 @@ pub struct Observed {
 
 impl Source {
     fn heartbeat_key(&self) -> String {
-        keys::heartbeat(self.queue(), self.id())
+        keys::heartbeat(self.keys().base(), self.id())
+    }
+
+    /// The heartbeats in the shards that are not the fleet's key (checked
+    /// by the reap script, which sees one shard's slot only).
+    fn shard_heartbeat_keys(&self) -> Vec<String> {
+        let own = self.heartbeat_key();
+        self.keys()
+            .shards()
+            .iter()
+            .map(|shard| keys::heartbeat(shard, self.id()))
+            .filter(|key| *key != own)
+            .collect()
     }
 
     /// Claims the consumer id: refuses when a live process elsewhere holds it;
@@ -193,7 +209,9 @@ impl Source {
                 });
             }
         }
-        let _: () = conn.sadd(keys::consumers(self.queue()), self.id()).await?;
+        let _: () = conn
+            .sadd(keys::consumers(self.keys().base()), self.id())
+            .await?;
         self.heartbeat(token, ttl).await?;
         Ok(())
     }
@@ -211,18 +229,32 @@ impl Source {
             .arg("PX")
             .arg(millis(ttl))
             .ignore()
-            .sadd(keys::consumers(self.queue()), self.id())
+            .sadd(keys::consumers(self.keys().base()), self.id())
             .ignore()
             .query_async::<()>(&mut conn)
-            .await
+            .await?;
+        for key in self.shard_heartbeat_keys() {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(self.id())
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Leaves cleanly: the heartbeat goes, and the id leaves the set.
     pub async fn unregister(&self) -> RedisResult<()> {
         let mut conn = self.conn().await?;
+        for key in self.shard_heartbeat_keys() {
+            let _: () = conn.del(key).await?;
+        }
+        let base = self.keys().base();
         let _: () = conn.del(self.heartbeat_key()).await?;
-        let _: () = conn.del(keys::status(self.queue(), self.id())).await?;
-        let _: () = conn.srem(keys::consumers(self.queue()), self.id()).await?;
+        let _: () = conn.del(keys::status(base, self.id())).await?;
+        let _: () = conn.srem(keys::consumers(base), self.id()).await?;
         Ok(())
     }
 
@@ -231,7 +263,7 @@ impl Source {
         let mut conn = self.conn().await?;
         let text = serde_json::to_string(report).unwrap_or_default();
         redis::cmd("SET")
-            .arg(keys::status(self.queue(), self.id()))
+            .arg(keys::status(self.keys().base(), self.id()))
             .arg(text)
             .arg("PX")
             .arg(millis(ttl))
@@ -243,7 +275,7 @@ impl Source {
     /// Adds what a batch did to the fleet-wide totals.
     pub async fn add_totals(&self, totals: &Totals) -> RedisResult<()> {
         let mut conn = self.conn().await?;
-        let key = keys::totals(self.queue());
+        let key = keys::totals(self.keys().base());
         let mut pipe = redis::pipe();
         for (field, n) in totals.fields() {
             pipe.hincr(&key, field, n).ignore();
@@ -254,19 +286,24 @@ impl Source {
     /// Reads the queue and the fleet.
     pub async fn observe(&self) -> RedisResult<Observed> {
         let mut conn = self.conn().await?;
-        let queue = self.queue();
         let mut out = Observed {
-            lengths: QueueLengths::read(&mut conn, queue).await?,
+            lengths: QueueLengths::read(&mut conn, self.keys()).await?,
             ..Observed::default()
         };
-        let head: Option<Vec<u8>> = conn.lindex(queue, 0).await?;
-        out.oldest_pending = head.and_then(|raw| {
-            #[derive(Deserialize)]
-            struct Head {
-                ts: DateTime<Utc>,
+        for shard in self.keys().shards() {
+            let head: Option<Vec<u8>> = conn.lindex(shard, 0).await?;
+            let ts = head.and_then(|raw| {
+                #[derive(Deserialize)]
+                struct Head {
+                    ts: DateTime<Utc>,
+                }
+                serde_json::from_slice::<Head>(&raw).ok().map(|h| h.ts)
+            });
+            if let Some(ts) = ts {
+                out.oldest_pending = Some(out.oldest_pending.map_or(ts, |o| o.min(ts)));
             }
-            serde_json::from_slice::<Head>(&raw).ok().map(|h| h.ts)
-        });
+        }
+        let queue = self.keys().base();
         let mut members: Vec<String> = conn.smembers(keys::consumers(queue)).await?;
         members.sort();
         for id in members {
@@ -303,9 +340,9 @@ pub struct QueueStats {
 }
 
 /// Reads the queue-wide figures.
-pub async fn queue_stats(client: &redis::Client, queue: &str) -> RedisResult<QueueStats> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let lengths = QueueLengths::read(&mut conn, queue).await?;
+pub async fn queue_stats(conn: &mut RedisConn, keys: &QueueKeys) -> RedisResult<QueueStats> {
+    let lengths = QueueLengths::read(conn, keys).await?;
+    let queue = keys.base();
     let members: Vec<String> = conn.smembers(keys::consumers(queue)).await?;
     let mut consumers_alive = Vec::new();
     for id in members {

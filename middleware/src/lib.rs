@@ -70,7 +70,9 @@ pub use capture::{
     VisitorId,
 };
 pub use catalog::{CatalogError, CatalogPublisher};
-pub use config::{Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN};
+pub use config::{
+    Config, DEFAULT_DENY_HEADERS, DEFAULT_DENY_PARAMS, MIN_COOKIE_KEY_LEN, RedisMode,
+};
 pub use enrich::client_ip::ForwardedHeader;
 pub use error::ConfigError;
 #[cfg(feature = "axum")]

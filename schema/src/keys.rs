@@ -6,6 +6,85 @@
 /// The Redis list the middleware appends records to, unless configured.
 pub const DEFAULT_QUEUE: &str = "visitlog:queue";
 
+/// Most shards a queue may be split into (`VISITLOG_QUEUE_SHARDS`).
+pub const MAX_SHARDS: usize = 256;
+
+/// The keys of one queue, in every deployment.
+///
+/// - **One shard, one server or Sentinel** (the default): the queue is the
+///   list named `queue`, and every other key is derived from that name, as
+///   before sharding existed.
+/// - **`n` shards**: the records are spread over the lists `{queue:0}` …
+///   `{queue:n-1}`. The braces are a Redis Cluster hash tag: a shard's
+///   processing lists and heartbeats (`{queue:i}:processing:…`) carry its
+///   tag, so each shard's keys, and every script on them, stay on one slot,
+///   while the shards themselves spread over the cluster's masters.
+/// - **Cluster**: the fleet-wide keys (status, totals, the set of consumers)
+///   are derived from `{queue}`, so they share one slot and can be written
+///   in one pipeline; with one shard, the queue is `{queue}` itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueKeys {
+    base: String,
+    shards: Vec<String>,
+}
+
+impl QueueKeys {
+    /// The keys of `queue` split into `shards` lists (at least one), named
+    /// for a cluster when `cluster`. Check the name with [`check_queue`].
+    pub fn new(queue: &str, shards: usize, cluster: bool) -> Self {
+        let base = if cluster {
+            format!("{{{queue}}}")
+        } else {
+            queue.to_owned()
+        };
+        let shards = match shards {
+            0 | 1 => vec![base.clone()],
+            n => (0..n).map(|i| format!("{{{queue}:{i}}}")).collect(),
+        };
+        Self { base, shards }
+    }
+
+    /// The name fleet-wide keys derive from ([`heartbeat`], [`status`],
+    /// [`totals`], [`consumers`]).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The shard lists, in order.
+    pub fn shards(&self) -> &[String] {
+        &self.shards
+    }
+
+    /// The shard list whose derived key `key` is (a processing list or
+    /// heartbeat of it), or `key` itself.
+    pub fn shard_of(&self, key: &str) -> Option<usize> {
+        self.shards.iter().position(|shard| {
+            key == shard
+                || key
+                    .strip_prefix(shard.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
+    }
+}
+
+/// Refuses a queue name that cannot be split into shards or used on a
+/// cluster: braces would change the hash tags the keys rely on.
+pub fn check_queue(queue: &str, shards: usize, cluster: bool) -> Result<(), String> {
+    if queue.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if !(1..=MAX_SHARDS).contains(&shards) {
+        return Err(format!("shards must be between 1 and {MAX_SHARDS}"));
+    }
+    if (shards > 1 || cluster) && queue.contains(['{', '}']) {
+        return Err(
+            "holds `{` or `}`, which a sharded or clustered queue uses for its hash tags"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// The list a consumer instance moves one batch into while it stores it;
 /// an instance has one such list per batch it may have in flight (`slot`).
 pub fn processing_list(queue: &str, consumer_id: &str, slot: usize) -> String {
@@ -40,6 +119,49 @@ pub fn totals(queue: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_shard_on_one_server_keeps_the_names_of_before() {
+        let keys = QueueKeys::new(DEFAULT_QUEUE, 1, false);
+        assert_eq!(keys.base(), DEFAULT_QUEUE);
+        assert_eq!(keys.shards(), [DEFAULT_QUEUE]);
+        assert_eq!(
+            keys.shard_of(&processing_list(DEFAULT_QUEUE, "c1", 0)),
+            Some(0)
+        );
+        assert_eq!(keys.shard_of("visitlog:queue2:processing:c1:0"), None);
+    }
+
+    #[test]
+    fn shards_carry_one_hash_tag_each_and_the_fleet_keys_another() {
+        let keys = QueueKeys::new("q", 3, true);
+        assert_eq!(keys.base(), "{q}");
+        assert_eq!(keys.shards(), ["{q:0}", "{q:1}", "{q:2}"]);
+        let list = processing_list(&keys.shards()[2], "c1", 0);
+        assert_eq!(list, "{q:2}:processing:c1:0");
+        assert_eq!(keys.shard_of(&list), Some(2));
+        assert_eq!(keys.shard_of(&heartbeat(&keys.shards()[1], "c1")), Some(1));
+        assert_eq!(keys.shard_of(&totals(keys.base())), None);
+        // One shard on a cluster: the queue shares the fleet keys' slot.
+        assert_eq!(QueueKeys::new("q", 1, true).shards(), ["{q}"]);
+        // Sharded on one server: the same shard names, plain fleet keys.
+        let keys = QueueKeys::new("q", 2, false);
+        assert_eq!(
+            (keys.base(), keys.shards()),
+            ("q", &["{q:0}".to_owned(), "{q:1}".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn queue_names_that_would_break_the_tags_are_refused() {
+        assert!(check_queue("visitlog:queue", 8, true).is_ok());
+        assert!(check_queue("a{b}", 1, false).is_ok());
+        assert!(check_queue("a{b}", 2, false).is_err());
+        assert!(check_queue("a{b}", 1, true).is_err());
+        assert!(check_queue("q", 0, false).is_err());
+        assert!(check_queue("q", MAX_SHARDS + 1, false).is_err());
+        assert!(check_queue("", 1, false).is_err());
+    }
 
     #[test]
     fn keys_derive_from_the_queue_name() {

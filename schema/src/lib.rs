@@ -18,16 +18,20 @@
 
 mod catalog;
 mod check;
+#[cfg(feature = "redis")]
+pub mod connect;
 mod event;
 pub mod keys;
 mod record;
 mod redact;
-#[cfg(feature = "redis")]
-mod redis_client;
 pub mod validator;
 mod wire;
 
 pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
+#[cfg(feature = "redis")]
+pub use connect::{
+    RedisConn, RedisMode, RedisTarget, TargetError, Timeouts, read_ca_cert, redis_client,
+};
 pub use event::{
     EventRecord, EventType, LEARNER_MAX, Learner, hashed_id, learner_link_id, progress_id,
     user_name, video_position_id,
@@ -36,6 +40,4 @@ pub use record::{
     Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, UserAgent, limits, truncate_chars,
 };
 pub use redact::{redact_url, redact_urls_in};
-#[cfg(feature = "redis")]
-pub use redis_client::{read_ca_cert, redis_client};
 pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};

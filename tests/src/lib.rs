@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 
 pub mod browser;
 pub mod consumer;
+pub mod redis_ha;
 mod servers;
 
 pub use servers::{

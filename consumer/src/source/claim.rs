@@ -1,10 +1,12 @@
-//! A batch's life in its slot: claimed from the queue into the slot's
-//! processing list, read back after a crash, and deleted (acknowledged)
-//! once stored.
+//! A batch's life in its slot: claimed from a shard of the queue into the
+//! slot's processing list in that shard, read back after a crash, and
+//! deleted (acknowledged) once stored.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::{AsyncCommands, RedisResult};
+use visitlog_schema::keys;
 
 use super::{FETCH, Source};
 
@@ -16,25 +18,34 @@ impl Source {
     }
 
     /// Moves up to `max` records into `slot`'s list and returns everything
-    /// the list holds; waits up to the flush interval for a first record
-    /// when the queue is empty.
+    /// the list holds. Shards are tried in turn, starting one further at
+    /// each claim; when all are empty, waits up to the flush interval for a
+    /// first record on one of them (the next in turn).
     pub async fn fetch(&self, slot: usize, max: usize) -> RedisResult<Vec<Vec<u8>>> {
         let mut conn = self.conn().await?;
-        let key = self.slot_key(slot);
-        let records: Vec<Vec<u8>> = FETCH
-            .key(&self.queue)
-            .key(&key)
-            .arg(max)
-            .invoke_async(&mut conn)
-            .await?;
-        if !records.is_empty() {
-            return Ok(records);
+        let shards = self.keys.shards();
+        let start = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        for turn in 0..shards.len() {
+            let shard = (start + turn) % shards.len();
+            let key = keys::processing_list(&shards[shard], &self.id, slot);
+            let records: Vec<Vec<u8>> = FETCH
+                .key(&shards[shard])
+                .key(&key)
+                .arg(max)
+                .invoke_async(&mut conn)
+                .await?;
+            if !records.is_empty() {
+                self.set_slot_shard(slot, shard);
+                return Ok(records);
+            }
         }
+        let shard = start % shards.len();
+        let key = keys::processing_list(&shards[shard], &self.id, slot);
         let mut blocking = self
-            .manager(&self.blocking, self.wait + Duration::from_secs(5))
+            .lasting(&self.blocking, self.wait + Duration::from_secs(5))
             .await?;
         let first: Option<Vec<u8>> = redis::cmd("BLMOVE")
-            .arg(&self.queue)
+            .arg(&shards[shard])
             .arg(&key)
             .arg("LEFT")
             .arg("RIGHT")
@@ -44,12 +55,13 @@ impl Source {
         let Some(first) = first else {
             return Ok(Vec::new());
         };
+        self.set_slot_shard(slot, shard);
         if max == 1 {
             return Ok(vec![first]);
         }
         // The script returns the whole list, `first` included.
         FETCH
-            .key(&self.queue)
+            .key(&shards[shard])
             .key(&key)
             .arg(max - 1)
             .invoke_async(&mut conn)

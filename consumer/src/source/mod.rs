@@ -13,13 +13,14 @@
 //! queue), [`reap`] (dead instances' lists back to the queue). What an
 //! instance says of itself and reads of the others is [`crate::fleet`].
 
-use std::sync::LazyLock;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 use tokio::sync::OnceCell;
-use visitlog_schema::keys;
+use visitlog_schema::keys::{self, QueueKeys};
+use visitlog_schema::{RedisConn, RedisTarget, Timeouts};
 
 mod claim;
 mod hand_back;
@@ -31,78 +32,105 @@ static HAND_BACK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/hand_back.lua")));
 static REAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/reap.lua")));
 
+/// Deadline to connect to a Redis node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Queue-side operations of one consumer instance. Cheap to share by reference.
+///
+/// The queue may be split into shards ([`QueueKeys`]): a batch is claimed
+/// from one shard into a processing list of that shard, so each script
+/// touches one hash tag; the shard a slot's batch came from is remembered
+/// until the batch is acknowledged.
 pub struct Source {
-    client: redis::Client,
+    target: RedisTarget,
     /// Commands; reconnects by itself once made.
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<RedisConn>,
     /// `BLMOVE` only: a blocking command holds up its connection.
-    blocking: OnceCell<ConnectionManager>,
+    blocking: OnceCell<RedisConn>,
     queue: String,
+    keys: QueueKeys,
     id: String,
     slots: usize,
     wait: Duration,
+    /// The shard each slot's batch is in.
+    slot_shards: Mutex<Vec<usize>>,
+    /// Where the next claim starts looking, so shards are served in turn.
+    next_shard: AtomicUsize,
 }
 
 impl Source {
-    /// Prepares the source on `client` (see [`crate::config::Config::redis_client`]);
-    /// no connection is made until first used.
-    pub fn new(client: redis::Client, queue: &str, id: &str, slots: usize, wait: Duration) -> Self {
+    /// Prepares the source of `queue` (named by `keys`) on `target`; no
+    /// connection is made until first used.
+    pub fn new(
+        target: RedisTarget,
+        queue: &str,
+        keys: QueueKeys,
+        id: &str,
+        slots: usize,
+        wait: Duration,
+    ) -> Self {
         Self {
-            client,
+            target,
             conn: OnceCell::new(),
             blocking: OnceCell::new(),
             queue: queue.to_owned(),
+            keys,
             id: id.to_owned(),
             slots,
             wait,
+            slot_shards: Mutex::new(vec![0; slots]),
+            next_shard: AtomicUsize::new(0),
         }
     }
 
-    /// The Redis client, for one-off commands (the status endpoint's
+    /// Where Redis is, for one-off commands (the status endpoint's
     /// dead-letter actions).
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    pub(crate) fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// The same source with connections of its own (for the status endpoint,
     /// which must answer while the worker's connection is busy).
     pub fn with_own_connection(&self) -> Self {
         Self::new(
-            self.client.clone(),
+            self.target.clone(),
             &self.queue,
+            self.keys.clone(),
             &self.id,
             self.slots,
             self.wait,
         )
     }
 
-    async fn manager(
+    async fn lasting(
         &self,
-        cell: &OnceCell<ConnectionManager>,
+        cell: &OnceCell<RedisConn>,
         response: Duration,
-    ) -> RedisResult<ConnectionManager> {
-        let manager = cell
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(3)))
-                    .set_response_timeout(Some(response))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(2));
-                ConnectionManager::new_with_config(self.client.clone(), config).await
+    ) -> RedisResult<RedisConn> {
+        let conn = cell
+            .get_or_try_init(|| {
+                self.target.connect_lasting(Timeouts {
+                    connect: CONNECT_TIMEOUT,
+                    response,
+                })
             })
             .await?;
-        Ok(manager.clone())
+        Ok(conn.clone())
     }
 
     /// The command connection (not the blocking one).
-    pub(crate) async fn conn(&self) -> RedisResult<ConnectionManager> {
-        self.manager(&self.conn, Duration::from_secs(5)).await
+    pub(crate) async fn conn(&self) -> RedisResult<RedisConn> {
+        self.lasting(&self.conn, Duration::from_secs(5)).await
     }
 
-    /// The queue key.
+    /// The queue's name, as configured.
     pub fn queue(&self) -> &str {
         &self.queue
+    }
+
+    /// The queue's keys.
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
     }
 
     /// This instance's consumer id.
@@ -110,9 +138,24 @@ impl Source {
         &self.id
     }
 
-    /// The processing list of `slot`.
+    fn slot_shard(&self, slot: usize) -> usize {
+        self.slot_shards
+            .lock()
+            .map_or(0, |shards| shards.get(slot).copied().unwrap_or(0))
+    }
+
+    fn set_slot_shard(&self, slot: usize, shard: usize) {
+        if let Ok(mut shards) = self.slot_shards.lock()
+            && let Some(s) = shards.get_mut(slot)
+        {
+            *s = shard;
+        }
+    }
+
+    /// The processing list of `slot`, in the shard its batch is from.
     pub fn slot_key(&self, slot: usize) -> String {
-        keys::processing_list(&self.queue, &self.id, slot)
+        let shard = &self.keys.shards()[self.slot_shard(slot) % self.keys.shards().len()];
+        keys::processing_list(shard, &self.id, slot)
     }
 
     /// Answers when Redis does.
@@ -125,7 +168,8 @@ impl Source {
     }
 
     /// Redis's `maxmemory-policy` (`CONFIG GET`); `None` when the reply
-    /// does not carry it. Fails when `CONFIG` is disabled or renamed.
+    /// does not carry it. Fails when `CONFIG` is disabled or renamed. On a
+    /// cluster, the node asked is the one holding the first shard.
     pub async fn eviction_policy(&self) -> RedisResult<Option<String>> {
         let mut conn = self.conn().await?;
         let reply: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
@@ -142,14 +186,14 @@ impl Source {
     }
 }
 
-/// The `SCAN` pattern of every processing list of `queue`.
-pub(crate) fn processing_pattern(queue: &str) -> String {
-    format!("{}:processing:*", glob_escape(queue))
+/// The `SCAN` pattern of every processing list of one shard.
+pub(crate) fn processing_pattern(shard: &str) -> String {
+    format!("{}:processing:*", glob_escape(shard))
 }
 
 /// `s` with the characters special to `SCAN MATCH` escaped (`*`, `?`, `[`,
 /// `]`, `\`): a key part matched literally.
-fn glob_escape(s: &str) -> String {
+pub(crate) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -160,30 +204,17 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// Every key matching `pattern`, sorted.
-pub(crate) async fn scan<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    pattern: &str,
+/// Every processing list of every shard, sorted.
+pub(crate) async fn processing_lists(
+    conn: &mut RedisConn,
+    keys: &QueueKeys,
 ) -> RedisResult<Vec<String>> {
-    let mut cursor: u64 = 0;
-    let mut found = Vec::new();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        found.extend(keys);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+    let mut all = Vec::new();
+    for shard in keys.shards() {
+        all.extend(conn.scan_near(shard, &processing_pattern(shard)).await?);
     }
-    found.sort();
-    Ok(found)
+    all.sort();
+    Ok(all)
 }
 
 /// This host's name, safe inside a consumer id and a heartbeat value (any

@@ -42,8 +42,14 @@ pub(super) async fn requeue(
         Ok(s) => s,
         Err(refusal) => return refusal.into_response(),
     };
-    let client = state.source.client().clone();
-    match admin::requeue_into(&state.sink, &client, &state.queue, &selection).await {
+    match admin::requeue_into(
+        &state.sink,
+        state.source.target(),
+        state.source.keys(),
+        &selection,
+    )
+    .await
+    {
         Ok((requeued, skipped)) => {
             tracing::info!(
                 requeued,

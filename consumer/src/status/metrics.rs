@@ -206,8 +206,15 @@ mod tests {
         Metrics::add(&metrics.derived, 3);
         Metrics::add(&metrics.batches, 2);
         let source = crate::source::Source::new(
-            redis::Client::open("redis://127.0.0.1:1").unwrap(),
+            visitlog_schema::RedisTarget::new(
+                visitlog_schema::RedisMode::Standalone,
+                "redis://127.0.0.1:1",
+                None,
+                None,
+            )
+            .unwrap(),
             "q",
+            visitlog_schema::keys::QueueKeys::new("q", 1, false),
             "c",
             1,
             std::time::Duration::from_millis(10),

@@ -149,8 +149,9 @@ async fn load(
     config.validate()?;
     let id = config.consumer_id();
     let source = Source::new(
-        config.redis_client()?,
+        config.redis_target()?,
         &config.queue,
+        config.queue_keys(),
         &id,
         config.max_in_flight,
         config.flush_interval,

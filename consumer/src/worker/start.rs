@@ -213,10 +213,7 @@ pub(super) async fn leftovers(
     let mut retry = Retry::new(Backoff::new(ctx.config.max_backoff), shutdown.clone());
     // It ran with a higher max-in-flight: back to the head of the queue.
     let own = retry_redis(ctx, &mut retry, || ctx.source.own_lists()).await?;
-    let beyond: Vec<String> = own
-        .into_iter()
-        .filter(|list| ctx.source.slot_of(list).is_none_or(|slot| slot >= slots))
-        .collect();
+    let beyond = ctx.source.adopt(own);
     if !beyond.is_empty() {
         let n = retry_redis(ctx, &mut retry, || ctx.source.hand_back(&beyond)).await?;
         tracing::info!(

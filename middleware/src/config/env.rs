@@ -51,7 +51,14 @@ pub(crate) static VARS: &[Var] = &[
     // Redis and the queue.
     var!(secret "VISITLOG_REDIS_URL", redis_url, redis_url),
     var!("VISITLOG_REDIS_CA_CERT", redis_ca_cert, path),
+    var!("VISITLOG_REDIS_MODE", redis_mode, str::parse),
+    var!(
+        "VISITLOG_REDIS_SENTINEL_MASTER",
+        redis_sentinel_master,
+        some_text
+    ),
     var!("VISITLOG_QUEUE", queue, text),
+    var!("VISITLOG_QUEUE_SHARDS", queue_shards, count),
     // GeoIP.
     var!("VISITLOG_GEODB", geodb, path),
     var!("VISITLOG_GEODB_RELOAD", geodb_reload, duration),
@@ -121,6 +128,10 @@ fn text(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+fn some_text(s: &str) -> Result<Option<String>, String> {
+    Ok(Some(s.to_owned()))
+}
+
 fn path(s: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(PathBuf::from(s)))
 }
@@ -133,7 +144,7 @@ fn key(s: &str) -> Result<Option<Vec<u8>>, String> {
 /// The URL is checked here, but an error never repeats it (it may hold a
 /// password; the row is `secret`).
 fn redis_url(s: &str) -> Result<String, String> {
-    super::check_redis_url(s)?;
+    super::check_redis_urls(s)?;
     Ok(s.to_owned())
 }
 

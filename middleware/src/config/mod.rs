@@ -18,6 +18,10 @@ use ipnet::IpNet;
 use crate::enrich::client_ip::ForwardedHeader;
 use crate::enrich::route::RoutePattern;
 use crate::error::ConfigError;
+use visitlog_schema::keys::{self, QueueKeys};
+use visitlog_schema::{RedisTarget, TargetError};
+
+pub use visitlog_schema::RedisMode;
 
 mod env;
 pub(crate) use visitlog_schema::redact_url;
@@ -85,7 +89,10 @@ pub struct Config {
     // Redis and the queue.
     pub(crate) redis_url: String,
     pub(crate) redis_ca_cert: Option<PathBuf>,
+    pub(crate) redis_mode: RedisMode,
+    pub(crate) redis_sentinel_master: Option<String>,
     pub(crate) queue: String,
+    pub(crate) queue_shards: usize,
     // GeoIP.
     pub(crate) geodb: Option<PathBuf>,
     pub(crate) geodb_reload: Duration,
@@ -127,7 +134,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("redis_url", &redact_url(&self.redis_url))
             .field("redis_ca_cert", &self.redis_ca_cert)
+            .field("redis_mode", &self.redis_mode)
+            .field("redis_sentinel_master", &self.redis_sentinel_master)
             .field("queue", &self.queue)
+            .field("queue_shards", &self.queue_shards)
             .field("geodb", &self.geodb)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("forwarded_header", &self.forwarded_header)
@@ -148,7 +158,10 @@ impl Default for Config {
         Self {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             redis_ca_cert: None,
+            redis_mode: RedisMode::Standalone,
+            redis_sentinel_master: None,
             queue: visitlog_schema::keys::DEFAULT_QUEUE.to_owned(),
+            queue_shards: 1,
             geodb: None,
             geodb_reload: Duration::from_secs(60),
             trusted_proxies: Vec::new(),
@@ -200,10 +213,18 @@ macro_rules! setters {
 
 impl Config {
     setters! {
-        /// Redis to ship to (`VISITLOG_REDIS_URL`, default `redis://127.0.0.1:6379`).
+        /// Redis to ship to (`VISITLOG_REDIS_URL`, default
+        /// `redis://127.0.0.1:6379`); in sentinel and cluster modes a
+        /// comma-separated list of the sentinels' or seed nodes' URLs.
         redis_url: String;
+        /// How Redis is deployed (`VISITLOG_REDIS_MODE`, default `standalone`).
+        redis_mode: RedisMode;
         /// The Redis list records are appended to (`VISITLOG_QUEUE`, default `visitlog:queue`).
         queue: String;
+        /// Lists the queue is split into, each batch going to the next
+        /// (`VISITLOG_QUEUE_SHARDS`, default 1: the list named by the queue).
+        /// The consumer must be told the same number.
+        queue_shards: usize;
         /// How often to check the GeoIP file for a replacement (`VISITLOG_GEODB_RELOAD`, default 60 s).
         geodb_reload: Duration;
         /// Peers whose forwarded-client header is believed (`VISITLOG_TRUSTED_PROXIES`).
@@ -264,6 +285,13 @@ impl Config {
         events_burst: u32;
     }
 
+    /// The name the sentinels know the master by (`VISITLOG_REDIS_SENTINEL_MASTER`,
+    /// sentinel mode only).
+    pub fn redis_sentinel_master(mut self, name: impl Into<String>) -> Self {
+        self.redis_sentinel_master = Some(name.into());
+        self
+    }
+
     /// A PEM file of the CA that signed a `rediss://` server's certificate,
     /// checked instead of the system's roots (`VISITLOG_REDIS_CA_CERT`).
     pub fn redis_ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
@@ -297,22 +325,47 @@ impl Config {
             .map_err(|e| ConfigError::new("VISITLOG_TUTORIAL_ROUTE", &self.tutorial_route, e))
     }
 
-    /// A client for the configured Redis (no connection is made yet): over
-    /// TLS for `rediss://`, checked against the system's roots or the
-    /// configured CA.
-    pub(crate) fn redis_client(&self) -> Result<redis::Client, ConfigError> {
+    /// Where the configured Redis is (no connection is made yet): one
+    /// server, over TLS for `rediss://` (checked against the system's roots
+    /// or the configured CA), a Sentinel-watched master, or a cluster.
+    pub(crate) fn redis_target(&self) -> Result<RedisTarget, ConfigError> {
         let ca = match &self.redis_ca_cert {
             Some(path) => Some(visitlog_schema::read_ca_cert(path).map_err(|reason| {
                 ConfigError::new("VISITLOG_REDIS_CA_CERT", path.display().to_string(), reason)
             })?),
             None => None,
         };
-        visitlog_schema::redis_client(&self.redis_url, ca.as_deref()).map_err(|e| {
-            ConfigError::secret(
-                "VISITLOG_REDIS_URL",
-                format!("not a Redis URL ({:?})", e.kind()),
-            )
+        RedisTarget::new(
+            self.redis_mode,
+            &self.redis_url,
+            self.redis_sentinel_master.as_deref(),
+            ca.as_deref(),
+        )
+        .map_err(|e| match e {
+            TargetError::Url(reason) => ConfigError::secret("VISITLOG_REDIS_URL", reason),
+            TargetError::Master(reason) => ConfigError::new(
+                "VISITLOG_REDIS_SENTINEL_MASTER",
+                self.redis_sentinel_master.as_deref().unwrap_or_default(),
+                reason,
+            ),
+            TargetError::CaCert(reason) => ConfigError::new(
+                "VISITLOG_REDIS_CA_CERT",
+                self.redis_ca_cert
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            ),
         })
+    }
+
+    /// The Redis keys of the queue: its shards, named for the mode.
+    pub(crate) fn queue_keys(&self) -> QueueKeys {
+        QueueKeys::new(
+            &self.queue,
+            self.queue_shards,
+            self.redis_mode == RedisMode::Cluster,
+        )
     }
 
     /// Checks the values that cannot be checked one at a time.
@@ -342,9 +395,20 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.queue.is_empty() {
-            return Err(ConfigError::new("VISITLOG_QUEUE", "", "must not be empty"));
+        if !(1..=keys::MAX_SHARDS).contains(&self.queue_shards) {
+            return Err(ConfigError::new(
+                "VISITLOG_QUEUE_SHARDS",
+                self.queue_shards.to_string(),
+                format!("must be between 1 and {}", keys::MAX_SHARDS),
+            ));
         }
+        keys::check_queue(
+            &self.queue,
+            self.queue_shards,
+            self.redis_mode == RedisMode::Cluster,
+        )
+        .map_err(|reason| ConfigError::new("VISITLOG_QUEUE", &self.queue, reason))?;
+        self.redis_target()?;
         if self.visit_timeout.is_zero() {
             return Err(ConfigError::new(
                 "VISITLOG_VISIT_TIMEOUT",
@@ -397,10 +461,22 @@ impl Config {
     }
 }
 
-/// A client for `url`; the error never repeats the URL (it may hold a password).
-fn check_redis_url(url: &str) -> Result<redis::Client, String> {
-    visitlog_schema::redis_client(url, None)
-        .map_err(|e| format!("not a Redis URL ({:?})", e.kind()))
+/// Checks each URL of a comma-separated list; the error never repeats a
+/// URL (it may hold a password). How many the mode takes is checked by
+/// [`Config::validate`].
+fn check_redis_urls(urls: &str) -> Result<(), String> {
+    let list: Vec<&str> = urls.split(',').map(str::trim).collect();
+    for (i, url) in list.iter().enumerate() {
+        visitlog_schema::redis_client(url, None).map_err(|e| match list.len() {
+            1 => format!("not a Redis URL ({:?})", e.kind()),
+            n => format!(
+                "address {} of {n} is not a Redis URL ({:?})",
+                i + 1,
+                e.kind()
+            ),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,10 +20,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::Rng;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+use visitlog_schema::keys::QueueKeys;
+use visitlog_schema::{RedisConn, RedisTarget, Timeouts};
 
 use crate::config::{Config, redact_url};
 use crate::enrich::Enricher;
@@ -50,7 +51,10 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Shipper {
     pub(crate) rx: mpsc::Receiver<Item>,
     pub(crate) enricher: Enricher,
-    client: redis::Client,
+    target: RedisTarget,
+    keys: QueueKeys,
+    /// The shard the next batch goes to: batches take the shards in turn.
+    next_shard: std::sync::atomic::AtomicUsize,
     config: Config,
     pub(crate) counters: Arc<Counters>,
     shutdown: watch::Receiver<Option<Instant>>,
@@ -93,7 +97,7 @@ impl ShipperHandle {
 type SendFuture = Pin<Box<dyn Future<Output = SendOutcome> + Send>>;
 
 struct SendOutcome {
-    conn: Option<MultiplexedConnection>,
+    conn: Option<RedisConn>,
     batch: Vec<Vec<u8>>,
     result: Result<(), String>,
 }
@@ -107,13 +111,16 @@ impl Shipper {
         rx: mpsc::Receiver<Item>,
         counters: Arc<Counters>,
     ) -> Result<Self, ConfigError> {
-        let client = config.redis_client()?;
+        let target = config.redis_target()?;
+        let keys = config.queue_keys();
         let (shutdown_tx, shutdown) = watch::channel(None);
         tracing::debug!(redis = %redact_url(&config.redis_url), queue = %config.queue, "visitlog: capture layer ready");
         Ok(Self {
             rx,
             enricher,
-            client,
+            target,
+            keys,
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
             config,
             counters,
             shutdown,
@@ -143,7 +150,7 @@ impl Shipper {
             .map(|db| db.watch(self.config.geodb_reload));
         let limits = Limits::of(&self.config);
         let mut buffer = Buffer::new(limits);
-        let mut conn: Option<MultiplexedConnection> = None;
+        let mut conn: Option<RedisConn> = None;
         let mut in_flight: Option<SendFuture> = None;
         let mut backoff = Backoff::default();
         let mut retry_at: Option<Instant> = None;
@@ -266,7 +273,7 @@ impl Shipper {
     async fn drain(
         mut self,
         mut buffer: Buffer,
-        mut conn: Option<MultiplexedConnection>,
+        mut conn: Option<RedisConn>,
         mut in_flight: Option<SendFuture>,
         deadline: Instant,
     ) {
@@ -314,7 +321,7 @@ impl Shipper {
     fn settle(
         &self,
         buffer: &mut Buffer,
-        conn: &mut Option<MultiplexedConnection>,
+        conn: &mut Option<RedisConn>,
         outcome: SendOutcome,
     ) -> Result<(), String> {
         *conn = outcome.conn;
@@ -332,24 +339,21 @@ impl Shipper {
         }
     }
 
-    fn send(
-        &self,
-        conn: Option<MultiplexedConnection>,
-        batch: Vec<Vec<u8>>,
-        timeout: Duration,
-    ) -> SendFuture {
-        let client = self.client.clone();
-        let queue = self.config.queue.clone();
+    fn send(&self, conn: Option<RedisConn>, batch: Vec<Vec<u8>>, timeout: Duration) -> SendFuture {
+        let target = self.target.clone();
+        let shards = self.keys.shards();
+        let turn = self.next_shard.fetch_add(1, Ordering::Relaxed);
+        let queue = shards[turn % shards.len()].clone();
         Box::pin(async move {
             let attempt = async {
                 let mut conn = match conn {
                     Some(c) => c,
                     None => {
-                        let config = AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(timeout))
-                            .set_response_timeout(Some(timeout));
-                        client
-                            .get_multiplexed_async_connection_with_config(&config)
+                        target
+                            .connect(Timeouts {
+                                connect: timeout,
+                                response: timeout,
+                            })
                             .await?
                     }
                 };

@@ -1,7 +1,6 @@
-//! Opening Redis, the same way in the middleware and the consumer:
-//! `redis://` over TCP, `rediss://` over TLS (rustls) checked against the
-//! system's roots, or against one private CA (`VISITLOG_REDIS_CA_CERT`, a
-//! PEM file) instead.
+//! One Redis server: `redis://` over TCP, `rediss://` over TLS (rustls)
+//! checked against the system's roots, or against one private CA
+//! (`VISITLOG_REDIS_CA_CERT`, a PEM file) instead.
 
 /// A client for `url`. With `ca_cert` (PEM) a `rediss://` server's
 /// certificate must chain to it; without, to the system's roots. The
