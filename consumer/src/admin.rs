@@ -17,7 +17,7 @@ use crate::sink::Sink;
 pub async fn stats(config: &Config) -> Result<serde_json::Value> {
     let mut conn = connect(&config.redis_target()?).await?;
     let queue = queue_stats(&mut conn, &config.queue_keys()).await?;
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     let dead_letters = sink.dead_letter_count().await?;
     let stored = sink.request_logs().estimated_document_count().await?;
     let events = sink.events().estimated_document_count().await?;
@@ -41,7 +41,7 @@ pub async fn stats(config: &Config) -> Result<serde_json::Value> {
 
 /// One line per dead letter, newest first.
 pub async fn list(config: &Config, limit: i64) -> Result<Vec<String>> {
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     Ok(sink
         .dead_letters(limit)
         .await?
@@ -97,7 +97,7 @@ impl Selection {
 /// change meanwhile: if the record fails again at once, its renewed dead
 /// letter stays. Truncated ones cannot be requeued and are reported.
 pub async fn requeue(config: &Config, selection: &Selection) -> Result<(u64, u64)> {
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     requeue_into(
         &sink,
         &config.redis_target()?,
@@ -147,7 +147,7 @@ pub async fn requeue_into(
 
 /// Deletes the selected dead letters.
 pub async fn purge(config: &Config, selection: &Selection) -> Result<u64> {
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     sink.purge_dead_letters(selection.filter()?).await
 }
 

@@ -416,7 +416,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             .await?;
         }
         Command::Setup => {
-            let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+            let sink = Sink::open(&config).await?;
             sink.setup(&config.retention()).await?;
             crate::analytics::Analytics::new(
                 sink.clone(),
@@ -483,7 +483,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let from = from.unwrap_or(to - chrono::Duration::days(DEFAULT_DAYS - 1));
             let range = Range::new(from, to, foss).map_err(|e| anyhow::anyhow!("report: {e}"))?;
-            let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+            let sink = Sink::open(&config).await?;
             let report = crate::report::report(&sink, &range).await?;
             match format {
                 ReportFormat::Table => print!("{}", report.table()),
@@ -548,7 +548,7 @@ async fn import_catalog(
             );
         }
     };
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     if !dry_run {
         sink.setup(&config.retention()).await?;
     }
@@ -608,6 +608,8 @@ mod tests {
             "mongodb://db:27018",
             "--database",
             "d2",
+            "--write-concern",
+            "2",
             "--consumer-id",
             "c2",
             "--batch-size",
@@ -668,6 +670,7 @@ mod tests {
             queue_shards: 4,
             mongodb_uri: "mongodb://db:27018".into(),
             database: "d2".into(),
+            write_concern: Some("2".into()),
             consumer_id: Some("c2".into()),
             batch_size: 20,
             flush_interval: Duration::from_secs(1),

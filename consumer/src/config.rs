@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use mongodb::options::Acknowledgment;
 use serde::{Deserialize, Serialize, Serializer};
 use visitlog_schema::keys::{self, QueueKeys};
 pub use visitlog_schema::redact_url;
@@ -53,6 +54,11 @@ pub struct Config {
     /// Database name.
     #[arg(long, env = "VISITLOG_DATABASE")]
     pub database: String,
+    /// Acknowledgement every write waits for: `majority` or a number of
+    /// members (1 or more). Default: the URI's `w`, else `majority`.
+    #[arg(long, env = "VISITLOG_WRITE_CONCERN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_concern: Option<String>,
     /// This instance's id; keep it stable across restarts so a restarted
     /// instance finishes its own batches at once. Default: the host name
     /// under systemd, else `<hostname>-<pid>`.
@@ -185,6 +191,7 @@ impl Default for Config {
             queue_shards: 1,
             mongodb_uri: "mongodb://127.0.0.1:27017".to_owned(),
             database: "visitlog".to_owned(),
+            write_concern: None,
             consumer_id: None,
             batch_size: 1000,
             flush_interval: Duration::from_millis(200),
@@ -365,6 +372,12 @@ impl Config {
             return invalid("completion-threshold", "must be more than 0 and at most 1");
         }
         self.redis_target()?;
+        if let Err(message) = self.write_acknowledgment() {
+            return Err(ConfigError::Invalid {
+                key: "write-concern",
+                message,
+            });
+        }
         if !self.mongodb_uri.starts_with("mongodb://")
             && !self.mongodb_uri.starts_with("mongodb+srv://")
         {
@@ -406,6 +419,24 @@ impl Config {
                 message: e.to_string(),
             }
         })
+    }
+
+    /// The `write-concern` setting as the driver takes it; `None` when unset.
+    pub fn write_acknowledgment(&self) -> Result<Option<Acknowledgment>, String> {
+        let Some(w) = self.write_concern.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        match w {
+            "majority" => Ok(Some(Acknowledgment::Majority)),
+            "0" => Err(
+                "0 (unacknowledged) is refused: a write nobody confirms cannot be stored exactly once"
+                    .to_owned(),
+            ),
+            n => match n.parse::<u32>() {
+                Ok(n) if (1..=50).contains(&n) => Ok(Some(Acknowledgment::Nodes(n))),
+                _ => Err("use majority, or a number of members from 1 to 50".to_owned()),
+            },
+        }
     }
 
     /// The Redis keys of the queue, as the middleware names them with the
@@ -573,6 +604,67 @@ mod tests {
                 .to_string()
                 .starts_with("heartbeat-ttl")
         );
+        for (c, key) in [
+            (
+                Config {
+                    write_concern: Some("0".into()),
+                    ..Config::default()
+                },
+                "write-concern",
+            ),
+            (
+                Config {
+                    redis_mode: RedisMode::Sentinel,
+                    ..Config::default()
+                },
+                "redis-sentinel-master",
+            ),
+            (
+                Config {
+                    redis_mode: RedisMode::Cluster,
+                    queue: "a{b}".into(),
+                    ..Config::default()
+                },
+                "queue",
+            ),
+            (
+                Config {
+                    queue_shards: 0,
+                    ..Config::default()
+                },
+                "queue-shards",
+            ),
+            (
+                Config {
+                    redis_url: "redis://a:1,redis://b:2".into(),
+                    ..Config::default()
+                },
+                "redis-url",
+            ),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn write_concern_is_majority_a_count_or_the_uris() {
+        let with = |w: &str| Config {
+            write_concern: Some(w.into()),
+            ..Config::default()
+        };
+        assert_eq!(Config::default().write_acknowledgment(), Ok(None));
+        assert_eq!(
+            with("majority").write_acknowledgment(),
+            Ok(Some(Acknowledgment::Majority))
+        );
+        assert_eq!(
+            with("2").write_acknowledgment(),
+            Ok(Some(Acknowledgment::Nodes(2)))
+        );
+        for bad in ["0", "-1", "all", "51"] {
+            assert!(with(bad).write_acknowledgment().is_err(), "{bad}");
+        }
     }
 
     /// The unit file keeps the promises the README makes for it.

@@ -311,7 +311,7 @@ fn marks_of(collection: &str, docs: &[Document]) -> Vec<Mark> {
 
 /// Removes everything of `subject`; what was removed, by place.
 pub async fn erase(config: &Config, subject: &Subject) -> Result<Summary> {
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     let p = person(&sink, subject).await?;
     let mut summary = Summary {
         shared_visitors: p.shared_visitors.clone(),
@@ -362,7 +362,7 @@ pub async fn export(
     subject: &Subject,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<Summary> {
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     let p = person(&sink, subject).await?;
     let mut summary = Summary {
         shared_visitors: p.shared_visitors.clone(),

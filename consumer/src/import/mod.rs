@@ -173,7 +173,7 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
     let started = Instant::now();
     let sources = sources(&options.paths)?;
     let total: u64 = sources.iter().map(|s| s.size).sum();
-    let sink = Sink::new(&config.mongodb_uri, &config.database).await?;
+    let sink = Sink::open(config).await?;
     let analytics = Analytics::new(
         sink.clone(),
         config.analytics_rules(),

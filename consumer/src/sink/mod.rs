@@ -81,9 +81,46 @@ struct DerivedValidators {
 }
 
 impl Sink {
-    /// Prepares a client; connects lazily.
+    /// Prepares a client for the configured MongoDB, with its write
+    /// concern; connects lazily.
+    pub async fn open(config: &crate::config::Config) -> Result<Self> {
+        let w = config.write_acknowledgment().map_err(|message| {
+            crate::config::ConfigError::Invalid {
+                key: "write-concern",
+                message,
+            }
+        })?;
+        Self::with_write_concern(&config.mongodb_uri, &config.database, w).await
+    }
+
+    /// Prepares a client with the URI's write concern (else `majority`);
+    /// connects lazily.
     pub async fn new(uri: &str, database: &str) -> Result<Self> {
+        Self::with_write_concern(uri, database, None).await
+    }
+
+    /// Prepares a client; connects lazily. Every write waits for `w` (else
+    /// the URI's `w`, else a majority of the replica set: a record the
+    /// queue forgets must not die with a primary). Every read goes to the
+    /// primary whatever the URI says: the derivations read back what they
+    /// just wrote, and a lagging secondary would make them count twice or
+    /// miss a step.
+    async fn with_write_concern(
+        uri: &str,
+        database: &str,
+        w: Option<mongodb::options::Acknowledgment>,
+    ) -> Result<Self> {
         let mut options = ClientOptions::parse(uri).await?;
+        let concern = options.write_concern.get_or_insert_with(Default::default);
+        if let Some(w) = w {
+            concern.w = Some(w);
+        }
+        concern
+            .w
+            .get_or_insert(mongodb::options::Acknowledgment::Majority);
+        options.selection_criteria = Some(mongodb::options::SelectionCriteria::ReadPreference(
+            mongodb::options::ReadPreference::Primary,
+        ));
         options
             .app_name
             .get_or_insert_with(|| "visitlog-consumer".to_owned());

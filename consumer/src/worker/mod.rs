@@ -162,7 +162,7 @@ async fn load(
         "resolving the MongoDB URI",
         &deps.mongodb,
         &mut retry,
-        || Sink::new(&config.mongodb_uri, &config.database),
+        || Sink::open(&config),
         |e: &Error| match e {
             Error::Mongo(e) => !matches!(
                 *e.kind,

@@ -123,7 +123,7 @@ pub(super) async fn master_connection(
     }
     let mut sentinels = SentinelClient::build(
         target.nodes.clone(),
-        master.to_owned(),
+        master,
         Some(node),
         SentinelServerType::Master,
     )?;
