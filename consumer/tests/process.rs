@@ -487,6 +487,47 @@ async fn an_evicting_redis_is_warned_about_at_start() {
     }
 }
 
+/// The middleware was told another shard count than the consumer: the
+/// consumer names the lists it does not read at start; told the same
+/// count, it drains them all, and its `stats` counts every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_on_shards_the_consumer_does_not_read_are_named_at_start() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    let keys = visitlog_schema::keys::QueueKeys::new(ns.queue(), 3, false);
+    for (i, shard) in keys.shards().iter().enumerate() {
+        visitlog_tests::push(ns.redis_url(), shard, &[visitlog_tests::request_payload(i)])
+            .await
+            .unwrap();
+    }
+    let mut first = command(&ns, &uri, &db);
+    first
+        .env("RUST_LOG", "info")
+        .args(["--consumer-id", "shards", "run", "--no-status"]);
+    let mut consumer = Logged::spawn(first);
+    consumer.wait_line("visitlog-consumer running").await;
+    let (status, log) = consumer.terminate().await;
+    assert!(status.success(), "{status}: {log}");
+    for shard in keys.shards() {
+        assert!(log.contains(&format!("{shard} (1)")), "{shard}: {log}");
+    }
+    assert!(log.contains("VISITLOG_QUEUE_SHARDS"), "{log}");
+
+    let mut second = command(&ns, &uri, &db);
+    second
+        .env("RUST_LOG", "info")
+        .env("VISITLOG_QUEUE_SHARDS", "3")
+        .args(["--consumer-id", "shards", "run", "--no-status"]);
+    let mut consumer = Logged::spawn(second);
+    wait_count(&uri, &db, "request_logs", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (status, log) = consumer.terminate().await;
+    assert!(status.success(), "{status}: {log}");
+    assert!(!log.contains("VISITLOG_QUEUE_SHARDS"), "{log}");
+    assert_eq!(count(&uri, &db, "request_logs").await.unwrap(), 3);
+}
+
 /// Redis answers PING but refuses the commands of `register` (an ACL, as a
 /// hiccup would): the daemon retries with backoff instead of exiting, runs
 /// once Redis accepts them, and stores. SIGTERM during the retries exits 0

@@ -184,6 +184,28 @@ impl Source {
     pub fn slots(&self) -> usize {
         self.slots
     }
+
+    /// Non-empty lists this instance does not read but another layout of
+    /// the same queue would: the plain name, the cluster name, and the
+    /// shards of up to 16 (or one more than ours). A middleware told
+    /// another shard count fills them.
+    pub async fn stray_lists(&self) -> RedisResult<Vec<(String, u64)>> {
+        let mut conn = self.conn().await?;
+        let ours = self.keys.shards();
+        let mut candidates = vec![self.queue.clone(), format!("{{{}}}", self.queue)];
+        candidates.extend((0..=ours.len().max(16)).map(|i| format!("{{{}:{i}}}", self.queue)));
+        let mut stray = Vec::new();
+        for key in candidates {
+            if ours.contains(&key) {
+                continue;
+            }
+            let n: u64 = redis::cmd("LLEN").arg(&key).query_async(&mut conn).await?;
+            if n > 0 {
+                stray.push((key, n));
+            }
+        }
+        Ok(stray)
+    }
 }
 
 /// The `SCAN` pattern of every processing list of one shard.

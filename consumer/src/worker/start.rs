@@ -68,6 +68,7 @@ pub(super) async fn start(
     }
     let mut retry = Retry::new(Backoff::new(ctx.config.max_backoff), shutdown.clone());
     check_eviction_policy(&ctx.source).await;
+    check_stray_lists(&ctx.source).await;
     if options.setup {
         notify::status("setting up MongoDB collections and indexes");
         // Index builds on big collections can outlast TimeoutStartSec: keep
@@ -180,6 +181,25 @@ async fn check_eviction_policy(source: &Source) {
         Err(e) => tracing::debug!(
             error = %redact_urls_in(&e.to_string()),
             "cannot read Redis maxmemory-policy (CONFIG disabled or renamed?); not checked"
+        ),
+    }
+}
+
+/// Warns about records on lists of the queue that this instance does not
+/// read: the middleware has another `queue-shards` (or mode) than ours.
+async fn check_stray_lists(source: &Source) {
+    match source.stray_lists().await {
+        Ok(stray) if stray.is_empty() => {}
+        Ok(stray) => {
+            let lists: Vec<String> = stray.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+            tracing::warn!(
+                lists = %lists.join(", "),
+                "records wait on lists of this queue that this consumer does not read: the middleware's VISITLOG_QUEUE_SHARDS or VISITLOG_REDIS_MODE differs from this consumer's queue-shards or redis-mode; give both the same, and these records are taken"
+            );
+        }
+        Err(e) => tracing::debug!(
+            error = %redact_urls_in(&e.to_string()),
+            "cannot look for lists of other shard counts; not checked"
         ),
     }
 }

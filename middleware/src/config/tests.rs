@@ -146,6 +146,77 @@ fn bad_values_name_the_variable() {
 }
 
 #[test]
+fn each_redis_mode_takes_its_own_settings() {
+    let urls = "redis://10.0.0.1:7000,redis://:hunter2@10.0.0.2:7000";
+    let c = from(&[
+        ("VISITLOG_REDIS_MODE", "cluster"),
+        ("VISITLOG_REDIS_URL", urls),
+        ("VISITLOG_QUEUE_SHARDS", "6"),
+    ])
+    .unwrap();
+    assert_eq!((c.redis_mode, c.queue_shards), (RedisMode::Cluster, 6));
+    assert_eq!(c.queue_keys().shards().len(), 6);
+    let c = from(&[
+        ("VISITLOG_REDIS_MODE", "sentinel"),
+        ("VISITLOG_REDIS_URL", urls),
+        ("VISITLOG_REDIS_SENTINEL_MASTER", "mymaster"),
+    ])
+    .unwrap();
+    assert_eq!(c.redis_sentinel_master.as_deref(), Some("mymaster"));
+    for (vars, var, expect) in [
+        (
+            vec![("VISITLOG_REDIS_URL", urls)],
+            "VISITLOG_REDIS_URL",
+            "standalone mode takes one",
+        ),
+        (
+            vec![("VISITLOG_REDIS_MODE", "sentinel")],
+            "VISITLOG_REDIS_SENTINEL_MASTER",
+            "required",
+        ),
+        (
+            vec![("VISITLOG_REDIS_SENTINEL_MASTER", "mymaster")],
+            "VISITLOG_REDIS_SENTINEL_MASTER",
+            "sentinel mode only",
+        ),
+        (
+            vec![("VISITLOG_REDIS_MODE", "replicated")],
+            "VISITLOG_REDIS_MODE",
+            "standalone, sentinel or cluster",
+        ),
+        (
+            vec![("VISITLOG_QUEUE_SHARDS", "257")],
+            "VISITLOG_QUEUE_SHARDS",
+            "between 1 and 256",
+        ),
+        (
+            vec![
+                ("VISITLOG_QUEUE_SHARDS", "2"),
+                ("VISITLOG_QUEUE", "site{1}"),
+            ],
+            "VISITLOG_QUEUE",
+            "hash tags",
+        ),
+        (
+            vec![
+                ("VISITLOG_REDIS_MODE", "cluster"),
+                (
+                    "VISITLOG_REDIS_URL",
+                    "redis://10.0.0.1:7000,http://:hunter2@x",
+                ),
+            ],
+            "VISITLOG_REDIS_URL",
+            "address 2 of 2",
+        ),
+    ] {
+        let message = from(&vars).unwrap_err().to_string();
+        assert!(message.starts_with(var), "{message}");
+        assert!(message.contains(expect), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+}
+
+#[test]
 fn secrets_are_not_echoed_in_errors() {
     let err = from(&[("VISITLOG_COOKIE_KEY", "short-secret")]).unwrap_err();
     assert!(!err.to_string().contains("short-secret"), "{err}");
