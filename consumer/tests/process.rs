@@ -518,7 +518,7 @@ async fn records_on_shards_the_consumer_does_not_read_are_named_at_start() {
         .env("RUST_LOG", "info")
         .env("VISITLOG_QUEUE_SHARDS", "3")
         .args(["--consumer-id", "shards", "run", "--no-status"]);
-    let mut consumer = Logged::spawn(second);
+    let consumer = Logged::spawn(second);
     wait_count(&uri, &db, "request_logs", 3, Duration::from_secs(30))
         .await
         .unwrap();
