@@ -17,13 +17,21 @@ struct Node {
 }
 
 impl Node {
+    /// A server on `port`, in `dir`, with `args`.
     fn spawn(dir: &Path, port: u16, args: &[&str]) -> anyhow::Result<Self> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(args)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir)
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        Self::run(command, port)
+    }
+
+    /// `command` (a redis-server), until it listens on `port`.
+    fn run(mut command: Command, port: u16) -> anyhow::Result<Self> {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -201,22 +209,9 @@ impl SentinelGroup {
                     master = master.port,
                 ),
             )?;
-            let child = Command::new("redis-server")
-                .arg(&conf)
-                .arg("--sentinel")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot run redis-server --sentinel")?;
-            let node = Node {
-                port,
-                child: Some(child),
-            };
-            wait_until(Duration::from_secs(10), || {
-                Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
-            })
-            .context("a sentinel does not listen")?;
-            sentinels.push(node);
+            let mut command = Command::new("redis-server");
+            command.arg(&conf).arg("--sentinel");
+            sentinels.push(Node::run(command, port).context("a sentinel does not start")?);
         }
         let group = Self {
             master,

@@ -7,16 +7,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::process::Child;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::get;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-use visitlog_middleware::{CaptureLayer, Config, RedisMode, ShipperHandle};
+use support::{hello_app as app, hello_requests as requests};
+use visitlog_middleware::{Config, RedisMode};
 use visitlog_schema::keys::QueueKeys;
 use visitlog_schema::{RedisConn, RedisTarget, Timeouts};
 use visitlog_tests::redis_ha::{RedisCluster, SENTINEL_MASTER, SentinelGroup};
@@ -39,30 +34,6 @@ fn layer_config(mode: RedisMode, urls: String, queue: &str, shards: usize) -> Co
         .flush_interval(Duration::from_millis(20))
         .batch_records(100)
         .redis_timeout(Duration::from_millis(500))
-}
-
-/// Sends requests `from..to` through the app.
-async fn requests(app: &Router, from: usize, to: usize) {
-    for n in from..to {
-        let request = axum::http::Request::get(format!("/?n={n}"))
-            .header("user-agent", visitlog_tests::BROWSER_UA)
-            .extension(axum::extract::ConnectInfo(SocketAddr::from((
-                [127, 0, 0, 1],
-                4000,
-            ))))
-            .body(Body::empty())
-            .unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        response.into_body().collect().await.unwrap();
-    }
-}
-
-fn app(config: Config) -> (Router, ShipperHandle) {
-    let (capture, shipper) = CaptureLayer::new(config).unwrap();
-    let app = Router::new()
-        .route("/", get(|| async { "hello" }))
-        .layer(capture);
-    (app, shipper.spawn())
 }
 
 /// A consumer process in `mode` on `urls`.
@@ -156,7 +127,7 @@ async fn a_cluster_carries_a_sharded_queue_through_two_consumers_losing_and_repe
     }
 
     let (uri, db) = (shared_mongodb_uri(), test_database());
-    let consumers = [
+    let consumers = ["c1", "c2"].map(|id| {
         spawn_consumer(
             "cluster",
             &cluster.urls(),
@@ -164,18 +135,9 @@ async fn a_cluster_carries_a_sharded_queue_through_two_consumers_losing_and_repe
             &queue,
             SHARDS,
             (&uri, &db),
-            "c1",
-        ),
-        spawn_consumer(
-            "cluster",
-            &cluster.urls(),
-            None,
-            &queue,
-            SHARDS,
-            (&uri, &db),
-            "c2",
-        ),
-    ];
+            id,
+        )
+    });
     let stored = wait_count(
         &uri,
         &db,

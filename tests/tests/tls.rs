@@ -5,15 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::get;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-use visitlog_middleware::{CaptureLayer, Config, Stats};
+use visitlog_middleware::{Config, Stats};
 use visitlog_tests::{
     RedisServer, TestCa, consumer, shared_mongodb_uri, test_database, wait_count,
 };
@@ -32,23 +26,8 @@ fn config(url: String, queue: &str) -> Config {
 /// Sends `n` requests through the layer built from `config`; its stats
 /// after a shutdown of at most `deadline`.
 async fn ship(config: Config, n: usize, deadline: Duration) -> Stats {
-    let (capture, shipper) = CaptureLayer::new(config).unwrap();
-    let shipper = shipper.spawn();
-    let app = Router::new()
-        .route("/", get(|| async { "hello" }))
-        .layer(capture);
-    for _ in 0..n {
-        let request = axum::http::Request::get("/")
-            .header("user-agent", visitlog_tests::BROWSER_UA)
-            .extension(axum::extract::ConnectInfo(SocketAddr::from((
-                [127, 0, 0, 1],
-                4000,
-            ))))
-            .body(Body::empty())
-            .unwrap();
-        let response = app.clone().oneshot(request).await.unwrap();
-        response.into_body().collect().await.unwrap();
-    }
+    let (app, shipper) = support::hello_app(config);
+    support::hello_requests(&app, 0, n).await;
     shipper.shutdown(deadline).await
 }
 

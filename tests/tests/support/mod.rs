@@ -32,6 +32,35 @@ impl CaptureConfig for Namespace {
     }
 }
 
+/// A hello-world app behind the layer built from `config`, its shipper
+/// running.
+pub fn hello_app(config: Config) -> (axum::Router, ShipperHandle) {
+    let (capture, shipper) = CaptureLayer::new(config).unwrap();
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello" }))
+        .layer(capture);
+    (app, shipper.spawn())
+}
+
+/// Sends `GET /?n=…` for each `n` of `from..to` through `app`, from a
+/// browser at 127.0.0.1, reading each answer.
+pub async fn hello_requests(app: &axum::Router, from: usize, to: usize) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    for n in from..to {
+        let request = axum::http::Request::get(format!("/?n={n}"))
+            .header("user-agent", visitlog_tests::BROWSER_UA)
+            .extension(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                4000,
+            ))))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    }
+}
+
 /// The example site, served on a free loopback port for one test.
 pub struct Site {
     /// `http://127.0.0.1:PORT`.
