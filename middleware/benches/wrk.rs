@@ -24,6 +24,10 @@ use axum::Router;
 use axum::routing::get;
 use visitlog_middleware::{CaptureLayer, Config, Identity};
 
+/// What a production app would use; the library does not need it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod support;
 
 use support::{UA, geodb};

@@ -21,6 +21,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// Clock skew tolerated between cookie times and now.
 const SKEW_SECS: i64 = 300;
 
+/// Cookie values whose signature was verified, kept so that a returning
+/// browser's next requests skip the HMAC (its value changes at most once a
+/// minute). Only verified values get in, so forged cookies cannot fill it.
+const VERIFIED_CAPACITY: usize = 16_384;
+
 /// The visit-related fields of one request: from the visitor cookie for
 /// live requests, worked out by the importer for historic ones
 /// ([`crate::PastRequest::visit`]).
@@ -77,6 +82,7 @@ pub(crate) struct VisitorTracker {
     /// (a thirtieth of the visit timeout, at most a minute).
     refresh_after: i64,
     respect_dnt: bool,
+    verified: quick_cache::sync::Cache<Box<str>, State>,
 }
 
 impl VisitorTracker {
@@ -99,6 +105,7 @@ impl VisitorTracker {
             returning_window: secs(returning_window),
             refresh_after: (secs(visit_timeout) / 30).min(60),
             respect_dnt,
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
         }
     }
 
@@ -198,7 +205,24 @@ impl VisitorTracker {
             })
     }
 
+    /// The state a cookie value carries, if we signed it and its times
+    /// make sense at `now`.
     fn verify(&self, value: &str, now: i64) -> Option<State> {
+        let state = match self.verified.get(value) {
+            Some(state) => state,
+            None => {
+                let state = self.verify_signed(value)?;
+                self.verified.insert(value.into(), state);
+                state
+            }
+        };
+        let sane =
+            state.first_seen <= state.last_activity && state.last_activity <= now + SKEW_SECS;
+        sane.then_some(state)
+    }
+
+    /// The state of a cookie value we signed.
+    fn verify_signed(&self, value: &str) -> Option<State> {
         if value.len() > 256 {
             return None;
         }
@@ -226,10 +250,7 @@ impl VisitorTracker {
                 _ => return None,
             },
         };
-        let sane = fields.next().is_none()
-            && state.first_seen <= state.last_activity
-            && state.last_activity <= now + SKEW_SECS;
-        sane.then_some(state)
+        fields.next().is_none().then_some(state)
     }
 
     fn set_cookie(&self, state: &State) -> HeaderValue {
@@ -388,6 +409,30 @@ mod tests {
         assert_eq!(
             (visit.visit_number, visit.new_visit, visit.returning),
             (2, true, false)
+        );
+    }
+
+    #[test]
+    fn a_verified_cookie_is_remembered_but_its_times_are_checked_each_time() {
+        let t = tracker();
+        let first = t.observe(&HeaderMap::new(), at(10));
+        let cookie = with_cookie(first.set_cookie.as_ref().unwrap());
+        // Verified once, then from the cache: the same visitor.
+        for _ in 0..2 {
+            let seen = t.observe(&cookie, at(11));
+            assert!(!seen.rejected);
+            assert_eq!(
+                seen.visit.unwrap().visitor_id,
+                first.visit.unwrap().visitor_id
+            );
+        }
+        // Its last activity lies in the future of a clock set back past the
+        // tolerated skew: refused, though its signature is remembered.
+        let early = t.observe(&cookie, at(0));
+        assert!(early.rejected);
+        assert_ne!(
+            early.visit.unwrap().visitor_id,
+            first.visit.unwrap().visitor_id
         );
     }
 

@@ -211,8 +211,14 @@ impl Enricher {
 
     /// A keyed hash: sessions can be grouped, but a log reader cannot hijack one.
     pub(crate) fn hash_session(&self, session_id: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = self.keyed(b"visitlog session\0", session_id);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        let mut out = String::with_capacity(2 * digest.len());
+        for b in digest {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
     }
 
     /// The first 16 bytes of the session key's HMAC of `label` and `id`.

@@ -42,6 +42,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Captures taken off the channel per wake-up.
 const RECV_CHUNK: usize = 256;
 
+/// What a page view's JSON record usually takes, geo and user agent included.
+const RECORD_BYTES: usize = 1024;
+
 /// How often the counters are copied to the `metrics` facade.
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -259,14 +262,21 @@ impl Shipper {
     }
 
     /// One item as the JSON record that goes on the Redis list.
+    /// The buffer starts at a typical record's size, so that writing one
+    /// seldom grows it, and is then trimmed (in place) to what it holds.
     pub(crate) fn serialise(&self, item: Item) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(RECORD_BYTES);
         match item {
-            Item::Request(captured) => serde_json::to_vec(&self.enricher.record(captured)),
-            Item::Event { record, session } => {
-                serde_json::to_vec(&self.enricher.event(*record, session))
+            Item::Request(captured) => {
+                serde_json::to_writer(&mut out, &self.enricher.record(captured))
             }
-            Item::Catalog(record) => serde_json::to_vec(&record),
-        }
+            Item::Event { record, session } => {
+                serde_json::to_writer(&mut out, &self.enricher.event(*record, session))
+            }
+            Item::Catalog(record) => serde_json::to_writer(&mut out, &record),
+        }?;
+        out.shrink_to_fit();
+        Ok(out)
     }
 
     /// After shutdown: take what is queued, send it until `deadline`, count the rest as dropped.
