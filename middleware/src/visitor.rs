@@ -277,12 +277,14 @@ impl VisitorTracker {
 }
 
 fn opted_out(headers: &HeaderMap) -> bool {
-    let is_one = |name: &str| {
+    const DNT: http::HeaderName = http::HeaderName::from_static("dnt");
+    const SEC_GPC: http::HeaderName = http::HeaderName::from_static("sec-gpc");
+    let is_one = |name: http::HeaderName| {
         headers
             .get(name)
             .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
     };
-    is_one("dnt") || is_one("sec-gpc")
+    is_one(DNT) || is_one(SEC_GPC)
 }
 
 #[cfg(test)]

@@ -168,7 +168,7 @@ pub struct VisitorId(pub Uuid);
 pub struct NotRecorded;
 
 /// The header whose value the record keeps as `request_id`.
-const X_REQUEST_ID: &str = "x-request-id";
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The socket peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`
 /// extension that any hyper server loop can insert.

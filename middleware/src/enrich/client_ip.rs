@@ -78,13 +78,30 @@ pub(crate) fn resolve(
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let hops = match header {
-        ForwardedHeader::XForwardedFor => x_forwarded_for(headers),
-        ForwardedHeader::Forwarded => forwarded_for(headers),
-        ForwardedHeader::XRealIp => x_real_ip(headers),
+    let client = match header {
+        ForwardedHeader::XForwardedFor => {
+            nearest_untrusted(peer, x_forwarded_for(headers), is_trusted)
+        }
+        ForwardedHeader::Forwarded => {
+            nearest_untrusted(peer, forwarded_for(headers).into_iter().rev(), is_trusted)
+        }
+        ForwardedHeader::XRealIp => {
+            nearest_untrusted(peer, x_real_ip(headers).into_iter().rev(), is_trusted)
+        }
     };
+    Some(client)
+}
+
+/// Walks the hops from the nearest (`hops` yields them nearest first): the
+/// first one not trusted is the client; an unreadable hop stops the walk at
+/// the last believable address.
+fn nearest_untrusted(
+    peer: IpAddr,
+    hops: impl Iterator<Item = Hop>,
+    is_trusted: impl Fn(&IpAddr) -> bool,
+) -> IpAddr {
     let mut client = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops {
         let Some(ip) = hop.map(|ip| ip.to_canonical()) else {
             break;
         };
@@ -93,24 +110,36 @@ pub(crate) fn resolve(
             break;
         }
     }
-    Some(client)
+    client
 }
 
-/// Every `X-Forwarded-For` line, in order, as one list.
-fn x_forwarded_for(headers: &HeaderMap) -> Vec<Hop> {
-    let mut hops = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        match value.to_str() {
-            Ok(value) => hops.extend(value.split(',').map(|s| parse_node(s.trim()))),
-            Err(_) => hops.push(None),
-        }
-    }
-    hops
+// Names made once: a lookup by `&str` parses the name every time.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+
+/// Every `X-Forwarded-For` hop, nearest first (the last line's last
+/// entry), read lazily: the walk usually stops at the first.
+fn x_forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = Hop> + '_ {
+    headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|value| {
+            // A line that is not text is one unreadable hop.
+            let (text, unreadable) = value.to_str().map_or(("", true), |text| (text, false));
+            let hops = text
+                .rsplit(',')
+                .filter(move |_| !unreadable)
+                .map(|s| parse_node(s.trim()));
+            std::iter::once(None)
+                .filter(move |_| unreadable)
+                .chain(hops)
+        })
 }
 
 /// `X-Real-IP` holds one address; several lines cannot be told apart.
 fn x_real_ip(headers: &HeaderMap) -> Vec<Hop> {
-    let mut values = headers.get_all("x-real-ip").iter();
+    let mut values = headers.get_all(X_REAL_IP).iter();
     match (values.next(), values.next()) {
         (None, _) => Vec::new(),
         (Some(value), None) => vec![value.to_str().ok().and_then(|v| parse_node(v.trim()))],

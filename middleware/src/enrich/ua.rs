@@ -33,13 +33,22 @@ pub(crate) struct UaInput {
 
 impl UaInput {
     pub(crate) fn from_headers(h: &http::HeaderMap) -> Self {
+        use http::HeaderName;
+        // Names made once: a lookup by `&str` parses the name every time.
+        const CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
+        const CH_FULL_VERSION_LIST: HeaderName =
+            HeaderName::from_static("sec-ch-ua-full-version-list");
+        const CH_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
+        const CH_PLATFORM_VERSION: HeaderName =
+            HeaderName::from_static("sec-ch-ua-platform-version");
+        const CH_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
         Self {
             user_agent: h.get(http::header::USER_AGENT).cloned(),
-            ch_ua: h.get("sec-ch-ua").cloned(),
-            ch_full_version_list: h.get("sec-ch-ua-full-version-list").cloned(),
-            ch_platform: h.get("sec-ch-ua-platform").cloned(),
-            ch_platform_version: h.get("sec-ch-ua-platform-version").cloned(),
-            ch_mobile: h.get("sec-ch-ua-mobile").cloned(),
+            ch_ua: h.get(CH_UA).cloned(),
+            ch_full_version_list: h.get(CH_FULL_VERSION_LIST).cloned(),
+            ch_platform: h.get(CH_PLATFORM).cloned(),
+            ch_platform_version: h.get(CH_PLATFORM_VERSION).cloned(),
+            ch_mobile: h.get(CH_MOBILE).cloned(),
         }
     }
 
