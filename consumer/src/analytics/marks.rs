@@ -44,7 +44,7 @@
 
 use std::collections::BTreeMap;
 
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document, RawArrayBuf, doc, rawdoc};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 
@@ -227,14 +227,17 @@ impl Marks {
             return Ok(0);
         }
         let n = distinct.len() as u64;
-        let mut statements = distinct
-            .into_iter()
-            .map(|(id, m)| {
-                let mut min = doc! { "due_ms": due };
+        // Raw BSON, written once: a thousand statements per command.
+        let mut statements = distinct.into_iter().peekable();
+        while statements.peek().is_some() {
+            let mut updates = RawArrayBuf::new();
+            for (id, m) in statements.by_ref().take(1000) {
+                let mut min = rawdoc! { "due_ms": due };
                 if let Some(from) = m.from_ms {
-                    min.insert("from_ms", from);
+                    min.append("from_ms", from);
                 }
-                doc! {
+                let args = bson::to_raw_document_buf(&m.args).map_err(mongodb::error::Error::from)?;
+                updates.push(rawdoc! {
                     "q": { "_id": id },
                     "u": {
                         "$inc": { "gen": 1_i64 },
@@ -242,20 +245,16 @@ impl Marks {
                         "$setOnInsert": {
                             "kind": m.kind.as_str(),
                             "key": m.key,
-                            "args": m.args,
+                            "args": args,
                             "lease_ms": 0_i64,
                             "fence": 0_i64,
                         },
                     },
                     "upsert": true,
-                }
-            })
-            .peekable();
-        // A thousand statements per command, moved into it, not copied.
-        while statements.peek().is_some() {
-            let chunk: Vec<Document> = statements.by_ref().take(1000).collect();
+                });
+            }
             self.db
-                .run_command(doc! { "update": DERIVATIONS, "updates": chunk, "ordered": false })
+                .run_raw_command(rawdoc! { "update": DERIVATIONS, "updates": updates, "ordered": false })
                 .await?;
         }
         Ok(n)
