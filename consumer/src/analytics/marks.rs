@@ -236,7 +236,8 @@ impl Marks {
                 if let Some(from) = m.from_ms {
                     min.append("from_ms", from);
                 }
-                let args = bson::to_raw_document_buf(&m.args).map_err(mongodb::error::Error::from)?;
+                let args =
+                    bson::to_raw_document_buf(&m.args).map_err(mongodb::error::Error::from)?;
                 updates.push(rawdoc! {
                     "q": { "_id": id },
                     "u": {
@@ -254,7 +255,9 @@ impl Marks {
                 });
             }
             self.db
-                .run_raw_command(rawdoc! { "update": DERIVATIONS, "updates": updates, "ordered": false })
+                .run_raw_command(
+                    rawdoc! { "update": DERIVATIONS, "updates": updates, "ordered": false },
+                )
                 .await?;
         }
         Ok(n)
