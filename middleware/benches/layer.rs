@@ -17,26 +17,19 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::{ServiceBuilder, service_fn};
-use visitlog_middleware::{CaptureLayer, Config, Identity};
+use visitlog_middleware::{CaptureLayer, Identity};
 
 mod support;
 
-use support::{geodb, handler, redis, request, runtime, serve, visitor_cookie};
+use support::{handler, redis, request, runtime, serve, visitor_cookie};
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
     let (redis_url, mut redis_child) = redis();
     let queue = format!("visitlog-bench:{}", std::process::id());
-    let mut config = Config::default()
-        .redis_url(redis_url.clone())
-        .queue(queue.clone())
-        .cookie_key("bench-key-0123456789abcdef0123456789")
-        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()])
+    let config = support::config(redis_url.clone(), queue.clone())
         .buffer_records(1_000_000)
         .buffer_bytes(1 << 30);
-    if let Some(path) = geodb() {
-        config = config.geodb(path);
-    }
     // The request path is timed on a one-thread runtime that also runs the
     // shipper: a chunk of requests never yields, so the shipper works only
     // between chunks (untimed), and the figure is the request path's own

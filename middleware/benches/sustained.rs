@@ -18,9 +18,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use tower::{ServiceBuilder, service_fn};
-use visitlog_middleware::{CaptureLayer, Config, Identity};
+use visitlog_middleware::{CaptureLayer, Identity};
 
-use support::{geodb, handler, redis, request, runtime, serve, visitor_cookie};
+use support::{handler, redis, request, runtime, serve, visitor_cookie};
 
 const STEP: Duration = Duration::from_secs(5);
 
@@ -33,14 +33,7 @@ struct Outcome {
 
 fn run_at(rt: &tokio::runtime::Runtime, redis_url: &str, rate: u64) -> Outcome {
     let queue = format!("visitlog-bench:sustained:{}:{rate}", std::process::id());
-    let mut config = Config::default()
-        .redis_url(redis_url.to_owned())
-        .queue(queue.clone())
-        .cookie_key("bench-key-0123456789abcdef0123456789")
-        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()]);
-    if let Some(path) = geodb() {
-        config = config.geodb(path);
-    }
+    let config = support::config(redis_url.to_owned(), queue.clone());
     let (layer, shipper) = CaptureLayer::new(config).unwrap();
     let layer =
         layer.identify(|_: &http::request::Parts| Identity::user("alice").with_session("s1"));

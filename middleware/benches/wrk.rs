@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use visitlog_middleware::{CaptureLayer, Config, Identity};
+use visitlog_middleware::{CaptureLayer, Identity};
 
 /// What a production app would use; the library does not need it.
 #[global_allocator]
@@ -30,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod support;
 
-use support::{UA, geodb};
+use support::UA;
 
 const PATH: &str = "/watch/Python/Getting-started/English/?t=42";
 
@@ -126,16 +126,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let mut config = Config::default()
-        .redis_url(format!("redis://127.0.0.1:{port}"))
-        .queue("visitlog-bench:wrk".to_owned())
-        .cookie_key("bench-key-0123456789abcdef0123456789")
-        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()])
-        .buffer_records(1_000_000)
-        .buffer_bytes(1 << 30);
-    if let Some(path) = geodb() {
-        config = config.geodb(path);
-    }
+    let config = support::config(
+        format!("redis://127.0.0.1:{port}"),
+        "visitlog-bench:wrk".to_owned(),
+    )
+    .buffer_records(1_000_000)
+    .buffer_bytes(1 << 30);
     let (bare_addr, layered_addr, shipper) = rt.block_on(async {
         let (layer, shipper) = CaptureLayer::new(config).unwrap();
         let layer =

@@ -87,6 +87,20 @@ pub(crate) fn redis() -> (String, Option<Child>) {
     (format!("redis://127.0.0.1:{port}"), Some(child))
 }
 
+/// The layer's configuration every benchmark uses: a cookie key, loopback
+/// as the trusted proxy, and the test GeoIP database when it is there.
+pub(crate) fn config(redis_url: String, queue: String) -> visitlog_middleware::Config {
+    let config = visitlog_middleware::Config::default()
+        .redis_url(redis_url)
+        .queue(queue)
+        .cookie_key("bench-key-0123456789abcdef0123456789")
+        .trusted_proxies(vec!["127.0.0.0/8".parse().unwrap()]);
+    match geodb() {
+        Some(path) => config.geodb(path),
+        None => config,
+    }
+}
+
 pub(crate) fn geodb() -> Option<PathBuf> {
     let dir = std::env::var_os("VISITLOG_TEST_DATA").map_or_else(
         || {
