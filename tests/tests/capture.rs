@@ -350,11 +350,27 @@ async fn requests_keep_their_latency_while_redis_is_stalled() {
 
     // Batches that timed out may have been applied when the server woke up
     // and then sent again: at-least-once, the consumer deduplicates by `_id`.
-    let records = ns.wait_for(400, WAIT).await.unwrap();
-    let mut ids: Vec<&str> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 400, "every request arrived");
+    // So 400 entries on the list are not yet 400 records: wait for 400 ids.
+    let distinct = || async {
+        let records = ns.records().await.unwrap_or_default();
+        let mut ids: Vec<String> = records
+            .iter()
+            .filter_map(|r| r["_id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    let _ = eventually(WAIT, Duration::from_millis(25), async || {
+        let n = distinct().await;
+        if n >= 400 {
+            Ok(n)
+        } else {
+            Err(format!("{n} distinct records"))
+        }
+    })
+    .await;
+    assert_eq!(distinct().await, 400, "every request arrived");
     let stats = site.shutdown(Duration::from_secs(2)).await;
     assert_eq!((stats.captured, stats.dropped), (400, 0));
 }
