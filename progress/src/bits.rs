@@ -26,6 +26,17 @@ pub const MAX_WATCHED_INTERVALS: usize = 256;
 pub struct Seconds(Vec<u8>);
 
 impl Seconds {
+    /// Any bytes, past the bound too: for the check's tests.
+    #[cfg(test)]
+    pub(crate) fn from_raw(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// Bytes stored (each base64 text of 4 characters holds 3).
+    pub(crate) fn stored_bytes(&self) -> usize {
+        self.0.len()
+    }
+
     /// Adds the seconds in `range` (those past [`MAX_SECONDS`] are dropped).
     pub fn insert(&mut self, range: Range<u32>) {
         let end = range.end.min(MAX_SECONDS);

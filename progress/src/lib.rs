@@ -36,6 +36,7 @@
 //! ```
 
 mod bits;
+mod check;
 mod error;
 mod event;
 mod fold;

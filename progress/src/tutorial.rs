@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use bson::Document;
 use bson::serde_helpers::{
     chrono_datetime_as_bson_datetime, chrono_datetime_as_bson_datetime_optional,
 };
+use bson::{Document, RawDocumentBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -185,6 +185,12 @@ impl Progress {
     /// The stored document (BSON dates).
     pub fn to_document(&self) -> Result<Document, DocumentError> {
         Ok(bson::to_document(self)?)
+    }
+
+    /// The same document as raw BSON, written in one pass, as the driver
+    /// sends it (what the consumer writes).
+    pub fn to_raw_document(&self) -> Result<RawDocumentBuf, DocumentError> {
+        Ok(bson::to_raw_document_buf(self)?)
     }
 
     /// Reads a stored document back. A document written before the

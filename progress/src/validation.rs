@@ -5,7 +5,8 @@ use bson::{Bson, Document};
 use serde_json::Value;
 
 /// A document as JSON for the client-side validator: dates become RFC 3339
-/// strings, as they travel in records.
+/// strings, as they travel in records, and numbers JSON cannot write
+/// (NaN, infinities) text, which no numeric rule takes.
 pub fn json_for_validation(doc: &Document) -> Value {
     fn convert(b: &Bson) -> Value {
         match b {
@@ -15,7 +16,12 @@ pub fn json_for_validation(doc: &Document) -> Value {
             ),
             Bson::Document(d) => json_for_validation(d),
             Bson::Array(items) => Value::Array(items.iter().map(convert).collect()),
-            Bson::Double(v) => Value::from(*v),
+            Bson::Double(v) if v.is_finite() => Value::from(*v),
+            // JSON has no NaN or infinity (`Value::from` would make them
+            // null, which a `["double", "null"]` field takes); MongoDB
+            // stores them, and its `minimum` refuses NaN. As text they
+            // fail the `double` they claim to be.
+            Bson::Double(v) => Value::from(v.to_string()),
             Bson::Int32(v) => Value::from(*v),
             Bson::Int64(v) => Value::from(*v),
             Bson::String(s) => Value::from(s.as_str()),

@@ -5,16 +5,18 @@
 //! [`RequestRecord::check`] or [`EventRecord::check`] is one the JSON
 //! validator accepts, and the other way round; the consumer's property
 //! tests prove it over their corpus. A refusal names the field and the
-//! rule, as [`crate::RecordValidator`] does, never the value.
+//! rule, as [`crate::RecordValidator`] does, never the value. The helpers
+//! are public for the derived documents' checks (`visitlog-progress`).
 
 use std::collections::BTreeMap;
 
 use crate::{EventRecord, Kind, RequestRecord, SCHEMA_VERSION, ValidationFailure};
 
 /// Where a check failed.
-type Checked = Result<(), ValidationFailure>;
+pub type Checked = Result<(), ValidationFailure>;
 
-fn refuse(path: &str, message: String) -> Checked {
+/// A refusal at `path` (a JSON pointer), saying which rule.
+pub fn refuse(path: &str, message: String) -> Checked {
     Err(ValidationFailure {
         path: path.to_owned(),
         message,
@@ -22,7 +24,7 @@ fn refuse(path: &str, message: String) -> Checked {
 }
 
 /// `s` has `min..=max` characters (JSON Schema counts code points).
-fn length(path: &str, s: &str, min: usize, max: usize) -> Checked {
+pub fn length(path: &str, s: &str, min: usize, max: usize) -> Checked {
     // Characters are at most bytes, and at least one when there is a byte.
     if s.len() <= max && (min == 0 || (min == 1 && !s.is_empty())) {
         return Ok(());
@@ -37,12 +39,13 @@ fn length(path: &str, s: &str, min: usize, max: usize) -> Checked {
     Ok(())
 }
 
-fn optional_length(path: &str, s: Option<&String>, min: usize, max: usize) -> Checked {
+/// [`length`], when there is a string.
+pub fn optional_length(path: &str, s: Option<&String>, min: usize, max: usize) -> Checked {
     s.map_or(Ok(()), |s| length(path, s, min, max))
 }
 
-/// `x` lies in `min..=max`.
-fn range(path: &str, x: f64, min: f64, max: f64) -> Checked {
+/// `x` lies in `min..=max` (a record's numbers come from JSON, never NaN).
+pub fn range(path: &str, x: f64, min: f64, max: f64) -> Checked {
     if x < min {
         return refuse(path, format!("less than the minimum of {min} (minimum)"));
     }
@@ -52,7 +55,8 @@ fn range(path: &str, x: f64, min: f64, max: f64) -> Checked {
     Ok(())
 }
 
-fn optional_range(path: &str, x: Option<f64>, min: f64, max: f64) -> Checked {
+/// [`range`], when there is a number.
+pub fn optional_range(path: &str, x: Option<f64>, min: f64, max: f64) -> Checked {
     x.map_or(Ok(()), |x| range(path, x, min, max))
 }
 

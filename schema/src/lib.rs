@@ -17,7 +17,7 @@
 //! ```
 
 mod catalog;
-mod check;
+pub mod check;
 #[cfg(feature = "redis")]
 pub mod connect;
 mod event;

@@ -327,7 +327,7 @@ impl Sink {
                 ]
             })
             .collect();
-        self.update_all(CATALOG, statements).await?;
+        self.update_documents(CATALOG, statements).await?;
         // Then what is left older of this FOSS, chosen here from its
         // documents: each replaced whole (nx-27017 stores `$set: {active:
         // false}` as 0), and only if still the document read.
@@ -347,7 +347,7 @@ impl Sink {
             let q = doc! { "_id": &e.video_id, "version_ms": e.version_ms, "publication": &e.publication };
             statements.push(doc! { "q": q, "u": d, "upsert": false });
         }
-        self.update_all(CATALOG, statements).await?;
+        self.update_documents(CATALOG, statements).await?;
         let after = self
             .catalog_mains(keys.iter().filter(|k| k.0 == record.foss))
             .await?;

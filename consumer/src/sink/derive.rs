@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc, rawdoc};
 use futures_util::TryStreamExt;
 
 use super::history::Target;
@@ -225,37 +225,45 @@ impl Sink {
 
     /// The conditional upsert that replaces `old` (or the `unreadable`
     /// document, or nothing) by `new`; `None` when there is nothing to write.
+    /// Written as raw BSON in one pass; checked first on the typed document
+    /// ([`Progress::check`], the validator's rules: a guard against our own
+    /// bugs).
     fn progress_statement(
         &self,
         key: &str,
         new: Option<Progress>,
         old: Option<&Progress>,
         unreadable: Option<&Document>,
-    ) -> Option<Document> {
+    ) -> Option<RawDocumentBuf> {
         let new = new?;
         if Some(&new) == old {
             return None; // A replay: nothing new.
         }
-        let doc = match new.to_document() {
-            Ok(doc) => doc,
-            Err(e) => {
-                tracing::error!(progress = %key, error = %e, "progress document not written");
-                return None;
-            }
-        };
-        if !valid(&self.validators.progress, &doc, key) {
+        if let Err(f) = new.check() {
+            tracing::error!(collection = TUTORIAL_PROGRESS, id = %key, field = %f.path, error = %f.message, "derived document fails its validator; not written");
             return None;
         }
+        let written = new.to_raw_document().map_err(|e| e.to_string());
         let filter = match (old, unreadable) {
-            (Some(o), _) => {
-                doc! { "_id": key, "through": o.through.to_string(), "folded": i64::try_from(o.folded).unwrap_or(i64::MAX) }
-            }
+            (Some(o), _) => Ok(rawdoc! {
+                "_id": key,
+                "through": o.through.to_string(),
+                "folded": i64::try_from(o.folded).unwrap_or(i64::MAX),
+            }),
             // An unreadable document: replace only what we read.
-            (None, Some(unreadable)) => unreadable.clone(),
+            (None, Some(unreadable)) => {
+                RawDocumentBuf::from_document(unreadable).map_err(|e| e.to_string())
+            }
             // No document yet: create one only if there still is none.
-            (None, None) => doc! { "_id": key, "folded": { "$lt": 0 } },
+            (None, None) => Ok(rawdoc! { "_id": key, "folded": { "$lt": 0 } }),
         };
-        Some(doc! { "q": filter, "u": doc, "upsert": true })
+        match (filter, written) {
+            (Ok(filter), Ok(doc)) => Some(rawdoc! { "q": filter, "u": doc, "upsert": true }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(progress = %key, error = %e, "progress document not written");
+                None
+            }
+        }
     }
 
     /// Resume positions: the newest video event per learner and video.
@@ -291,7 +299,9 @@ impl Sink {
     /// the colliding statements are run again instead (see
     /// [`Sink::write_positions_again`]).
     pub async fn write_positions(&self, statements: Vec<Document>) -> Result<u64> {
-        let outcome = self.update_all(VIDEO_POSITIONS, statements.clone()).await?;
+        let outcome = self
+            .update_documents(VIDEO_POSITIONS, statements.clone())
+            .await?;
         if outcome.conflicts.is_empty() {
             return Ok(outcome.written);
         }
@@ -330,21 +340,39 @@ impl Sink {
         Ok(number_of(reply.get("nModified")))
     }
 
+    /// [`Sink::update_all`] of statements made as `Document`s.
+    pub(super) async fn update_documents(
+        &self,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> Result<UpdateOutcome> {
+        let raw = statements
+            .iter()
+            .map(RawDocumentBuf::from_document)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(mongodb::error::Error::from)?;
+        self.update_all(collection, raw).await
+    }
+
     /// One `update` command with many statements, unordered; which lost a
     /// race (11000) is reported by index, any other refusal is logged.
     pub(super) async fn update_all(
         &self,
         collection: &str,
-        statements: Vec<Document>,
+        statements: Vec<RawDocumentBuf>,
     ) -> Result<UpdateOutcome> {
         let mut outcome = UpdateOutcome::default();
         if statements.is_empty() {
             return Ok(outcome);
         }
         let total = statements.len() as u64;
+        let mut updates = RawArrayBuf::new();
+        for statement in statements {
+            updates.push(statement);
+        }
         let reply = self
             .db
-            .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+            .run_raw_command(rawdoc! { "update": collection, "updates": updates, "ordered": false })
             .await?;
         let conflicts = report_write_errors(collection, &reply)?;
         outcome.written = total - conflicts.refused;

@@ -204,7 +204,9 @@ impl Sink {
                 "upsert": true,
             });
         }
-        let outcome = self.update_all(LEARNER_LINKS, statements.clone()).await?;
+        let outcome = self
+            .update_documents(LEARNER_LINKS, statements.clone())
+            .await?;
         let again: Vec<Document> = outcome
             .conflicts
             .iter()
@@ -214,7 +216,7 @@ impl Sink {
                 s
             })
             .collect();
-        self.update_all(LEARNER_LINKS, again).await?;
+        self.update_documents(LEARNER_LINKS, again).await?;
         let ids: Vec<&String> = links.keys().collect();
         for chunk in ids.chunks(CHUNK) {
             let mut cursor = self.links.find(doc! { "_id": { "$in": chunk } }).await?;

@@ -71,11 +71,12 @@ pub struct Sink {
     known_links: links::KnownLinks,
 }
 
-/// Client-side checks of derived documents (a bug guard: they are built by code).
+/// Client-side checks of derived documents (a bug guard: they are built by
+/// code); progress documents are checked typed
+/// ([`visitlog_progress::Progress::check`]).
 #[derive(Debug)]
 struct DerivedValidators {
     positions: RecordValidator,
-    progress: RecordValidator,
     links: RecordValidator,
     catalog: RecordValidator,
 }
@@ -141,7 +142,6 @@ impl Sink {
             dead: db.collection(DEAD_LETTERS),
             validators: std::sync::Arc::new(DerivedValidators {
                 positions: RecordValidator::new(Coll::VideoPositions)?,
-                progress: RecordValidator::new(Coll::TutorialProgress)?,
                 links: RecordValidator::new(Coll::LearnerLinks)?,
                 catalog: RecordValidator::new(Coll::Catalog)?,
             }),

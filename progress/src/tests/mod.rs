@@ -7,6 +7,7 @@ use visitlog_schema::{Collection, EventRecord, EventType, Kind, RecordValidator,
 
 use super::*;
 
+mod check;
 mod properties;
 mod rules;
 
