@@ -115,15 +115,16 @@ impl Progress {
         number("/coverage", self.coverage, 0.0, 1.0)?;
         items("/videos", self.videos.len(), MAX_VIDEOS)?;
         for (i, v) in self.videos.iter().enumerate() {
-            v.check(&format!("/videos/{i}"))?;
+            v.check().map_err(|f| under(&format!("/videos/{i}"), f))?;
         }
         items("/page_views", self.page_views.len(), MAX_PAGE_VIEWS)?;
         for (i, p) in self.page_views.iter().enumerate() {
-            p.check(&format!("/page_views/{i}"))?;
+            p.check()
+                .map_err(|f| under(&format!("/page_views/{i}"), f))?;
         }
         items("/streams", self.streams.len(), MAX_STREAMS)?;
         for (i, s) in self.streams.iter().enumerate() {
-            s.check(&format!("/streams/{i}"))?;
+            s.check().map_err(|f| under(&format!("/streams/{i}"), f))?;
         }
         items(
             "/client_events",
@@ -153,37 +154,44 @@ impl Progress {
     }
 }
 
+/// A refusal inside an item, its path put under the item's.
+fn under(at: &str, f: ValidationFailure) -> ValidationFailure {
+    ValidationFailure {
+        path: format!("{at}{}", f.path),
+        message: f.message,
+    }
+}
+
 impl VideoProgress {
-    fn check(&self, at: &str) -> Checked {
-        let path = |field: &str| format!("{at}/{field}");
-        length(&path("video_id"), &self.video_id, 1, NAME)?;
-        optional_number(&path("duration"), self.duration, 0.0, DAY)?;
-        seconds(&path("seen"), &self.seen)?;
+    fn check(&self) -> Checked {
+        length("/video_id", &self.video_id, 1, NAME)?;
+        optional_number("/duration", self.duration, 0.0, DAY)?;
+        seconds("/seen", &self.seen)?;
         if let Some(counted) = &self.counted {
-            seconds(&path("counted"), counted)?;
+            seconds("/counted", counted)?;
         }
-        number(&path("played_s"), self.played_s, 0.0, f64::MAX)?;
-        number(&path("wall_s"), self.wall_s, 0.0, f64::MAX)?;
-        number(&path("suspect_s"), self.suspect_s, 0.0, f64::MAX)?;
-        optional_number(&path("coverage"), self.coverage, 0.0, 1.0)?;
-        items(&path("views"), self.views.len(), SEGMENTS)
+        number("/played_s", self.played_s, 0.0, f64::MAX)?;
+        number("/wall_s", self.wall_s, 0.0, f64::MAX)?;
+        number("/suspect_s", self.suspect_s, 0.0, f64::MAX)?;
+        optional_number("/coverage", self.coverage, 0.0, 1.0)?;
+        items("/views", self.views.len(), SEGMENTS)
     }
 }
 
 impl PageView {
-    fn check(&self, at: &str) -> Checked {
-        v7(&format!("{at}/id"), &self.id)?;
-        date(&format!("{at}/at"), &self.at)?;
-        number(&format!("{at}/wall_s"), self.wall_s, 0.0, f64::MAX)
+    fn check(&self) -> Checked {
+        v7("/id", &self.id)?;
+        date("/at", &self.at)?;
+        number("/wall_s", self.wall_s, 0.0, f64::MAX)
     }
 }
 
 impl Stream {
-    fn check(&self, at: &str) -> Checked {
-        length(&format!("{at}/context"), &self.context, 1, CONTEXT)?;
-        length(&format!("{at}/video_id"), &self.video_id, 1, NAME)?;
-        number(&format!("{at}/position"), self.position, 0.0, DAY)?;
-        date(&format!("{at}/since"), &self.since)?;
-        number(&format!("{at}/wall_s"), self.wall_s, 0.0, f64::MAX)
+    fn check(&self) -> Checked {
+        length("/context", &self.context, 1, CONTEXT)?;
+        length("/video_id", &self.video_id, 1, NAME)?;
+        number("/position", self.position, 0.0, DAY)?;
+        date("/since", &self.since)?;
+        number("/wall_s", self.wall_s, 0.0, f64::MAX)
     }
 }
