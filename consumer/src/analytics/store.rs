@@ -2,7 +2,7 @@
 //! derive: whole documents replaced by `_id`, each checked client-side
 //! against its collection's validator first (a bug guard: code built them).
 
-use bson::{Bson, Document, doc};
+use bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc, rawdoc};
 use chrono::SecondsFormat;
 use futures_util::TryStreamExt;
 use mongodb::Collection;
@@ -69,10 +69,20 @@ pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> 
             Some(doc! { "q": { "_id": id }, "u": d, "upsert": true })
         })
         .collect();
-    for chunk in statements.chunks(1000) {
+    let mut statements = statements.into_iter().peekable();
+    while statements.peek().is_some() {
+        // Each statement written as BSON once, moved into its command.
+        let mut updates = RawArrayBuf::new();
+        let mut sent = 0;
+        for statement in statements.by_ref().take(1000) {
+            updates.push(
+                RawDocumentBuf::from_document(&statement).map_err(mongodb::error::Error::from)?,
+            );
+            sent += 1;
+        }
         let reply = sink
             .database()
-            .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
+            .run_raw_command(rawdoc! { "update": collection, "updates": updates, "ordered": false })
             .await?;
         let errors = reply.get_array("writeErrors").map_or(0, Vec::len);
         for e in reply
@@ -84,7 +94,7 @@ pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> 
         {
             tracing::error!(collection, error = %e.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
         }
-        written += (chunk.len() - errors) as u64;
+        written += (sent - errors) as u64;
     }
     Ok(written)
 }
