@@ -77,6 +77,55 @@ impl PageView {
         Ok(bson::to_document(self)?)
     }
 
+    /// Checks the `page_views` validator's rules that the types do not
+    /// carry (lengths, ranges, patterns, finite numbers, dates RFC 3339
+    /// can write), as the consumer does before every write: it accepts
+    /// exactly what the JSON validator accepts of [`PageView::to_document`]
+    /// (the property test in `tests::page_view_check` proves it).
+    pub fn check(&self) -> Result<(), visitlog_schema::ValidationFailure> {
+        use visitlog_schema::check::{
+            date, length, number, optional_length, optional_number, refuse, uuid_text,
+        };
+        const LABEL: usize = 256;
+        uuid_text("/_id", &self.id)?;
+        optional_length("/learner", self.learner.as_ref(), 1, 272)?;
+        optional_length("/user", self.user.as_ref(), 0, LABEL)?;
+        if let Some(v) = &self.visitor_id {
+            uuid_text("/visitor_id", v)?;
+        }
+        if self.visit_number == Some(0) {
+            return refuse(
+                "/visit_number",
+                "less than the minimum of 1 (minimum)".to_owned(),
+            );
+        }
+        length("/path", &self.path, 0, 2048)?;
+        optional_length("/route", self.route.as_ref(), 0, LABEL)?;
+        if let Some(t) = &self.tutorial {
+            length("/tutorial/foss", &t.foss, 0, 512)?;
+            length("/tutorial/tutorial", &t.tutorial, 0, 512)?;
+            length("/tutorial/language", &t.language, 0, 512)?;
+        }
+        date("/start", &self.start)?;
+        date("/last_seen", &self.last_seen)?;
+        number("/engaged_s", self.engaged_s, 0.0, f64::MAX)?;
+        optional_number("/time_on_page_s", self.time_on_page_s, 0.0, f64::MAX)?;
+        let day = self.day.as_bytes();
+        let is_day = day.len() == 10
+            && day.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                _ => c.is_ascii_digit(),
+            });
+        if !is_day {
+            return refuse("/day", "not YYYY-MM-DD (pattern)".to_owned());
+        }
+        optional_length("/country", self.country.as_ref(), 0, LABEL)?;
+        optional_length("/browser", self.browser.as_ref(), 0, LABEL)?;
+        optional_length("/os", self.os.as_ref(), 0, LABEL)?;
+        optional_length("/referrer_domain", self.referrer_domain.as_ref(), 1, 2048)?;
+        date("/derived_at", &self.derived_at)
+    }
+
     /// Reads a stored document back.
     pub fn from_document(doc: &Document) -> Result<Self, DocumentError> {
         Ok(bson::from_document(doc.clone())?)

@@ -8,10 +8,11 @@
 //! [`Progress::to_document`] makes; the property test in `tests` proves
 //! it over documents built to break each rule.
 
-use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 use visitlog_schema::ValidationFailure;
-use visitlog_schema::check::{Checked, length, optional_length, range, refuse};
+use visitlog_schema::check::{
+    Checked, date, items, length, number, optional_date, optional_length, optional_number, refuse,
+};
 
 use crate::bits::{MAX_SECONDS, MAX_WATCHED_INTERVALS, Seconds};
 use crate::stretch::{MAX_PAGE_VIEWS, MAX_STREAMS, PageView, Stream};
@@ -32,38 +33,6 @@ const VISIT: usize = 64;
 const SECONDS_TEXT: usize = 14_400;
 /// Most view counts per video (one per 5-second segment of a day).
 const SEGMENTS: usize = 17_280;
-
-/// A finite number in `min..=max`: NaN and infinities have no JSON form
-/// and fail the validator's `double`.
-fn number(path: &str, x: f64, min: f64, max: f64) -> Checked {
-    if !x.is_finite() {
-        return refuse(path, "not a finite number (bsonType)".to_owned());
-    }
-    range(path, x, min, max)
-}
-
-fn optional_number(path: &str, x: Option<f64>, min: f64, max: f64) -> Checked {
-    x.map_or(Ok(()), |x| number(path, x, min, max))
-}
-
-fn items(path: &str, n: usize, max: usize) -> Checked {
-    if n > max {
-        return refuse(path, format!("more than {max} items (maxItems)"));
-    }
-    Ok(())
-}
-
-/// A date the validator reads as RFC 3339 `date-time`: years 0 to 9999.
-fn date(path: &str, t: &DateTime<Utc>) -> Checked {
-    if (0..=9999).contains(&t.year()) {
-        return Ok(());
-    }
-    refuse(path, "not a date-time (format)".to_owned())
-}
-
-fn optional_date(path: &str, t: Option<&DateTime<Utc>>) -> Checked {
-    t.map_or(Ok(()), |t| date(path, t))
-}
 
 /// A UUID v7 of the RFC variant (the pattern of event and record ids).
 fn v7(path: &str, id: &Uuid) -> Checked {

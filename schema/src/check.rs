@@ -60,6 +60,56 @@ pub fn optional_range(path: &str, x: Option<f64>, min: f64, max: f64) -> Checked
     x.map_or(Ok(()), |x| range(path, x, min, max))
 }
 
+/// A finite number in `min..=max`, for derived documents: NaN and
+/// infinities have no JSON form and fail the validator's `double`.
+pub fn number(path: &str, x: f64, min: f64, max: f64) -> Checked {
+    if !x.is_finite() {
+        return refuse(path, "not a finite number (bsonType)".to_owned());
+    }
+    range(path, x, min, max)
+}
+
+/// [`number`], when there is one.
+pub fn optional_number(path: &str, x: Option<f64>, min: f64, max: f64) -> Checked {
+    x.map_or(Ok(()), |x| number(path, x, min, max))
+}
+
+/// At most `max` items.
+pub fn items(path: &str, n: usize, max: usize) -> Checked {
+    if n > max {
+        return refuse(path, format!("more than {max} items (maxItems)"));
+    }
+    Ok(())
+}
+
+/// A date the validator reads as RFC 3339 `date-time`: years 0 to 9999.
+pub fn date(path: &str, t: &chrono::DateTime<chrono::Utc>) -> Checked {
+    use chrono::Datelike;
+    if (0..=9999).contains(&t.year()) {
+        return Ok(());
+    }
+    refuse(path, "not a date-time (format)".to_owned())
+}
+
+/// [`date`], when there is one.
+pub fn optional_date(path: &str, t: Option<&chrono::DateTime<chrono::Utc>>) -> Checked {
+    t.map_or(Ok(()), |t| date(path, t))
+}
+
+/// A UUID's canonical text (lowercase, hyphenated: the validators' pattern).
+pub fn uuid_text(path: &str, s: &str) -> Checked {
+    let b = s.as_bytes();
+    let canonical = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+        });
+    if canonical {
+        return Ok(());
+    }
+    refuse(path, "not a UUID (pattern)".to_owned())
+}
+
 fn version(v: u32) -> Checked {
     if v == SCHEMA_VERSION {
         Ok(())

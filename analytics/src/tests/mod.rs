@@ -10,6 +10,7 @@ use visitlog_schema::{
 use super::*;
 
 mod daily;
+mod page_view_check;
 mod page_views;
 mod properties;
 mod sessions;

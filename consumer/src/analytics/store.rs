@@ -56,14 +56,23 @@ pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> 
     let Some(validator) = validator(collection) else {
         return Ok(0); // Never: the validators are compiled into the schema crate, and tested.
     };
-    let collection = collection.name();
-    let mut written = 0;
-    let statements: Vec<Document> = docs
+    let docs = docs
         .into_iter()
         .filter(|d| {
             let id = d.get("_id").map(ToString::to_string).unwrap_or_default();
             crate::sink::valid(validator, d, &id)
         })
+        .collect();
+    replace_checked(sink, collection, docs).await
+}
+
+/// [`replace_all`] of documents already checked against their validator's
+/// rules on their type (`PageView::check`).
+pub async fn replace_checked(sink: &Sink, collection: Coll, docs: Vec<Document>) -> Result<u64> {
+    let collection = collection.name();
+    let mut written = 0;
+    let statements: Vec<Document> = docs
+        .into_iter()
         .filter_map(|d| {
             let id = d.get("_id")?.clone();
             Some(doc! { "q": { "_id": id }, "u": d, "upsert": true })

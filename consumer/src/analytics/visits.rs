@@ -28,7 +28,7 @@ use visitlog_schema::{EventRecord, RequestRecord};
 use super::batch::tutorial_day;
 use super::engine::{Analytics, Computed};
 use super::marks::{Claimed, DerivedKind, Mark};
-use super::store::{find_all, replace_all, request_from_document};
+use super::store::{PAGE_VIEWS, find_all, replace_checked, request_from_document};
 use crate::error::Result;
 
 /// Visits read per query.
@@ -149,6 +149,12 @@ impl Analytics {
                     view.fence = fence;
                     view.derived_at = now;
                     computed.feeds.extend(feeds(&view));
+                    // The validator's rules, on the typed document (a guard
+                    // against our own bugs).
+                    if let Err(f) = view.check() {
+                        tracing::error!(collection = PAGE_VIEWS, id = %view.id, field = %f.path, error = %f.message, "derived document fails its validator; not written");
+                        continue;
+                    }
                     match view.to_document() {
                         Ok(d) => docs.push(d),
                         Err(e) => {
@@ -158,7 +164,7 @@ impl Analytics {
                 }
             }
             computed.written +=
-                replace_all(&self.sink, visitlog_schema::Collection::PageViews, docs).await?;
+                replace_checked(&self.sink, visitlog_schema::Collection::PageViews, docs).await?;
         }
         Ok(computed)
     }
