@@ -20,6 +20,8 @@ mod catalog;
 pub mod check;
 #[cfg(feature = "redis")]
 pub mod connect;
+#[cfg(feature = "edges")]
+pub mod edges;
 mod event;
 pub mod keys;
 mod record;
