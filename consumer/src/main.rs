@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
 /// mimalloc asks for huge pages on its arenas and hands freed memory back
 /// to the kernel after a second; with huge pages each fault on that memory
 /// again zeroes 2 MiB, and `perf` showed the kernel's `clear_page` taking
-/// 35–70 % of the daemon's CPU while it drained (README, "The consumer").
+/// 33–74 % of the daemon's CPU samples while it drained (README, "The consumer").
 /// The flag holds for memory already mapped, from the next fault on. A
 /// kernel that refuses it leaves the system's setting, which only costs
 /// speed, so a refusal is not an error.
