@@ -229,7 +229,8 @@ pub async fn count(uri: &str, database: &str, collection: &str) -> anyhow::Resul
     Ok(n)
 }
 
-/// Waits until `collection` holds `n` documents (or more).
+/// Waits until `collection` holds `n` documents (or more), counting every
+/// 100 ms.
 pub async fn wait_count(
     uri: &str,
     database: &str,
@@ -237,8 +238,31 @@ pub async fn wait_count(
     n: u64,
     within: Duration,
 ) -> anyhow::Result<u64> {
-    eventually(within, Duration::from_millis(100), async || {
-        let found = count(uri, database, collection).await.unwrap_or(0);
+    wait_count_every(
+        uri,
+        database,
+        collection,
+        n,
+        within,
+        Duration::from_millis(100),
+    )
+    .await
+}
+
+/// [`wait_count`], counting every `every`: a count scans the collection on
+/// nx-27017, so a test of a long drain counts seldom, not to slow it.
+pub async fn wait_count_every(
+    uri: &str,
+    database: &str,
+    collection: &str,
+    n: u64,
+    within: Duration,
+    every: Duration,
+) -> anyhow::Result<u64> {
+    eventually(within, every, async || {
+        let found = count(uri, database, collection)
+            .await
+            .map_err(|e| format!("{database}.{collection} could not be counted: {e}"))?;
         if found >= n {
             Ok(found)
         } else {
