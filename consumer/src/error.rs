@@ -50,6 +50,15 @@ pub enum Error {
         /// The server's `writeConcernError`.
         detail: String,
     },
+    /// MongoDB refused writes that must not be skipped (dirty marks); the
+    /// refusals are logged, and the batch is retried.
+    #[error("{count} writes refused on {collection} (logged)")]
+    Refused {
+        /// The collection written.
+        collection: String,
+        /// How many statements.
+        count: u64,
+    },
     /// A learner's history came back out of `_id` order or in pieces
     /// (a server that ignores the sort); folding it is retried.
     #[error("history of {0}")]

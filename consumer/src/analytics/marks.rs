@@ -44,11 +44,12 @@
 
 use std::collections::BTreeMap;
 
-use bson::{Bson, Document, RawArrayBuf, doc, rawdoc};
+use bson::{Bson, Document, RawDocumentBuf, doc, rawdoc};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 
 use crate::error::Result;
+use crate::sink::write_command::{self, Verb};
 
 /// The collection of dirty marks.
 pub const DERIVATIONS: &str = "derivations";
@@ -226,41 +227,36 @@ impl Marks {
         if distinct.is_empty() {
             return Ok(0);
         }
-        let n = distinct.len() as u64;
-        // Raw BSON, written once: a thousand statements per command.
-        let mut statements = distinct.into_iter().peekable();
-        while statements.peek().is_some() {
-            let mut updates = RawArrayBuf::new();
-            for (id, m) in statements.by_ref().take(1000) {
-                let mut min = rawdoc! { "due_ms": due };
-                if let Some(from) = m.from_ms {
-                    min.append("from_ms", from);
-                }
-                let args =
-                    bson::to_raw_document_buf(&m.args).map_err(mongodb::error::Error::from)?;
-                updates.push(rawdoc! {
-                    "q": { "_id": id },
-                    "u": {
-                        "$inc": { "gen": 1_i64 },
-                        "$min": min,
-                        "$setOnInsert": {
-                            "kind": m.kind.as_str(),
-                            "key": m.key,
-                            "args": args,
-                            "lease_ms": 0_i64,
-                            "fence": 0_i64,
-                        },
-                    },
-                    "upsert": true,
-                });
-            }
-            self.db
-                .run_raw_command(
-                    rawdoc! { "update": DERIVATIONS, "updates": updates, "ordered": false },
-                )
-                .await?;
+        let distinct: Vec<(String, Mark)> = distinct.into_iter().collect();
+        let statements = distinct
+            .iter()
+            .map(|(id, m)| mark_statement(id, m, due))
+            .collect::<Result<Vec<_>>>()?;
+        let errors = write_command::send(&self.db, Verb::Update, DERIVATIONS, statements).await?;
+        // Two consumers creating one mark at once: one upsert inserts, the
+        // other collides (11000), its increment not applied. The mark exists
+        // now, so the statement is run once more and updates it.
+        let mut refused = errors.refused - errors.duplicates.len() as u64;
+        if !errors.duplicates.is_empty() {
+            let again = errors
+                .duplicates
+                .iter()
+                .filter_map(|&i| distinct.get(i))
+                .map(|(id, m)| mark_statement(id, m, due))
+                .collect::<Result<Vec<_>>>()?;
+            refused += write_command::send(&self.db, Verb::Update, DERIVATIONS, again)
+                .await?
+                .refused;
         }
-        Ok(n)
+        if refused > 0 {
+            // A mark not written is a figure never computed again: the
+            // batch is not acknowledged, and is retried.
+            return Err(crate::error::Error::Refused {
+                collection: DERIVATIONS.to_owned(),
+                count: refused,
+            });
+        }
+        Ok(distinct.len() as u64)
     }
 
     /// Claims up to `limit` due marks of `kind` that nobody holds.
@@ -320,9 +316,9 @@ impl Marks {
                 Some(doc! { "q": filter, "u": update })
             })
             .collect();
-        self.db
-            .run_command(doc! { "update": DERIVATIONS, "updates": statements, "ordered": false })
-            .await?;
+        // A statement that no longer matches (another consumer's claim, a
+        // new mark) claims nothing: the read back below tells.
+        write_command::send_documents(&self.db, Verb::Update, DERIVATIONS, &statements).await?;
         let ids: Vec<&str> = generations.keys().copied().collect();
         let claimed: Vec<Document> = self
             .coll
@@ -379,13 +375,9 @@ impl Marks {
             });
         }
         if !deletes.is_empty() {
-            self.db
-                .run_command(doc! { "delete": DERIVATIONS, "deletes": deletes, "ordered": false })
-                .await?;
+            write_command::send_documents(&self.db, Verb::Delete, DERIVATIONS, &deletes).await?;
             // The ones a newer mark kept: due again after the interval.
-            self.db
-                .run_command(doc! { "update": DERIVATIONS, "updates": releases, "ordered": false })
-                .await?;
+            write_command::send_documents(&self.db, Verb::Update, DERIVATIONS, &releases).await?;
         }
         if !again.is_empty() {
             tracing::debug!(
@@ -416,6 +408,30 @@ impl Marks {
     pub async fn pending(&self) -> Result<u64> {
         Ok(self.coll.estimated_document_count().await?)
     }
+}
+
+/// The upsert of mark `m` (`_id` `id`), due at `due` at the latest.
+fn mark_statement(id: &str, m: &Mark, due: i64) -> Result<RawDocumentBuf> {
+    let mut min = rawdoc! { "due_ms": due };
+    if let Some(from) = m.from_ms {
+        min.append("from_ms", from);
+    }
+    let args = bson::to_raw_document_buf(&m.args).map_err(mongodb::error::Error::from)?;
+    Ok(rawdoc! {
+        "q": { "_id": id },
+        "u": {
+            "$inc": { "gen": 1_i64 },
+            "$min": min,
+            "$setOnInsert": {
+                "kind": m.kind.as_str(),
+                "key": m.key.as_str(),
+                "args": args,
+                "lease_ms": 0_i64,
+                "fence": 0_i64,
+            },
+        },
+        "upsert": true,
+    })
 }
 
 /// The claim of mark `d` (as read back by its claim token), made at

@@ -2,7 +2,7 @@
 //! derive: whole documents replaced by `_id`, each checked client-side
 //! against its collection's validator first (a bug guard: code built them).
 
-use bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc, rawdoc};
+use bson::{Bson, Document, RawDocumentBuf, doc};
 use chrono::SecondsFormat;
 use futures_util::TryStreamExt;
 use mongodb::Collection;
@@ -10,6 +10,7 @@ use visitlog_schema::{Collection as Coll, RecordValidator, RequestRecord};
 
 use crate::error::Result;
 use crate::sink::Sink;
+use crate::sink::write_command::{self, Verb};
 
 /// `page_views`.
 pub const PAGE_VIEWS: &str = Coll::PageViews.name();
@@ -49,8 +50,9 @@ pub async fn find_all(
         .await?)
 }
 
-/// Replaces (or creates) each document by its `_id`, in one unordered
-/// command per thousand; returns how many it wrote. A document that fails
+/// Replaces (or creates) each document by its `_id`, in unordered commands
+/// with the write concern ([`write_command::send`]); returns how many it
+/// wrote. A document that fails
 /// its collection's validator is logged and not written.
 pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> Result<u64> {
     let Some(validator) = validator(collection) else {
@@ -70,42 +72,18 @@ pub async fn replace_all(sink: &Sink, collection: Coll, docs: Vec<Document>) -> 
 /// rules on their type (`PageView::check`).
 pub async fn replace_checked(sink: &Sink, collection: Coll, docs: Vec<Document>) -> Result<u64> {
     let collection = collection.name();
-    let mut written = 0;
-    let statements: Vec<Document> = docs
-        .into_iter()
-        .filter_map(|d| {
-            let id = d.get("_id")?.clone();
-            Some(doc! { "q": { "_id": id }, "u": d, "upsert": true })
-        })
-        .collect();
-    let mut statements = statements.into_iter().peekable();
-    while statements.peek().is_some() {
-        // Each statement written as BSON once, moved into its command.
-        let mut updates = RawArrayBuf::new();
-        let mut sent = 0;
-        for statement in statements.by_ref().take(1000) {
-            updates.push(
-                RawDocumentBuf::from_document(&statement).map_err(mongodb::error::Error::from)?,
-            );
-            sent += 1;
-        }
-        let reply = sink
-            .database()
-            .run_raw_command(rawdoc! { "update": collection, "updates": updates, "ordered": false })
-            .await?;
-        let errors = reply.get_array("writeErrors").map_or(0, Vec::len);
-        for e in reply
-            .get_array("writeErrors")
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(Bson::as_document)
-        {
-            tracing::error!(collection, error = %e.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
-        }
-        written += (sent - errors) as u64;
+    let mut statements = Vec::with_capacity(docs.len());
+    for d in docs {
+        let Some(id) = d.get("_id").cloned() else {
+            continue;
+        };
+        let statement = doc! { "q": { "_id": id }, "u": d, "upsert": true };
+        statements
+            .push(RawDocumentBuf::from_document(&statement).map_err(mongodb::error::Error::from)?);
     }
-    Ok(written)
+    let sent = statements.len() as u64;
+    let errors = write_command::send(sink.database(), Verb::Update, collection, statements).await?;
+    Ok(sent - errors.refused)
 }
 
 /// The validator of a derived collection, compiled once.

@@ -9,14 +9,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc, rawdoc};
+use bson::{Document, RawDocumentBuf, doc, rawdoc};
 use futures_util::TryStreamExt;
 
 use super::history::Target;
-use super::{
-    CatalogMain, DUPLICATE_KEY, Sink, TUTORIAL_PROGRESS, ToDerive, TutorialKey, VIDEO_POSITIONS,
-    number_of, valid,
-};
+use super::write_command::{self, Verb};
+use super::{CatalogMain, Sink, TUTORIAL_PROGRESS, ToDerive, TutorialKey, VIDEO_POSITIONS, valid};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use visitlog_progress::{Progress, Rules, VideoPosition, needs_refold};
@@ -332,12 +330,9 @@ impl Sink {
                 statement
             })
             .collect();
-        let reply = self
-            .db
-            .run_command(doc! { "update": VIDEO_POSITIONS, "updates": again, "ordered": false })
-            .await?;
-        report_write_errors(VIDEO_POSITIONS, &reply)?;
-        Ok(number_of(reply.get("nModified")))
+        let outcome =
+            write_command::send_documents(&self.db, Verb::Update, VIDEO_POSITIONS, &again).await?;
+        Ok(outcome.modified)
     }
 
     /// [`Sink::update_all`] of statements made as `Document`s.
@@ -354,30 +349,20 @@ impl Sink {
         self.update_all(collection, raw).await
     }
 
-    /// One `update` command with many statements, unordered; which lost a
-    /// race (11000) is reported by index, any other refusal is logged.
+    /// Unordered `update` commands of these statements, with the write
+    /// concern ([`write_command::send`]); which lost a race (11000) is
+    /// reported by index, any other refusal is logged.
     pub(super) async fn update_all(
         &self,
         collection: &str,
         statements: Vec<RawDocumentBuf>,
     ) -> Result<UpdateOutcome> {
-        let mut outcome = UpdateOutcome::default();
-        if statements.is_empty() {
-            return Ok(outcome);
-        }
         let total = statements.len() as u64;
-        let mut updates = RawArrayBuf::new();
-        for statement in statements {
-            updates.push(statement);
-        }
-        let reply = self
-            .db
-            .run_raw_command(rawdoc! { "update": collection, "updates": updates, "ordered": false })
-            .await?;
-        let conflicts = report_write_errors(collection, &reply)?;
-        outcome.written = total - conflicts.refused;
-        outcome.conflicts = conflicts.duplicates;
-        Ok(outcome)
+        let errors = write_command::send(&self.db, Verb::Update, collection, statements).await?;
+        Ok(UpdateOutcome {
+            written: total - errors.refused,
+            conflicts: errors.duplicates,
+        })
     }
 }
 
@@ -458,44 +443,6 @@ pub fn position_statement(id: &str, event: uuid::Uuid, doc: Document, upsert: bo
         "u": doc,
         "upsert": upsert,
     }
-}
-
-/// Write errors of an `update` reply: duplicate keys (lost races) by
-/// statement index, and how many statements were refused in all. Other
-/// refusals are logged; a write concern error is an error.
-fn report_write_errors(collection: &str, reply: &Document) -> Result<WriteErrors> {
-    let mut out = WriteErrors::default();
-    let errors = reply
-        .get_array("writeErrors")
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for error in errors.iter().filter_map(Bson::as_document) {
-        let code = error.get_i32("code").unwrap_or_default();
-        let index = error
-            .get_i32("index")
-            .ok()
-            .and_then(|i| usize::try_from(i).ok())
-            .unwrap_or_default();
-        if code == DUPLICATE_KEY {
-            out.duplicates.push(index);
-        } else {
-            tracing::error!(collection, code, error = %error.get_str("errmsg").unwrap_or_default(), "derived document refused by MongoDB");
-        }
-    }
-    if let Ok(concern) = reply.get_document("writeConcernError") {
-        return Err(Error::WriteConcern {
-            collection: collection.to_owned(),
-            detail: concern.to_string(),
-        });
-    }
-    out.refused = errors.len() as u64;
-    Ok(out)
-}
-
-#[derive(Debug, Default)]
-struct WriteErrors {
-    duplicates: Vec<usize>,
-    refused: u64,
 }
 
 /// What an `update` command did.

@@ -29,6 +29,7 @@ mod reattribute;
 mod retention;
 mod setup;
 mod store;
+pub(crate) mod write_command;
 
 pub use catalog::{CatalogEntry, CatalogMain, CatalogSummary, TutorialKey, catalog_document};
 pub use derive::{Refolds, position_statement};
@@ -111,7 +112,17 @@ impl Sink {
         database: &str,
         w: Option<mongodb::options::Acknowledgment>,
     ) -> Result<Self> {
-        let mut options = ClientOptions::parse(uri).await?;
+        Self::with_options(ClientOptions::parse(uri).await?, database, w)
+    }
+
+    /// [`Sink::new`] from client options already parsed, for tools and
+    /// tests that set options of their own (a command monitor, say); the
+    /// write concern, read preference and timeouts are set as there.
+    pub fn with_options(
+        mut options: ClientOptions,
+        database: &str,
+        w: Option<mongodb::options::Acknowledgment>,
+    ) -> Result<Self> {
         let concern = options.write_concern.get_or_insert_with(Default::default);
         if let Some(w) = w {
             concern.w = Some(w);
