@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use bson::{Document, doc};
+use futures_util::TryStreamExt;
 use visitlog_analytics::{AnalyticsRules, visit_key};
 use visitlog_consumer::analytics::{Analytics, DerivedKind, Mark, Marks};
 use visitlog_consumer::batch::Preparer;
@@ -276,4 +277,79 @@ async fn a_ping_during_its_visits_claim_is_never_left_out() {
     b.pass().await.unwrap();
     assert_eq!(a.pending().await.unwrap(), 0);
     assert_eq!(pings().await, 2, "the second ping left out");
+}
+
+/// A batch's marks written as one document come out as the marks they
+/// were: each key once for all the batches expanded together, due when its
+/// earliest batch's mark would have been, with the earliest `from_ms`; the
+/// batch documents are gone once expanded, and expanding one twice (a
+/// consumer that died mid-way) only marks again.
+#[tokio::test]
+async fn batches_of_marks_expand_into_each_key_once() {
+    let db = test_database();
+    let interval = Duration::from_millis(600);
+    let (a, sink) = marks("a", interval, Duration::from_secs(60), &db).await;
+    let coll = sink.database().collection::<Document>("derivations");
+    let kinds = async || {
+        let mut kinds: Vec<String> = coll
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect::<Vec<Document>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.get_str("kind").unwrap().to_owned())
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    let written = a
+        .journal([
+            Mark::new(DerivedKind::Visit, "v:1"),
+            Mark::learner("user:ann", 5_000),
+            Mark::new(DerivedKind::Visit, "v:1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(written, 2, "distinct keys");
+    let started = visitlog_consumer::analytics::marks::now_ms();
+    a.journal([
+        Mark::learner("user:ann", 3_000),
+        Mark::new(DerivedKind::Day, "2026-12-03"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(kinds().await, ["batch", "batch"], "no key marked yet");
+    assert!(
+        a.claim(DerivedKind::Batch, 10).await.unwrap().is_empty(),
+        "due in half an interval"
+    );
+    tokio::time::sleep(interval / 2 + Duration::from_millis(50)).await;
+    let batches = a.claim(DerivedKind::Batch, 10).await.unwrap();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(a.expand(&batches).await.unwrap(), 3);
+    a.settle(&batches).await.unwrap();
+    assert_eq!(kinds().await, ["day", "learner", "visit"]);
+    let visit = stored(&sink, "visit:v:1").await.unwrap();
+    assert_eq!(int(&visit, "gen"), 1, "one statement for both marks");
+    let learner = stored(&sink, "learner:user:ann").await.unwrap();
+    assert_eq!(int(&learner, "gen"), 1, "one statement for both batches");
+    assert_eq!(int(&learner, "from_ms"), 3_000, "the earliest activity");
+    // Due a whole interval after the first batch, not after the expansion.
+    let due = int(&visit, "due_ms");
+    let interval_ms = interval.as_millis() as i64;
+    assert!(
+        due > started + interval_ms - 200 && due <= started + interval_ms,
+        "{due} against {started}"
+    );
+    assert!(
+        a.claim(DerivedKind::Visit, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    // An expansion run again (its consumer died before settling) marks again.
+    assert_eq!(a.expand(&batches).await.unwrap(), 3);
+    assert_eq!(int(&stored(&sink, "visit:v:1").await.unwrap(), "gen"), 2);
+    tokio::time::sleep(interval).await;
+    assert_eq!(a.claim(DerivedKind::Visit, 10).await.unwrap().len(), 1);
 }

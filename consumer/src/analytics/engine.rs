@@ -114,6 +114,11 @@ impl Analytics {
 
     async fn compute(&self, kind: DerivedKind, claimed: &[Claimed]) -> Result<Computed> {
         match kind {
+            DerivedKind::Batch => {
+                let keys = self.marks.expand(claimed).await?;
+                tracing::debug!(batches = claimed.len(), keys, "batches' marks expanded");
+                Ok(Computed::default())
+            }
             DerivedKind::Visit => self.visits(claimed).await,
             DerivedKind::Learner => self.learners(claimed).await,
             DerivedKind::Video => self.videos(claimed).await,

@@ -57,6 +57,10 @@ pub const DERIVATIONS: &str = "derivations";
 /// What a mark asks to compute again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DerivedKind {
+    /// The marks of one stored batch (key: a UUID; `args` holds them):
+    /// expanded into their keys, one statement per distinct key for all
+    /// the batches claimed together (see [`crate::analytics::journal`]).
+    Batch,
     /// The `page_views` of one visit (key `<visitor>:<n>`), or of a page
     /// named by id (`page:<uuid>`: a page without a visitor cookie, its own
     /// visit; or the page a ping came from, whose visit it marks).
@@ -77,7 +81,8 @@ pub enum DerivedKind {
 
 impl DerivedKind {
     /// In the order a pass computes them: each kind's writes mark later kinds.
-    pub const ORDER: [DerivedKind; 7] = [
+    pub const ORDER: [DerivedKind; 8] = [
+        DerivedKind::Batch,
         DerivedKind::Visit,
         DerivedKind::Learner,
         DerivedKind::Video,
@@ -87,9 +92,15 @@ impl DerivedKind {
         DerivedKind::Month,
     ];
 
+    /// The kind named `name` (as [`DerivedKind::as_str`] gives it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ORDER.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name in marks' `_id` and `kind`.
     pub const fn as_str(self) -> &'static str {
         match self {
+            DerivedKind::Batch => "batch",
             DerivedKind::Visit => "visit",
             DerivedKind::Learner => "learner",
             DerivedKind::Video => "video",
@@ -162,9 +173,9 @@ pub struct Settled {
 /// The `derivations` collection, as one consumer uses it.
 #[derive(Debug, Clone)]
 pub struct Marks {
-    coll: Collection<Document>,
+    pub(super) coll: Collection<Document>,
     db: Database,
-    interval_ms: i64,
+    pub(super) interval_ms: i64,
     lease_ms: i64,
     owner: String,
 }
@@ -209,28 +220,19 @@ impl Marks {
     }
 
     async fn mark_due(&self, marks: impl IntoIterator<Item = Mark>, due: i64) -> Result<u64> {
-        let mut distinct: BTreeMap<String, Mark> = BTreeMap::new();
-        for m in marks {
-            match distinct.entry(m.id()) {
-                std::collections::btree_map::Entry::Occupied(mut seen) => {
-                    let seen = seen.get_mut();
-                    seen.from_ms = match (seen.from_ms, m.from_ms) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(m);
-                }
-            }
-        }
+        let due = distinct(marks.into_iter().map(|m| (m, due)));
+        self.write_marks(&due).await
+    }
+
+    /// Writes distinct marks, each due at its time at the latest (one
+    /// statement each, a thousand per command); returns how many.
+    pub(super) async fn write_marks(&self, distinct: &[(String, Mark, i64)]) -> Result<u64> {
         if distinct.is_empty() {
             return Ok(0);
         }
-        let distinct: Vec<(String, Mark)> = distinct.into_iter().collect();
         let statements = distinct
             .iter()
-            .map(|(id, m)| mark_statement(id, m, due))
+            .map(|(id, m, due)| mark_statement(id, m, *due))
             .collect::<Result<Vec<_>>>()?;
         let errors = write_command::send(&self.db, Verb::Update, DERIVATIONS, statements).await?;
         // Two consumers creating one mark at once: one upsert inserts, the
@@ -242,7 +244,7 @@ impl Marks {
                 .duplicates
                 .iter()
                 .filter_map(|&i| distinct.get(i))
-                .map(|(id, m)| mark_statement(id, m, due))
+                .map(|(id, m, due)| mark_statement(id, m, *due))
                 .collect::<Result<Vec<_>>>()?;
             refused += write_command::send(&self.db, Verb::Update, DERIVATIONS, again)
                 .await?
@@ -265,6 +267,9 @@ impl Marks {
         let due: Vec<Document> = self
             .coll
             .find(doc! { "kind": kind.as_str(), "due_ms": { "$lte": now }, "lease_ms": { "$lte": now } })
+            // What the claim's statements need (not `args`: a batch's
+            // marks are read once, with the claim).
+            .projection(doc! { "_id": 1, "gen": 1, "fence": 1, "from_ms": 1, "claimed_from": 1 })
             .sort(doc! { "due_ms": 1 })
             .limit(limit)
             .await?
@@ -408,6 +413,31 @@ impl Marks {
     pub async fn pending(&self) -> Result<u64> {
         Ok(self.coll.estimated_document_count().await?)
     }
+}
+
+/// One entry per key, in `_id` order: the earliest due time and the
+/// earliest `from_ms` of its marks.
+pub(super) fn distinct(marks: impl IntoIterator<Item = (Mark, i64)>) -> Vec<(String, Mark, i64)> {
+    let mut distinct: BTreeMap<String, (Mark, i64)> = BTreeMap::new();
+    for (m, due) in marks {
+        match distinct.entry(m.id()) {
+            std::collections::btree_map::Entry::Occupied(mut seen) => {
+                let (seen, seen_due) = seen.get_mut();
+                seen.from_ms = match (seen.from_ms, m.from_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                *seen_due = (*seen_due).min(due);
+            }
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert((m, due));
+            }
+        }
+    }
+    distinct
+        .into_iter()
+        .map(|(id, (m, due))| (id, m, due))
+        .collect()
 }
 
 /// The upsert of mark `m` (`_id` `id`), due at `due` at the latest.

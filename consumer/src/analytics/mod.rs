@@ -7,12 +7,13 @@
 //!
 //! [`marks`] holds which keys must be computed again and the claims that
 //! share the work between consumers; [`batch`] the marks a stored batch
-//! makes; [`engine`] the loop; one file per kind computes it
+//! makes; [`journal`] writes them as one document, expanded later; [`engine`] the loop; one file per kind computes it
 //! (`visits`, `learners`, `videos`, `days`); [`store`] reads and writes.
 
 pub mod batch;
 mod days;
 pub mod engine;
+pub mod journal;
 mod learners;
 pub mod marks;
 mod setup;

@@ -107,13 +107,20 @@ pub(super) async fn store_batch(
     }
     drop(places);
     // The analytics keys the batch touched, before it is acknowledged: a
-    // crash now replays the batch and its marks.
+    // crash now replays the batch and its marks. With the analytics on,
+    // as one document the analytics expand (see `analytics::journal`).
     let marks = std::mem::take(&mut folds.marks);
+    let journal = ctx.config.analytics;
+    let book = ctx.analytics.marks();
     if retry_derive(&ctx, &mut batch_retries, || {
-        ctx.analytics
-            .marks()
-            .mark(marks.clone())
-            .map_ok(|_| (0, ()))
+        let marks = marks.clone();
+        async move {
+            match journal {
+                true => book.journal(marks).await,
+                false => book.mark(marks).await,
+            }
+        }
+        .map_ok(|_| (0, ()))
     })
     .await
     .is_none()
