@@ -229,7 +229,11 @@ async fn prepared(uri: &str, payloads: &[Vec<u8>]) -> (Namespace, String) {
         .args(["--mongodb-uri", uri, "--database", &db, "setup"])
         .output()
         .unwrap();
-    assert!(setup.status.success());
+    assert!(
+        setup.status.success(),
+        "setup: {}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     (ns, db)
 }
 
@@ -352,14 +356,16 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    // `VISITLOG_BENCH_ONLY=mix` (or raw, drain, learning) runs one part.
+    // `VISITLOG_BENCH_ONLY=mix` (or raw, drain, learning) runs one part;
+    // `defaults` only the seed and plain records at the defaults, for
+    // builds compared turn about (`VISITLOG_BENCH_CONSUMER`).
     let only = std::env::var("VISITLOG_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
     println!("MongoDB: {kind}; {n} records per run\n");
     let raw = raw_insert_many(&uri, n).await;
     println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
-    if part("drain") {
-        drains(&uri, n, raw).await;
+    if part("drain") || only == "defaults" {
+        drains(&uri, n, raw, only == "defaults").await;
     }
     if part("learning") {
         learning(&uri, n).await;
@@ -395,7 +401,7 @@ async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
     Some((n / elapsed, cpu * 1e6 / n))
 }
 
-async fn drains(uri: &str, n: usize, raw: f64) {
+async fn drains(uri: &str, n: usize, raw: f64, defaults_only: bool) {
     let plain: Vec<Vec<u8>> = (0..n).map(visitlog_tests::plain_request_payload).collect();
     match seed(uri, &plain).await {
         Some((rate, cpu)) => println!(
@@ -404,13 +410,20 @@ async fn drains(uri: &str, n: usize, raw: f64) {
         ),
         None => println!("seed consumer: not run (needs python3 with pymongo and redis)"),
     }
-    for (batch, in_flight) in [(100, 2), (1000, 1), (1000, 2), (5000, 2)] {
+    let rows: &[(usize, usize)] = match defaults_only {
+        true => &[(1000, 2)],
+        false => &[(100, 2), (1000, 1), (1000, 2), (5000, 2)],
+    };
+    for &(batch, in_flight) in rows {
         let (rate, cpu) = drain(uri, &plain, "request_logs", batch, in_flight).await;
         println!(
             "plain requests, batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {:.1} µs per record",
             100.0 * rate / raw,
             cpu * 10.0
         );
+    }
+    if defaults_only {
+        return;
     }
     // Storing alone: the analytics engine off (it computes page views,
     // visits and days from the same records meanwhile).
