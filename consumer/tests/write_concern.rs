@@ -102,7 +102,11 @@ async fn consume(sink: &Sink) {
     let (_, refolds) = sink.derive(&derive, &rules).await.unwrap();
     sink.refold(&refolds, &rules).await.unwrap();
     // As a consumer with the analytics on writes them: as one document.
-    analytics.marks().journal(derive.marks.clone()).await.unwrap();
+    analytics
+        .marks()
+        .journal(derive.marks.clone())
+        .await
+        .unwrap();
     for _ in 0..10 {
         analytics.pass().await.unwrap();
         if analytics.marks().pending().await.unwrap() == 0 {
