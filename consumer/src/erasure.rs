@@ -8,8 +8,9 @@
 //!
 //! Where: the queue and every processing list in Redis (records not yet
 //! stored), `request_logs`, `events`, `page_views`, `sessions`,
-//! `tutorial_progress`, `video_positions`, `learner_links` and the dead
-//! letters whose payload names them. The figures their records fed (days,
+//! `tutorial_progress`, `video_positions`, `learner_links`, the dead
+//! letters whose payload names them and the dirty marks (`derivations`)
+//! of their learner keys and visits. The figures their records fed (days,
 //! tutorial days, videos) are marked, so a running consumer derives them
 //! again without them. A record a consumer had already taken off the queue
 //! lands in MongoDB after the first pass: the MongoDB pass runs again after
@@ -24,6 +25,7 @@ use serde_json::Value;
 use visitlog_schema::Collection as Coll;
 
 use crate::analytics::batch::tutorial_day;
+use crate::analytics::marks::DERIVATIONS;
 use crate::analytics::{DerivedKind, Mark};
 use crate::config::Config;
 use crate::error::Result;
@@ -350,8 +352,82 @@ async fn erase_stored(sink: &Sink, p: &Person, summary: &mut Summary) -> Result<
             .await?;
         *summary.by_place.entry(DEAD_LETTERS.to_owned()).or_default() += deleted.deleted_count;
     }
+    let unmarked = erase_marks(sink, p).await?;
+    if unmarked > 0 {
+        *summary.by_place.entry(DERIVATIONS.to_owned()).or_default() += unmarked;
+    }
     summary.marked += sink.marks().mark(marks).await?;
     Ok(())
+}
+
+/// Removes the dirty marks that name `p` (a learner's, a visit of their
+/// browsers), and their keys from the batches' documents not expanded yet;
+/// returns how many marks. What those marks would compute is erased
+/// already. A batch a consumer is expanding meanwhile may still write its
+/// marks: they name documents that are gone, and are deleted once computed.
+async fn erase_marks(sink: &Sink, p: &Person) -> Result<u64> {
+    let coll = sink.database().collection::<Document>(DERIVATIONS);
+    let names = |kind: &str, key: &str| match DerivedKind::parse(kind) {
+        Some(DerivedKind::Learner) => p.learners.iter().any(|l| l == key),
+        Some(DerivedKind::Visit) => key
+            .split_once(':')
+            .is_some_and(|(visitor, _)| p.visitors.iter().any(|v| v == visitor)),
+        _ => false,
+    };
+    let kinds = [DerivedKind::Learner, DerivedKind::Visit].map(DerivedKind::as_str);
+    let mut cursor = coll
+        .find(doc! { "kind": { "$in": kinds.to_vec() } })
+        .projection(doc! { "_id": 1, "kind": 1, "key": 1 })
+        .await?;
+    let mut ids = Vec::new();
+    while let Some(d) = cursor.try_next().await? {
+        if names(
+            d.get_str("kind").unwrap_or_default(),
+            d.get_str("key").unwrap_or_default(),
+        ) {
+            ids.extend(d.get("_id").cloned());
+        }
+    }
+    let mut removed = 0;
+    if !ids.is_empty() {
+        removed += coll
+            .delete_many(doc! { "_id": { "$in": ids } })
+            .await?
+            .deleted_count;
+    }
+    let batches: Vec<Document> = coll
+        .find(doc! { "kind": DerivedKind::Batch.as_str() })
+        .await?
+        .try_collect()
+        .await?;
+    for mut batch in batches {
+        let Ok(args) = batch.get_document_mut("args") else {
+            continue;
+        };
+        let Ok(listed) = args.get_array("marks") else {
+            continue;
+        };
+        let kept: Vec<Bson> = listed
+            .iter()
+            .filter(|m| {
+                let m = m.as_document();
+                let field = |k| m.and_then(|m| m.get_str(k).ok()).unwrap_or_default();
+                !names(field("kind"), field("key"))
+            })
+            .cloned()
+            .collect();
+        let dropped = (listed.len() - kept.len()) as u64;
+        if dropped == 0 {
+            continue;
+        }
+        args.insert("marks", kept);
+        // Only as read: a batch claimed since is being expanded.
+        let filter = doc! { "_id": batch.get("_id"), "fence": batch.get("fence") };
+        if coll.replace_one(filter, &batch).await?.modified_count > 0 {
+            removed += dropped;
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes everything of `subject` to `out` as JSON lines, one

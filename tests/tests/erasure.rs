@@ -14,7 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use bson::{Document, doc};
+use futures_util::TryStreamExt;
 use serde_json::{Value, json};
+use visitlog_consumer::analytics::{DerivedKind, Mark, Marks};
 use visitlog_tests::{Namespace, eventually, shared_mongodb_uri, test_database};
 
 use common::{InProcess, config};
@@ -175,6 +177,28 @@ async fn one_learner_is_exported_then_erased_everywhere_and_no_one_else() {
         "the anonymous visit before login is not in the export"
     );
 
+    // Marks naming her that wait for a consumer (the analytics off or
+    // behind): her learner's, a visit of her browser, and a batch's
+    // document listing them with frank's.
+    let sink = visitlog_consumer::sink::Sink::new(&uri, &db).await.unwrap();
+    let book = Marks::new(
+        sink.database(),
+        Duration::from_secs(3600),
+        Duration::from_secs(60),
+        "test",
+    );
+    let hers = [
+        Mark::learner("user:erin", 1),
+        Mark::new(DerivedKind::Visit, format!("{visitor}:1")),
+    ];
+    let his = [
+        Mark::learner("user:frank", 1),
+        Mark::new(DerivedKind::Visit, "00000000-0000-7000-8000-000000000001:1"),
+    ];
+    book.mark(hers.clone()).await.unwrap();
+    book.mark(his.clone()).await.unwrap();
+    book.journal(hers.into_iter().chain(his)).await.unwrap();
+
     // Erase: gone from the queue and every collection; the others stay.
     let out = consumer_command(&ns, &uri, &db)
         .args(["erase", "--user", "erin"])
@@ -212,6 +236,27 @@ async fn one_learner_is_exported_then_erased_everywhere_and_no_one_else() {
     let queued = ns.records().await.unwrap();
     assert!(queued.iter().all(|r| r["user"] != "erin"));
     assert_eq!(queued.iter().filter(|r| r["user"] == "frank").count(), 1);
+    // No mark names her any more; frank's stay, listed ones too.
+    let marks: Vec<Document> = database
+        .collection::<Document>("derivations")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let text = format!("{marks:?}");
+    assert!(!text.contains("erin") && !text.contains(&visitor), "{text}");
+    assert!(printed.contains("derivations: "), "{printed}");
+    // The batch document planted above (the consumer's own may be there).
+    let listed = marks
+        .iter()
+        .filter(|m| m.get_str("kind") == Ok("batch"))
+        .filter_map(|m| m.get_document("args").ok()?.get_array("marks").ok())
+        .find(|listed| format!("{listed:?}").contains("000000000001:1"))
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(text.contains("learner:user:frank"), "{text}");
     // The figures her records fed are to be derived again.
     let marks = database
         .collection::<Document>("derivations")
