@@ -321,16 +321,30 @@ async fn batches_of_marks_expand_into_each_key_once() {
     .await
     .unwrap();
     assert_eq!(kinds().await, ["batch", "batch"], "no key marked yet");
-    assert!(
-        a.claim(DerivedKind::Batch, 10).await.unwrap().is_empty(),
-        "due in half an interval"
-    );
+    assert_eq!(a.pending().await.unwrap(), 4, "the marks the batches list");
+    // Due at the end of the half interval they were written in.
+    let half = interval.as_millis() as i64 / 2;
+    for b in coll
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+    {
+        let (due, at) = (
+            int(&b, "due_ms"),
+            int(b.get_document("args").unwrap(), "at_ms"),
+        );
+        assert!(due > at && due <= at + half && due % half == 0, "{b}");
+    }
     tokio::time::sleep(interval / 2 + Duration::from_millis(50)).await;
     let batches = a.claim(DerivedKind::Batch, 10).await.unwrap();
     assert_eq!(batches.len(), 2);
     assert_eq!(a.expand(&batches).await.unwrap(), 3);
     a.settle(&batches).await.unwrap();
     assert_eq!(kinds().await, ["day", "learner", "visit"]);
+    assert_eq!(a.pending().await.unwrap(), 3);
     let visit = stored(&sink, "visit:v:1").await.unwrap();
     assert_eq!(int(&visit, "gen"), 1, "one statement for both marks");
     let learner = stored(&sink, "learner:user:ann").await.unwrap();

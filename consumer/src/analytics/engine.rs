@@ -16,6 +16,10 @@ use crate::sink::Sink;
 /// Keys claimed at once: one round of reads per kind.
 const CLAIM: i64 = 200;
 
+/// Batch documents claimed at once: each lists up to 1,000 marks, and the
+/// expansion's writes must end well within the lease on a slow server.
+const CLAIM_BATCHES: i64 = 20;
+
 /// How long a claim holds: well past any computation's time, so that only
 /// a consumer that died lets another take its keys.
 pub const LEASE: Duration = Duration::from_secs(120);
@@ -83,8 +87,12 @@ impl Analytics {
     pub async fn pass(&self) -> Result<u64> {
         let mut written = 0;
         for kind in DerivedKind::ORDER {
+            let limit = match kind {
+                DerivedKind::Batch => CLAIM_BATCHES,
+                _ => CLAIM,
+            };
             loop {
-                let claimed = self.marks.claim(kind, CLAIM).await?;
+                let claimed = self.marks.claim(kind, limit).await?;
                 if claimed.is_empty() {
                     break;
                 }
@@ -104,7 +112,7 @@ impl Analytics {
                 let handed = !computed.handed.is_empty();
                 self.marks.mark_now(computed.handed).await?;
                 self.marks.settle(&claimed).await?;
-                if (claimed.len() as i64) < CLAIM && !handed {
+                if (claimed.len() as i64) < limit && !handed {
                     break;
                 }
             }

@@ -37,7 +37,7 @@ impl Marks {
         if marks.is_empty() {
             return Ok(0);
         }
-        let due = now + self.interval_ms / 2;
+        let due = due_with_its_half(now, self.interval_ms / 2);
         let docs: Vec<Document> = marks
             .chunks(MARKS_PER_DOCUMENT)
             .map(|chunk| {
@@ -51,6 +51,7 @@ impl Marks {
                     "due_ms": due,
                     "lease_ms": 0_i64,
                     "fence": 0_i64,
+                    "count": chunk.len() as i64,
                     "args": { "at_ms": now, "marks": listed },
                 }
             })
@@ -89,6 +90,16 @@ impl Marks {
     }
 }
 
+/// When a batch written at `now` is due: at the end of its `half` of an
+/// interval (counted from 1970), so that the batches of one half are due,
+/// claimed and expanded together; at once when there is no interval.
+fn due_with_its_half(now: i64, half: i64) -> i64 {
+    match half {
+        ..=0 => now,
+        _ => (now.div_euclid(half) + 1) * half,
+    }
+}
+
 /// A mark as a batch document lists it.
 fn listed(m: &Mark) -> Document {
     let mut d = doc! { "kind": m.kind.as_str(), "key": &m.key };
@@ -122,6 +133,15 @@ fn unlisted(d: &Document) -> Option<Mark> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_of_one_half_interval_are_due_together_at_its_end() {
+        assert_eq!(due_with_its_half(12_345, 0), 12_345);
+        assert_eq!(due_with_its_half(10_000, 5_000), 15_000);
+        assert_eq!(due_with_its_half(10_001, 5_000), 15_000);
+        assert_eq!(due_with_its_half(14_999, 5_000), 15_000);
+        assert_eq!(due_with_its_half(15_000, 5_000), 20_000);
+    }
 
     #[test]
     fn a_mark_listed_reads_back_the_same() {

@@ -364,7 +364,11 @@ impl Marks {
             let fence = now.get(id).map(|d| number(d.get("fence")));
             if fence != Some(c.fence) {
                 settled.overtaken += 1;
-                again.push(c.mark.clone());
+                // A batch's expansion wrote all its marks, after its records
+                // were stored, whoever else expands it too: nothing to redo.
+                if c.mark.kind != DerivedKind::Batch {
+                    again.push(c.mark.clone());
+                }
                 continue;
             }
             settled.done += 1;
@@ -409,9 +413,21 @@ impl Marks {
         ))
     }
 
-    /// How many keys are marked.
+    /// How many keys are marked: a batch's document counts the marks it
+    /// lists (a key listed by two batches counts twice until expanded).
     pub async fn pending(&self) -> Result<u64> {
-        Ok(self.coll.estimated_document_count().await?)
+        let all = self.coll.estimated_document_count().await?;
+        let mut batches = self
+            .coll
+            .find(doc! { "kind": DerivedKind::Batch.as_str() })
+            .projection(doc! { "count": 1 })
+            .await?;
+        let (mut documents, mut listed) = (0, 0);
+        while let Some(b) = batches.try_next().await? {
+            documents += 1;
+            listed += u64::try_from(number(b.get("count"))).unwrap_or(0);
+        }
+        Ok(all.saturating_sub(documents) + listed)
     }
 }
 
