@@ -290,19 +290,18 @@ async fn batches_of_marks_expand_into_each_key_once() {
     let interval = Duration::from_millis(600);
     let (a, sink) = marks("a", interval, Duration::from_secs(60), &db).await;
     let coll = sink.database().collection::<Document>("derivations");
+    let all = async || -> Vec<Document> {
+        let found = coll.find(doc! {}).await.unwrap();
+        found.try_collect().await.unwrap()
+    };
     let kinds = async || {
-        let mut kinds: Vec<String> = coll
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect::<Vec<Document>>()
-            .await
-            .unwrap()
-            .iter()
-            .map(|d| d.get_str("kind").unwrap().to_owned())
-            .collect();
-        kinds.sort();
+        let all = all().await;
+        let mut kinds: Vec<&str> = all.iter().map(|d| d.get_str("kind").unwrap()).collect();
+        kinds.sort_unstable();
         kinds
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect::<Vec<String>>()
     };
     let written = a
         .journal([
@@ -324,14 +323,7 @@ async fn batches_of_marks_expand_into_each_key_once() {
     assert_eq!(a.pending().await.unwrap(), 4, "the marks the batches list");
     // Due at the end of the half interval they were written in.
     let half = interval.as_millis() as i64 / 2;
-    for b in coll
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect::<Vec<Document>>()
-        .await
-        .unwrap()
-    {
+    for b in all().await {
         let (due, at) = (
             int(&b, "due_ms"),
             int(b.get_document("args").unwrap(), "at_ms"),

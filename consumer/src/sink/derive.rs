@@ -341,12 +341,8 @@ impl Sink {
         collection: &str,
         statements: Vec<Document>,
     ) -> Result<UpdateOutcome> {
-        let raw = statements
-            .iter()
-            .map(RawDocumentBuf::from_document)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(mongodb::error::Error::from)?;
-        self.update_all(collection, raw).await
+        self.update_all(collection, write_command::raw(&statements)?)
+            .await
     }
 
     /// Unordered `update` commands of these statements, with the write

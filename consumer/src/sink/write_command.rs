@@ -106,12 +106,17 @@ pub(crate) async fn send_documents(
     collection: &str,
     statements: &[Document],
 ) -> Result<WriteErrors> {
+    send(db, verb, collection, raw(statements)?).await
+}
+
+/// Statements made as `Document`s, as raw BSON.
+pub(crate) fn raw(statements: &[Document]) -> Result<Vec<RawDocumentBuf>> {
     let raw = statements
         .iter()
         .map(RawDocumentBuf::from_document)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(mongodb::error::Error::from)?;
-    send(db, verb, collection, raw).await
+    Ok(raw)
 }
 
 /// The commands' ranges of statements: in order, each at most `max_count`
