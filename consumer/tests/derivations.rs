@@ -359,3 +359,60 @@ async fn batches_of_marks_expand_into_each_key_once() {
     tokio::time::sleep(interval).await;
     assert_eq!(a.claim(DerivedKind::Visit, 10).await.unwrap().len(), 1);
 }
+
+/// A visit computed again writes only the page views whose figures
+/// changed: its next page gives the last one a time on page, and the pages
+/// before keep their documents (`derived_at` of the first computation). A
+/// replay, which changes nothing, writes none.
+#[tokio::test]
+async fn a_visit_computed_again_rewrites_only_what_changed() {
+    let db = test_database();
+    let (_, sink) = marks("a", Duration::ZERO, Duration::from_secs(60), &db).await;
+    let b = Analytics::new(sink.clone(), AnalyticsRules::default(), Duration::ZERO, "b");
+    b.setup().await.unwrap();
+    let first = RequestRecord::example();
+    let page = |n: i64| {
+        let mut r = first.clone();
+        r.id = uuid::Uuid::now_v7();
+        r.ts = first.ts + chrono::Duration::seconds(60 * n);
+        r
+    };
+    let pages = [page(0), page(1), page(2), page(3)];
+    let views = sink.database().collection::<Document>("page_views");
+    let stamps = async || -> Vec<(Option<bson::DateTime>, Option<f64>)> {
+        let mut out = Vec::new();
+        for p in &pages {
+            let v = views
+                .find_one(doc! { "_id": p.id.to_string() })
+                .await
+                .unwrap();
+            out.push(v.map_or((None, None), |v| {
+                (
+                    v.get_datetime("derived_at").ok().copied(),
+                    v.get_f64("time_on_page_s").ok(),
+                )
+            }));
+        }
+        out
+    };
+    store(&sink, b.marks(), &[&pages[0], &pages[1], &pages[2]]).await;
+    b.pass().await.unwrap();
+    let once = stamps().await;
+    assert!(once[..3].iter().all(|(at, _)| at.is_some()), "{once:?}");
+    assert_eq!(once[2].1, None, "the last page: time on page unknown");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    store(&sink, b.marks(), &[&pages[3]]).await;
+    b.pass().await.unwrap();
+    let twice = stamps().await;
+    assert_eq!(twice[..2], once[..2], "unchanged pages written again");
+    assert_eq!(twice[2].1, Some(60.0), "the next page ends the last one");
+    assert!(twice[2].0 > once[2].0 && twice[3].0.is_some(), "{twice:?}");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // A replay marks the visit again; its page views stay as they were.
+    store(&sink, b.marks(), &[&pages[1]]).await;
+    b.pass().await.unwrap();
+    assert_eq!(b.marks().pending().await.unwrap(), 0);
+    assert_eq!(stamps().await, twice);
+}
