@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use visitlog_analytics::AnalyticsRules;
 
+use super::backlog::{Backlog, MAX_DEFERRED_INTERVALS};
 use super::marks::{Claimed, DerivedKind, Mark, Marks};
 use crate::error::Result;
 use crate::shutdown::Shutdown;
@@ -30,6 +31,8 @@ pub struct Analytics {
     pub(super) sink: Sink,
     pub(super) marks: Marks,
     pub(super) rules: AnalyticsRules,
+    interval: Duration,
+    backlog: Backlog,
 }
 
 /// What one computation of claimed keys did.
@@ -50,7 +53,13 @@ impl Analytics {
     /// within `interval`.
     pub fn new(sink: Sink, rules: AnalyticsRules, interval: Duration, owner: &str) -> Self {
         let marks = Marks::new(sink.database(), interval, LEASE, owner);
-        Self { sink, marks, rules }
+        Self {
+            sink,
+            marks,
+            rules,
+            interval,
+            backlog: Backlog::default(),
+        }
     }
 
     /// The marks, for a batch to write its own.
@@ -58,11 +67,39 @@ impl Analytics {
         &self.marks
     }
 
+    /// What the fetch loop reports, for the derivations to wait while the
+    /// queue has a backlog.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
     /// Derives until `shutdown` fires. A failed pass is logged and tried
     /// again a little later: its marks stay, and claims lapse by themselves.
+    /// While the queue has a backlog, passes wait ([`Backlog::defers`]).
     pub async fn run(self, mut shutdown: Shutdown) {
         let mut pause = Duration::from_secs(1);
+        let mut last_pass: Option<std::time::Instant> = None;
+        let mut deferring = false;
         loop {
+            let defer = last_pass.is_some_and(|t| self.backlog.defers(t.elapsed(), self.interval));
+            if defer != deferring {
+                deferring = defer;
+                if defer {
+                    let bound = self.interval.saturating_mul(MAX_DEFERRED_INTERVALS);
+                    tracing::info!(
+                        at_most_s = bound.as_secs(),
+                        "queue backlog: analytics wait until it is drained"
+                    );
+                }
+            }
+            if defer {
+                tokio::select! {
+                    () = shutdown.requested() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            last_pass = Some(std::time::Instant::now());
             match self.pass().await {
                 Ok(written) => {
                     if written > 0 {

@@ -7,9 +7,12 @@
 //!
 //! [`marks`] holds which keys must be computed again and the claims that
 //! share the work between consumers; [`batch`] the marks a stored batch
-//! makes; [`journal`] writes them as one document, expanded later; [`engine`] the loop; one file per kind computes it
-//! (`visits`, `learners`, `videos`, `days`); [`store`] reads and writes.
+//! makes; [`journal`] writes them as one document, expanded later;
+//! [`engine`] the loop, which [`backlog`] holds back while the queue has a
+//! backlog; one file per kind computes it (`visits`, `learners`, `videos`,
+//! `days`); [`store`] reads and writes.
 
+pub mod backlog;
 pub mod batch;
 mod days;
 pub mod engine;
@@ -21,5 +24,6 @@ pub mod store;
 mod videos;
 mod visits;
 
+pub use backlog::Backlog;
 pub use engine::Analytics;
 pub use marks::{Claimed, DerivedKind, Mark, Marks, Settled};

@@ -24,9 +24,14 @@ pub(super) async fn fetch_loop(
                 return;
             }
             match ctx.source.fetch(slot, ctx.config.batch_size).await {
-                Ok(records) if records.is_empty() => ctx.deps.redis.ok(),
+                Ok(records) if records.is_empty() => {
+                    ctx.deps.redis.ok();
+                    ctx.analytics.backlog().claimed(0, ctx.config.batch_size);
+                }
                 Ok(records) => {
                     ctx.deps.redis.ok();
+                    let backlog = ctx.analytics.backlog();
+                    backlog.claimed(records.len(), ctx.config.batch_size);
                     retry.reset();
                     if batches.send((slot, records)).await.is_err() {
                         return;
