@@ -416,3 +416,52 @@ async fn a_visit_computed_again_rewrites_only_what_changed() {
     assert_eq!(b.marks().pending().await.unwrap(), 0);
     assert_eq!(stamps().await, twice);
 }
+
+/// A key marked while it was computed waits ten times what computing it
+/// took when that is longer than the interval (a busy day read whole), and
+/// the interval otherwise.
+#[tokio::test]
+async fn an_expensive_key_waits_ten_times_its_cost() {
+    let db = test_database();
+    let (a, sink) = marks(
+        "a",
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        &db,
+    )
+    .await;
+    let due_in = async |cost: Duration| {
+        a.mark([Mark::new(DerivedKind::Day, "2026-12-01")])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let claimed = a.claim(DerivedKind::Day, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        a.mark([Mark::new(DerivedKind::Day, "2026-12-01")])
+            .await
+            .unwrap();
+        let before = visitlog_consumer::analytics::marks::now_ms();
+        assert_eq!(a.settle_after(&claimed, cost).await.unwrap().done, 1);
+        let m = stored(&sink, "day:2026-12-01").await.unwrap();
+        let due = int(&m, "due_ms") - before;
+        // Claimable again once due (a claim is made at the due time).
+        sink.database()
+            .collection::<Document>("derivations")
+            .update_one(
+                doc! { "_id": "day:2026-12-01" },
+                doc! { "$set": { "due_ms": 0_i64 } },
+            )
+            .await
+            .unwrap();
+        let claimed = a.claim(DerivedKind::Day, 10).await.unwrap();
+        a.settle(&claimed).await.unwrap();
+        due
+    };
+    let cheap = due_in(Duration::from_millis(2)).await;
+    assert!((100..1_000).contains(&cheap), "the interval: {cheap} ms");
+    let costly = due_in(Duration::from_secs(3)).await;
+    assert!(
+        (30_000..31_000).contains(&costly),
+        "ten times 3 s: {costly} ms"
+    );
+}

@@ -54,6 +54,10 @@ use crate::sink::write_command::{self, Verb};
 /// The collection of dirty marks.
 pub const DERIVATIONS: &str = "derivations";
 
+/// A key marked while it was computed waits at least this many times what
+/// computing it took ([`Marks::settle_after`]).
+pub const COST_FACTOR: i64 = 10;
+
 /// What a mark asks to compute again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DerivedKind {
@@ -343,6 +347,27 @@ impl Marks {
     /// Settles marks after their keys were computed and written (see the
     /// module's comment).
     pub async fn settle(&self, claimed: &[Claimed]) -> Result<Settled> {
+        self.settle_after(claimed, std::time::Duration::ZERO).await
+    }
+
+    /// [`Marks::settle`] after computing each key took `cost` on average:
+    /// a key marked meanwhile is due again after the interval, or after
+    /// [`COST_FACTOR`] times its cost if that is longer. A day read whole
+    /// each time (its page views, sessions and completions) grows with its
+    /// traffic; at 100 requests/s its last hours hold millions of page views,
+    /// and computing it every interval would keep a loop busy with it alone.
+    /// So an expensive key takes at most about a tenth of the loop's time,
+    /// and today's figures trail by about ten times what computing them
+    /// takes (Matomo refreshes today's reports at most every 15 minutes by
+    /// default, `time_before_today_archive_considered_outdated`).
+    pub async fn settle_after(
+        &self,
+        claimed: &[Claimed],
+        cost: std::time::Duration,
+    ) -> Result<Settled> {
+        let again_after = self
+            .interval_ms
+            .max(millis(cost).saturating_mul(COST_FACTOR));
         let mut settled = Settled::default();
         if claimed.is_empty() {
             return Ok(settled);
@@ -378,7 +403,7 @@ impl Marks {
             releases.push(doc! {
                 "q": { "_id": id, "fence": c.fence },
                 "u": {
-                    "$set": { "lease_ms": 0_i64, "due_ms": now_ms() + self.interval_ms },
+                    "$set": { "lease_ms": 0_i64, "due_ms": now_ms() + again_after },
                     "$unset": { "claimed_from": "" },
                 },
             });
