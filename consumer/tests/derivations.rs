@@ -464,4 +464,18 @@ async fn an_expensive_key_waits_ten_times_its_cost() {
         (30_000..31_000).contains(&costly),
         "ten times 3 s: {costly} ms"
     );
+    // A one-shot command's marks (interval 0: the import computes all it
+    // touched before it exits) stay due at once, however costly.
+    let (now, _) = marks("i", Duration::ZERO, Duration::from_secs(60), &db).await;
+    now.mark([Mark::new(DerivedKind::Day, "2026-12-02")])
+        .await
+        .unwrap();
+    let claimed = now.claim(DerivedKind::Day, 10).await.unwrap();
+    now.mark([Mark::new(DerivedKind::Day, "2026-12-02")])
+        .await
+        .unwrap();
+    now.settle_after(&claimed, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(now.claim(DerivedKind::Day, 10).await.unwrap().len(), 1);
 }

@@ -35,6 +35,16 @@ pub struct Analytics {
     backlog: Backlog,
 }
 
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Passed {
+    /// Documents written or deleted (one whose figures did not change is
+    /// not written again).
+    pub written: u64,
+    /// Keys computed.
+    pub keys: u64,
+}
+
 /// What one computation of claimed keys did.
 #[derive(Debug, Default)]
 pub(super) struct Computed {
@@ -101,9 +111,13 @@ impl Analytics {
             }
             last_pass = Some(std::time::Instant::now());
             match self.pass().await {
-                Ok(written) => {
-                    if written > 0 {
-                        tracing::debug!(documents = written, "analytics derived");
+                Ok(passed) => {
+                    if passed.written > 0 {
+                        tracing::debug!(
+                            documents = passed.written,
+                            keys = passed.keys,
+                            "analytics derived"
+                        );
                     }
                     pause = Duration::from_secs(1);
                 }
@@ -120,9 +134,9 @@ impl Analytics {
     }
 
     /// One pass over every kind, in dependency order, until no key of a
-    /// kind is due; returns how many documents it wrote.
-    pub async fn pass(&self) -> Result<u64> {
-        let mut written = 0;
+    /// kind is due.
+    pub async fn pass(&self) -> Result<Passed> {
+        let mut passed = Passed::default();
         for kind in DerivedKind::ORDER {
             let limit = match kind {
                 DerivedKind::Batch => CLAIM_BATCHES,
@@ -142,7 +156,8 @@ impl Analytics {
                     ms = started.elapsed().as_millis() as u64,
                     "derived"
                 );
-                written += computed.written;
+                passed.written += computed.written;
+                passed.keys += claimed.len() as u64;
                 // Before settling: a crash in between leaves the claimed
                 // marks, computed again once their lease lapses.
                 self.marks.mark(computed.feeds).await?;
@@ -160,7 +175,7 @@ impl Analytics {
                 }
             }
         }
-        Ok(written)
+        Ok(passed)
     }
 
     async fn compute(&self, kind: DerivedKind, claimed: &[Claimed]) -> Result<Computed> {

@@ -359,15 +359,19 @@ impl Marks {
     /// So an expensive key takes at most about a tenth of the loop's time,
     /// and today's figures trail by about ten times what computing them
     /// takes (Matomo refreshes today's reports at most every 15 minutes by
-    /// default, `time_before_today_archive_considered_outdated`).
+    /// default, `time_before_today_archive_considered_outdated`). With an
+    /// interval of 0 (the import) keys stay due at once.
     pub async fn settle_after(
         &self,
         claimed: &[Claimed],
         cost: std::time::Duration,
     ) -> Result<Settled> {
-        let again_after = self
-            .interval_ms
-            .max(millis(cost).saturating_mul(COST_FACTOR));
+        // An interval of 0 is a one-shot command's (the import), which
+        // computes everything it touched before it exits: due at once.
+        let again_after = match self.interval_ms {
+            0 => 0,
+            interval => interval.max(millis(cost).saturating_mul(COST_FACTOR)),
+        };
         let mut settled = Settled::default();
         if claimed.is_empty() {
             return Ok(settled);

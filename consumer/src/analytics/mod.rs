@@ -25,5 +25,5 @@ mod videos;
 mod visits;
 
 pub use backlog::Backlog;
-pub use engine::Analytics;
+pub use engine::{Analytics, Passed};
 pub use marks::{Claimed, DerivedKind, Mark, Marks, Settled};

@@ -236,9 +236,9 @@ pub async fn import(config: &Config, options: Options) -> anyhow::Result<Summary
         eprintln!("import: deriving the figures the import touched");
         let figures = Instant::now();
         for _ in 0..3 {
-            let written = analytics.pass().await?;
-            summary.analytics += written;
-            if written == 0 {
+            let passed = analytics.pass().await?;
+            summary.analytics += passed.written;
+            if passed.keys == 0 {
                 break;
             }
         }
