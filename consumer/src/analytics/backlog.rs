@@ -42,7 +42,12 @@ impl Backlog {
     /// Whether a pass due now waits: a backlog, and less than the bound
     /// since the last pass began.
     pub fn defers(&self, since_last_pass: Duration, interval: Duration) -> bool {
-        self.is_on() && since_last_pass < interval.saturating_mul(MAX_DEFERRED_INTERVALS)
+        self.is_on() && since_last_pass < Self::bound(interval)
+    }
+
+    /// The longest wait between passes: [`MAX_DEFERRED_INTERVALS`] intervals.
+    pub fn bound(interval: Duration) -> Duration {
+        interval.saturating_mul(MAX_DEFERRED_INTERVALS)
     }
 }
 

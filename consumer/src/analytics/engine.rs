@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use visitlog_analytics::AnalyticsRules;
 
-use super::backlog::{Backlog, MAX_DEFERRED_INTERVALS};
+use super::backlog::Backlog;
 use super::marks::{Claimed, DerivedKind, Mark, Marks};
 use crate::error::Result;
 use crate::shutdown::Shutdown;
@@ -31,7 +31,6 @@ pub struct Analytics {
     pub(super) sink: Sink,
     pub(super) marks: Marks,
     pub(super) rules: AnalyticsRules,
-    interval: Duration,
     backlog: Backlog,
 }
 
@@ -67,7 +66,6 @@ impl Analytics {
             sink,
             marks,
             rules,
-            interval,
             backlog: Backlog::default(),
         }
     }
@@ -90,14 +88,14 @@ impl Analytics {
         let mut pause = Duration::from_secs(1);
         let mut last_pass: Option<std::time::Instant> = None;
         let mut deferring = false;
+        let interval = self.marks.interval();
         loop {
-            let defer = last_pass.is_some_and(|t| self.backlog.defers(t.elapsed(), self.interval));
+            let defer = last_pass.is_some_and(|t| self.backlog.defers(t.elapsed(), interval));
             if defer != deferring {
                 deferring = defer;
                 if defer {
-                    let bound = self.interval.saturating_mul(MAX_DEFERRED_INTERVALS);
                     tracing::info!(
-                        at_most_s = bound.as_secs(),
+                        at_most_s = Backlog::bound(interval).as_secs(),
                         "queue backlog: analytics wait until it is drained"
                     );
                 }

@@ -344,6 +344,11 @@ impl Marks {
             .collect())
     }
 
+    /// How long after its first mark a key is computed.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.interval_ms).unwrap_or(0))
+    }
+
     /// Settles marks after their keys were computed and written (see the
     /// module's comment).
     pub async fn settle(&self, claimed: &[Claimed]) -> Result<Settled> {

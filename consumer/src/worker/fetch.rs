@@ -23,15 +23,16 @@ pub(super) async fn fetch_loop(
             if shutdown.is_requested() {
                 return;
             }
-            match ctx.source.fetch(slot, ctx.config.batch_size).await {
-                Ok(records) if records.is_empty() => {
-                    ctx.deps.redis.ok();
-                    ctx.analytics.backlog().claimed(0, ctx.config.batch_size);
-                }
+            let fetched = ctx.source.fetch(slot, ctx.config.batch_size).await;
+            if let Ok(records) = &fetched {
+                ctx.deps.redis.ok();
+                ctx.analytics
+                    .backlog()
+                    .claimed(records.len(), ctx.config.batch_size);
+            }
+            match fetched {
+                Ok(records) if records.is_empty() => {}
                 Ok(records) => {
-                    ctx.deps.redis.ok();
-                    let backlog = ctx.analytics.backlog();
-                    backlog.claimed(records.len(), ctx.config.batch_size);
                     retry.reset();
                     if batches.send((slot, records)).await.is_err() {
                         return;
