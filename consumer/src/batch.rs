@@ -300,14 +300,17 @@ impl Preparer {
 /// reference way).
 fn direct(payload: &[u8]) -> Option<Parsed> {
     const EVENT: &[u8] = br#""kind":"event""#;
+    // UTF-8 checked once for the whole payload: parsing from bytes checks
+    // each string again as it goes, which cost a tenth of the parse.
+    let text = std::str::from_utf8(payload).ok()?;
     let head = &payload[..payload.len().min(128)];
     if head.windows(EVENT.len()).any(|w| w == EVENT) {
-        let event: EventRecord = serde_json::from_slice(payload).ok()?;
+        let event: EventRecord = serde_json::from_str(text).ok()?;
         // Page views are refused the reference way, which says why.
         (event.check().is_ok() && event.event_type != visitlog_schema::EventType::PageView)
             .then(|| Parsed::Event(Box::new(event)))
     } else {
-        let record: RequestRecord = serde_json::from_slice(payload).ok()?;
+        let record: RequestRecord = serde_json::from_str(text).ok()?;
         record
             .check()
             .is_ok()
