@@ -357,6 +357,12 @@ impl Config {
         if self.status_token.as_deref().is_some_and(|t| t.len() < 16) {
             return invalid("status-token", "must be at least 16 characters");
         }
+        if self.derive_interval.is_zero() {
+            return invalid(
+                "derive-interval",
+                "must be positive (0 would compute every touched figure back to back, a busy day's included, and turn off the waits that keep the queue drained first)",
+            );
+        }
         if self.derive_interval > Duration::from_secs(3600) {
             return invalid(
                 "derive-interval",
@@ -589,6 +595,13 @@ mod tests {
                     ..Config::default()
                 },
                 "retention",
+            ),
+            (
+                Config {
+                    derive_interval: Duration::ZERO,
+                    ..Config::default()
+                },
+                "derive-interval",
             ),
         ] {
             let err = c.validate().unwrap_err().to_string();

@@ -417,6 +417,7 @@ fn the_alert_rules_use_exported_metrics() {
         "VisitlogOldestPendingTooOld",
         "VisitlogNoConsumerOnline",
         "VisitlogDeadLettersRising",
+        "VisitlogAnalyticsLagging",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}")),
@@ -428,6 +429,7 @@ fn the_alert_rules_use_exported_metrics() {
         "visitlog_consumer_queue_oldest_pending_age_seconds",
         "visitlog_consumer_consumers_online",
         "visitlog_consumer_dead_letters",
+        "visitlog_consumer_derivation_lag_seconds",
     ] {
         assert!(rules.contains(metric), "{metric} unused");
     }

@@ -11,7 +11,8 @@
 //! and refreshes today's reports at most every few minutes.
 //!
 //! The fetch loop reports each claim: a full batch means more is waiting,
-//! a short one that the queue is drained. The loop defers a pass while the
+//! a short one that the queue is drained, and a failed one (Redis away)
+//! that nothing can be taken meanwhile. The loop defers a pass while the
 //! last claim was full, at most [`MAX_DEFERRED_INTERVALS`] derive intervals
 //! since the last pass, so figures still move under a load the consumers
 //! never catch up with.

@@ -24,12 +24,16 @@ pub(super) async fn fetch_loop(
                 return;
             }
             let fetched = ctx.source.fetch(slot, ctx.config.batch_size).await;
-            if let Ok(records) = &fetched {
+            if fetched.is_ok() {
                 ctx.deps.redis.ok();
-                ctx.analytics
-                    .backlog()
-                    .claimed(records.len(), ctx.config.batch_size);
             }
+            // A failed claim ends a backlog too: while Redis is away the
+            // records wait there whatever we do, so the analytics may have
+            // MongoDB meanwhile.
+            let taken = fetched.as_ref().map_or(0, Vec::len);
+            ctx.analytics
+                .backlog()
+                .claimed(taken, ctx.config.batch_size);
             match fetched {
                 Ok(records) if records.is_empty() => {}
                 Ok(records) => {
