@@ -1,6 +1,7 @@
 //! Redis past one server, on loopback ports, owned by one test: a cluster
-//! of masters made with `redis-cli --cluster create`, and a master with a
-//! replica watched by three sentinels (`redis-server --sentinel`).
+//! made with `redis-cli --cluster create` (masters, and a replica each if
+//! asked), and a master with a replica watched by three sentinels
+//! (`redis-server --sentinel`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -92,7 +93,8 @@ fn wait_until(
     }
 }
 
-/// A Redis Cluster of masters without replicas, covering all 16,384 slots.
+/// A Redis Cluster covering all 16,384 slots: masters, with or without a
+/// replica each.
 pub struct RedisCluster {
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
@@ -101,9 +103,16 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `masters` nodes and joins them into one cluster.
     pub fn start(masters: usize) -> anyhow::Result<Self> {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` masters with `replicas` replicas each, joined into
+    /// one cluster; returns once every node reports the cluster ok and
+    /// every replica is in sync with its master.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::new();
-        for i in 0..masters {
+        for i in 0..masters * (1 + replicas) {
             let port = free_port()?;
             let node_dir = dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&node_dir)?;
@@ -127,7 +136,8 @@ impl RedisCluster {
         let first = nodes[0].port;
         let mut create = vec!["--cluster", "create"];
         create.extend(addrs.iter().map(String::as_str));
-        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let replicas = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         cli(first, &create)?;
         let cluster = Self { nodes, _dir: dir };
         for node in &cluster.nodes {
@@ -135,8 +145,91 @@ impl RedisCluster {
                 Ok(cli(node.port, &["CLUSTER", "INFO"])?.contains("cluster_state:ok"))
             })
             .with_context(|| format!("cluster node {} never reported ok", node.port))?;
+            wait_until(Duration::from_secs(20), || {
+                let role = cli(node.port, &["ROLE"])?;
+                Ok(role.starts_with("master")
+                    || cli(node.port, &["INFO", "replication"])?.contains("master_link_status:up"))
+            })
+            .with_context(|| format!("cluster replica {} never synced", node.port))?;
         }
         Ok(cluster)
+    }
+
+    /// The port of the master serving `key`'s slot now, as a live node sees it.
+    pub fn master_of(&self, key: &str) -> anyhow::Result<u16> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .context("no node alive")?;
+        let slot: u16 = cli(node.port, &["CLUSTER", "KEYSLOT", key])?
+            .trim()
+            .parse()
+            .context("CLUSTER KEYSLOT")?;
+        // `<id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slots>…`
+        for line in cli(node.port, &["CLUSTER", "NODES"])?.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let serving = fields.get(2).is_some_and(|f| {
+                f.split(',').any(|f| f == "master") && !f.split(',').any(|f| f == "fail")
+            });
+            let covers = fields.iter().skip(8).any(|range| {
+                let mut ends = range.splitn(2, '-').map(str::parse::<u16>);
+                match (ends.next(), ends.next()) {
+                    (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                    (Some(Ok(a)), None) => a == slot,
+                    _ => false,
+                }
+            });
+            if serving && covers {
+                let addr = fields.get(1).context("no address")?;
+                let port = addr
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .context("no port")?;
+                return Ok(port);
+            }
+        }
+        bail!("no master serves slot {slot}")
+    }
+
+    /// Waits until every master's writes reached its replicas (`WAIT`).
+    pub fn sync_replicas(&self, replicas: usize) -> anyhow::Result<()> {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            if cli(node.port, &["ROLE"])?.starts_with("master") {
+                let acked: usize = cli(node.port, &["WAIT", &replicas.to_string(), "5000"])?
+                    .trim()
+                    .parse()
+                    .context("WAIT")?;
+                ensure!(
+                    acked >= replicas,
+                    "master {} synced {acked} replicas",
+                    node.port
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the node on `port` (SIGKILL: no shutdown, no last sync).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.kill();
+        }
+    }
+
+    /// Waits until `key`'s slot is served by a master other than `dead`
+    /// and every live node reports the cluster ok.
+    pub fn wait_failover(&self, key: &str, dead: u16, within: Duration) -> anyhow::Result<()> {
+        wait_until(within, || {
+            let moved = self.master_of(key)? != dead;
+            let mut ok = true;
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                ok &= cli(node.port, &["CLUSTER", "INFO"])?.contains("cluster_state:ok");
+            }
+            Ok(moved && ok)
+        })
+        .context("no cluster failover")
     }
 
     /// Every node's URL, comma-separated (`VISITLOG_REDIS_URL` in cluster mode).
