@@ -358,14 +358,16 @@ async fn main() {
         .unwrap_or(20_000);
     // `VISITLOG_BENCH_ONLY=mix` (or raw, drain, learning) runs one part;
     // `defaults` only the seed and plain records at the defaults, for
-    // builds compared turn about (`VISITLOG_BENCH_CONSUMER`).
+    // builds compared turn about (`VISITLOG_BENCH_CONSUMER`); `in-flight`
+    // the seed and plain records at batch 1000 with one and two batches in
+    // flight, in the order `VISITLOG_BENCH_IN_FLIGHT` gives (`1,2`).
     let only = std::env::var("VISITLOG_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
     println!("MongoDB: {kind}; {n} records per run\n");
     let raw = raw_insert_many(&uri, n).await;
     println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
-    if part("drain") || only == "defaults" {
-        drains(&uri, n, raw, only == "defaults").await;
+    if part("drain") || only == "defaults" || only == "in-flight" {
+        drains(&uri, n, raw, &only).await;
     }
     if part("learning") {
         learning(&uri, n).await;
@@ -401,7 +403,8 @@ async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
     Some((n / elapsed, cpu * 1e6 / n))
 }
 
-async fn drains(uri: &str, n: usize, raw: f64, defaults_only: bool) {
+async fn drains(uri: &str, n: usize, raw: f64, only: &str) {
+    let defaults_only = only == "defaults" || only == "in-flight";
     let plain: Vec<Vec<u8>> = (0..n).map(visitlog_tests::plain_request_payload).collect();
     match seed(uri, &plain).await {
         Some((rate, cpu)) => println!(
@@ -410,11 +413,17 @@ async fn drains(uri: &str, n: usize, raw: f64, defaults_only: bool) {
         ),
         None => println!("seed consumer: not run (needs python3 with pymongo and redis)"),
     }
-    let rows: &[(usize, usize)] = match defaults_only {
-        true => &[(1000, 2)],
-        false => &[(100, 2), (1000, 1), (1000, 2), (5000, 2)],
+    let rows: Vec<(usize, usize)> = match only {
+        "defaults" => vec![(1000, 2)],
+        "in-flight" => std::env::var("VISITLOG_BENCH_IN_FLIGHT")
+            .unwrap_or_else(|_| "1,2".into())
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .map(|n| (1000, n))
+            .collect(),
+        _ => vec![(100, 2), (1000, 1), (1000, 2), (5000, 2)],
     };
-    for &(batch, in_flight) in rows {
+    for (batch, in_flight) in rows {
         let (rate, cpu) = drain(uri, &plain, "request_logs", batch, in_flight).await;
         println!(
             "plain requests, batch-size {batch:>4}, in-flight {in_flight}: {rate:>9.0} records/s ({:>3.0}% of raw), consumer CPU {:.1} µs per record",

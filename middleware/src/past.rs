@@ -185,7 +185,7 @@ impl Enrichment {
             user_agent: HeaderValue::from_str(raw).ok(),
             ..UaInput::default()
         };
-        (*self.enricher.ua.parse(&input)).clone()
+        self.enricher.ua.parse(&input).agent.clone()
     }
 }
 

@@ -62,10 +62,25 @@ async fn drive(
     (response, record)
 }
 
-/// The next request record the layer handed to the shipper.
+/// The next request record the layer handed to the shipper. The shipper
+/// writes its JSON straight from what was captured; that must be byte for
+/// byte the serialised record, which this checks for every test's request.
 fn next_request(shipper: &mut Shipper) -> Option<RequestRecord> {
     match shipper.rx.try_recv().ok()? {
-        crate::shared::Item::Request(captured) => Some(shipper.enricher.record(captured)),
+        crate::shared::Item::Request(captured) => {
+            let record = shipper.enricher.record(captured.clone());
+            let mut written = Vec::new();
+            shipper
+                .enricher
+                .write_json(&captured, &mut written)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&record).unwrap(),
+                "the shipper's JSON is the record's"
+            );
+            Some(record)
+        }
         crate::shared::Item::Event { .. } => panic!("expected a request, got an event"),
         crate::shared::Item::Catalog(_) => panic!("expected a request, got a catalog"),
     }

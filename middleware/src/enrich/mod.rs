@@ -24,6 +24,7 @@ pub(crate) mod redact;
 pub(crate) mod route;
 pub(crate) mod ua;
 
+mod enriched;
 mod record;
 
 pub(crate) use record::{Captured, Enricher};

@@ -3,6 +3,7 @@
 //! matches routes, looks up geo, anonymises, redacts, parses the user agent
 //! and hashes the session.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,10 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use sha2::Sha256;
 use uuid::Uuid;
 use visitlog_geodb::GeoDb;
-use visitlog_schema::{
-    EventRecord, Kind, RequestRecord, SCHEMA_VERSION, Tutorial, limits, truncate_chars,
-};
+use visitlog_schema::{EventRecord, Geo, RequestRecord, limits, truncate_chars};
 
 use super::client_ip::anonymize;
+use super::enriched::{Enriched, GeoPart};
 use super::redact;
 use super::route::RoutePattern;
 use super::ua::{UaInput, UaParser};
@@ -32,8 +32,11 @@ const UA_CACHE_CAPACITY: usize = 4096;
 /// Parsed route templates kept in memory.
 const ROUTE_CACHE_CAPACITY: usize = 1024;
 
+/// Places with their JSON kept in memory: as many as the GeoIP cache holds.
+const GEO_JSON_CAPACITY: usize = visitlog_geodb::DEFAULT_CACHE_CAPACITY;
+
 /// What the request path hands to the shipper: owned, cheap to clone handles.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Captured {
     pub(crate) id: Uuid,
     pub(crate) ts: DateTime<Utc>,
@@ -67,6 +70,8 @@ pub(crate) struct Enricher {
     pub(crate) session_mac: Hmac<Sha256>,
     /// Parsed route templates: a site has a handful, seen over and over.
     pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
+    /// Places with their JSON (see [`Enricher::geo_part`]).
+    pub(crate) geo_json: quick_cache::sync::Cache<usize, Arc<GeoPart>>,
 }
 
 impl Enricher {
@@ -96,86 +101,80 @@ impl Enricher {
                 .collect(),
             anonymize_ip: config.anonymize_ip,
             routes: quick_cache::sync::Cache::new(ROUTE_CACHE_CAPACITY),
+            geo_json: quick_cache::sync::Cache::new(GEO_JSON_CAPACITY),
             session_mac: Hmac::new_from_slice(key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
         })
     }
 
+    /// The record of a captured request, as the import and the tests use it.
     pub(crate) fn record(&self, c: Captured) -> RequestRecord {
+        self.enrich(&c).into_record()
+    }
+
+    /// The queue's JSON of a captured request, appended to `out`: the same
+    /// bytes as serialising [`Enricher::record`]'s record (every layer test
+    /// checks this), written without building it. The parsed user agent
+    /// and the place are written from their cached JSON.
+    pub(crate) fn write_json(&self, c: &Captured, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &self.enrich(c))
+    }
+
+    /// The work both of those share: matching, geo, redaction, hashing.
+    fn enrich<'a>(&self, c: &'a Captured) -> Enriched<'a> {
         let path = match c.uri.path() {
             "" => "/",
             p => truncate_chars(p, limits::URL),
         };
         let tutorial_args = self.tutorial.matches(path);
         // Usually the matched route is the tutorial pattern itself: match once
-        // (`view_args` below falls back to the tutorial match).
+        // (`view_args` falls back to the tutorial match).
         let route_args = match c.route.as_deref().and_then(|r| self.route_pattern(r)) {
             Some(route) if *route == self.tutorial => None,
             Some(route) => route.matches(path),
             None => None,
         };
-        let tutorial = tutorial_args.as_ref().and_then(|args| {
-            Some(Tutorial {
-                foss: args.get("foss")?.clone(),
-                tutorial: args.get("tutorial")?.clone(),
-                language: args.get("language")?.clone(),
-            })
-        });
         // Geo is looked up on the real address, before it is anonymised.
         let geo = c
             .client_ip
             .and_then(|ip| self.geo.as_ref()?.lookup(ip))
-            .map(|g| (*g).clone());
+            .map(|geo| self.geo_part(geo));
         let ip = c
             .client_ip
             .map(|ip| if self.anonymize_ip { anonymize(ip) } else { ip });
+        // Collected as the record's map is: sorted, the last of a repeated name.
         let headers = c
             .headers
             .iter()
             .take(limits::MAX_ENTRIES)
-            .map(|(name, value)| (name.as_str().to_owned(), lossy(value, limits::VALUE)))
+            .map(|(name, value)| (name.as_str(), lossy(value, limits::VALUE)))
             .collect();
-        RequestRecord {
-            id: c.id,
-            schema_version: SCHEMA_VERSION,
-            kind: Kind::Request,
-            ts: c.ts,
-            method: truncate_chars(c.method.as_str(), limits::METHOD).to_owned(),
-            path: path.to_owned(),
+        Enriched {
+            c,
+            method: truncate_chars(c.method.as_str(), limits::METHOD),
+            path,
             query: c.uri.query().map(|q| redact::query(q, &self.deny_params)),
-            route: c
-                .route
-                .as_deref()
-                .map(|r| truncate_chars(r, limits::ROUTE).to_owned()),
-            status: c.status,
-            latency_ms: c.latency.as_secs_f64() * 1000.0,
-            bytes_sent: c.bytes_sent,
+            route: c.route.as_deref().map(|r| truncate_chars(r, limits::ROUTE)),
             referer: c
                 .referer
                 .as_ref()
                 .map(|r| redact::url(&String::from_utf8_lossy(r.as_bytes()), &self.deny_params)),
             ip,
             geo,
-            ua: (*self.ua.parse(&c.ua)).clone(),
-            visitor_id: c.visit.map(|v| v.visitor_id),
-            visit_number: c.visit.map(|v| v.visit_number),
-            new_visit: c.visit.map(|v| v.new_visit),
-            returning: c.visit.map(|v| v.returning),
+            ua: self.ua.parse(&c.ua),
             user: c
                 .identity
                 .user
                 .as_deref()
-                .and_then(visitlog_schema::user_name)
-                .map(str::to_owned),
+                .and_then(visitlog_schema::user_name),
             session_id: c
                 .identity
                 .session_id
                 .as_deref()
                 .map(|s| self.hash_session(s)),
-            view_args: route_args.or(tutorial_args).unwrap_or_default(),
-            tutorial,
+            route_args,
+            tutorial_args,
             headers,
-            staff: c.identity.staff,
             content_type: c.content_type.as_ref().and_then(media_type),
             request_id: c
                 .request_id
@@ -183,9 +182,26 @@ impl Enricher {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
-                .map(|v| truncate_chars(v, limits::REQUEST_ID).to_owned()),
-            sample_rate: c.sample_rate,
+                .map(|v| truncate_chars(v, limits::REQUEST_ID)),
         }
+    }
+
+    /// `geo` with its JSON, written once per place the GeoIP cache holds.
+    /// Keyed by the cached value's address, kept alive by the entry, so a
+    /// reloaded database's places are new keys.
+    fn geo_part(&self, geo: Arc<Geo>) -> Arc<GeoPart> {
+        let key = Arc::as_ptr(&geo) as usize;
+        if let Some(hit) = self.geo_json.get(&key)
+            && Arc::ptr_eq(&hit.geo, &geo)
+        {
+            return hit;
+        }
+        // A struct of strings, options and numbers always serialises.
+        let json = serde_json::value::to_raw_value(&*geo)
+            .unwrap_or_else(|_| unreachable!("a Geo is plain data"));
+        let part = Arc::new(GeoPart { geo, json });
+        self.geo_json.insert(key, part.clone());
+        part
     }
 
     /// Finishes a learning event: only its session id is left to hash.
@@ -246,8 +262,11 @@ fn media_type(value: &HeaderValue) -> Option<String> {
     valid.then(|| essence.to_ascii_lowercase())
 }
 
-fn lossy(value: &HeaderValue, max: usize) -> String {
-    truncate_chars(&String::from_utf8_lossy(value.as_bytes()), max).to_owned()
+fn lossy(value: &HeaderValue, max: usize) -> Cow<'_, str> {
+    match String::from_utf8_lossy(value.as_bytes()) {
+        Cow::Borrowed(text) => Cow::Borrowed(truncate_chars(text, max)),
+        Cow::Owned(text) => Cow::Owned(truncate_chars(&text, max).to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use quick_cache::sync::Cache;
+use serde_json::value::RawValue;
 use visitlog_schema::{UserAgent, limits, truncate_chars};
 use woothee::parser::Parser;
 
@@ -71,9 +72,34 @@ impl UaInput {
     }
 }
 
+/// A parsed user agent, and its JSON as a record carries it: written once
+/// per cached agent rather than once per record.
+#[derive(Debug)]
+pub(crate) struct ParsedUa {
+    pub(crate) agent: UserAgent,
+    pub(crate) json: Box<RawValue>,
+}
+
+impl ParsedUa {
+    fn new(agent: UserAgent) -> Self {
+        // A struct of strings, options and a bool always serialises.
+        let json = serde_json::value::to_raw_value(&agent)
+            .unwrap_or_else(|_| unreachable!("a UserAgent is plain data"));
+        Self { agent, json }
+    }
+}
+
+impl std::ops::Deref for ParsedUa {
+    type Target = UserAgent;
+
+    fn deref(&self) -> &UserAgent {
+        &self.agent
+    }
+}
+
 pub(crate) struct UaParser {
     parser: Parser,
-    cache: Cache<Vec<u8>, Arc<UserAgent>>,
+    cache: Cache<Vec<u8>, Arc<ParsedUa>>,
 }
 
 impl UaParser {
@@ -85,16 +111,16 @@ impl UaParser {
         }
     }
 
-    pub(crate) fn parse(&self, input: &UaInput) -> Arc<UserAgent> {
+    pub(crate) fn parse(&self, input: &UaInput) -> Arc<ParsedUa> {
         let key = input.cache_key();
         if key.len() > 4096 {
             // Too odd to be worth a cache slot.
-            return Arc::new(self.parse_uncached(input));
+            return Arc::new(ParsedUa::new(self.parse_uncached(input)));
         }
         if let Some(hit) = self.cache.get(&key) {
             return hit;
         }
-        let parsed = Arc::new(self.parse_uncached(input));
+        let parsed = Arc::new(ParsedUa::new(self.parse_uncached(input)));
         self.cache.insert(key, parsed.clone());
         parsed
     }

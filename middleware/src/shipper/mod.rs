@@ -267,9 +267,7 @@ impl Shipper {
     pub(crate) fn serialise(&self, item: Item) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = Vec::with_capacity(RECORD_BYTES);
         match item {
-            Item::Request(captured) => {
-                serde_json::to_writer(&mut out, &self.enricher.record(captured))
-            }
+            Item::Request(captured) => self.enricher.write_json(&captured, &mut out),
             Item::Event { record, session } => {
                 serde_json::to_writer(&mut out, &self.enricher.event(*record, session))
             }
