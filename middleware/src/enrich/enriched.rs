@@ -27,6 +27,9 @@ use visitlog_schema::{Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial};
 use super::record::Captured;
 use super::ua::ParsedUa;
 
+/// A route's path parameters.
+pub(crate) type Args = BTreeMap<String, String>;
+
 /// A place and its JSON.
 #[derive(Debug)]
 pub(crate) struct GeoPart {
@@ -49,8 +52,8 @@ pub(crate) struct Enriched<'a> {
     pub(crate) session_id: Option<String>,
     /// Path parameters of the matched route when it is not the tutorial
     /// pattern; else the tutorial match's are the view's.
-    pub(crate) route_args: Option<BTreeMap<String, String>>,
-    pub(crate) tutorial_args: Option<BTreeMap<String, String>>,
+    pub(crate) route_args: Option<Args>,
+    pub(crate) tutorial_args: Option<Arc<Args>>,
     pub(crate) headers: BTreeMap<&'a str, Cow<'a, str>>,
     pub(crate) content_type: Option<String>,
     pub(crate) request_id: Option<&'a str>,
@@ -65,8 +68,8 @@ struct TutorialRef<'a> {
 }
 
 impl<'a> Enriched<'a> {
-    fn view_args(&self) -> Option<&BTreeMap<String, String>> {
-        self.route_args.as_ref().or(self.tutorial_args.as_ref())
+    fn view_args(&self) -> Option<&Args> {
+        self.route_args.as_ref().or(self.tutorial_args.as_deref())
     }
 
     fn tutorial(&self) -> Option<TutorialRef<'_>> {
@@ -108,7 +111,10 @@ impl<'a> Enriched<'a> {
             returning: c.visit.map(|v| v.returning),
             user: self.user.map(str::to_owned),
             session_id: self.session_id,
-            view_args: self.route_args.or(self.tutorial_args).unwrap_or_default(),
+            view_args: self
+                .route_args
+                .or_else(|| self.tutorial_args.as_deref().cloned())
+                .unwrap_or_default(),
             tutorial,
             headers: self
                 .headers

@@ -17,7 +17,7 @@ use visitlog_geodb::GeoDb;
 use visitlog_schema::{EventRecord, Geo, RequestRecord, limits, truncate_chars};
 
 use super::client_ip::anonymize;
-use super::enriched::{Enriched, GeoPart};
+use super::enriched::{Args, Enriched, GeoPart};
 use super::redact;
 use super::route::RoutePattern;
 use super::ua::{UaInput, UaParser};
@@ -31,6 +31,9 @@ const UA_CACHE_CAPACITY: usize = 4096;
 
 /// Parsed route templates kept in memory.
 const ROUTE_CACHE_CAPACITY: usize = 1024;
+
+/// Paths whose tutorial match is kept in memory.
+const PATH_CACHE_CAPACITY: usize = 4096;
 
 /// Places with their JSON kept in memory: as many as the GeoIP cache holds.
 const GEO_JSON_CAPACITY: usize = visitlog_geodb::DEFAULT_CACHE_CAPACITY;
@@ -69,7 +72,12 @@ pub(crate) struct Enricher {
     pub(crate) anonymize_ip: bool,
     pub(crate) session_mac: Hmac<Sha256>,
     /// Parsed route templates: a site has a handful, seen over and over.
+    /// `None` for a template that does not parse, or that is the
+    /// tutorial pattern (whose match is `tutorial_matches`').
     pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
+    /// The tutorial pattern's match of recent paths: a site's pages are
+    /// requested over and over.
+    tutorial_matches: quick_cache::sync::Cache<String, Option<Arc<Args>>>,
     /// Places with their JSON (see [`Enricher::geo_part`]).
     pub(crate) geo_json: quick_cache::sync::Cache<usize, Arc<GeoPart>>,
 }
@@ -101,6 +109,7 @@ impl Enricher {
                 .collect(),
             anonymize_ip: config.anonymize_ip,
             routes: quick_cache::sync::Cache::new(ROUTE_CACHE_CAPACITY),
+            tutorial_matches: quick_cache::sync::Cache::new(PATH_CACHE_CAPACITY),
             geo_json: quick_cache::sync::Cache::new(GEO_JSON_CAPACITY),
             session_mac: Hmac::new_from_slice(key)
                 .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
@@ -126,14 +135,14 @@ impl Enricher {
             "" => "/",
             p => truncate_chars(p, limits::URL),
         };
-        let tutorial_args = self.tutorial.matches(path);
+        let tutorial_args = self.tutorial_match(path);
         // Usually the matched route is the tutorial pattern itself: match once
         // (`view_args` falls back to the tutorial match).
-        let route_args = match c.route.as_deref().and_then(|r| self.route_pattern(r)) {
-            Some(route) if *route == self.tutorial => None,
-            Some(route) => route.matches(path),
-            None => None,
-        };
+        let route_args = c
+            .route
+            .as_deref()
+            .and_then(|r| self.route_pattern(r))
+            .and_then(|route| route.matches(path));
         // Geo is looked up on the real address, before it is anonymised.
         let geo = c
             .client_ip
@@ -210,13 +219,27 @@ impl Enricher {
         record
     }
 
+    /// The parsed route `template`; `None` when it does not parse or is
+    /// the tutorial pattern.
     fn route_pattern(&self, template: &str) -> Option<Arc<RoutePattern>> {
         if let Some(hit) = self.routes.get(template) {
             return hit;
         }
-        let parsed = RoutePattern::parse(template).ok().map(Arc::new);
+        let parsed = RoutePattern::parse(template)
+            .ok()
+            .filter(|route| *route != self.tutorial)
+            .map(Arc::new);
         self.routes.insert(template.to_owned(), parsed.clone());
         parsed
+    }
+
+    fn tutorial_match(&self, path: &str) -> Option<Arc<Args>> {
+        if let Some(hit) = self.tutorial_matches.get(path) {
+            return hit;
+        }
+        let args = self.tutorial.matches(path).map(Arc::new);
+        self.tutorial_matches.insert(path.to_owned(), args.clone());
+        args
     }
 
     /// The visitor an imported log's session stands for: keyed like the
