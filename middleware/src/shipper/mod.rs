@@ -44,10 +44,10 @@ const RECV_CHUNK: usize = 256;
 
 /// After taking what the channel held, the shipper leaves it this long
 /// before reading it again, so that a busy app's requests wake it once a
-/// millisecond or so rather than once each (a wake-up, a `select!` and its
-/// timers cost about as much as enriching a record). Records reach Redis
-/// that much later; nothing waits on it, and a channel of 1,024 slots or
-/// more holds a millisecond of 100,000 requests/s many times over.
+/// millisecond or so, each time for a chunk, rather than once each.
+/// Records reach Redis that much later; nothing waits on it, and a channel
+/// of 1,024 slots or more holds a millisecond of 100,000 requests/s many
+/// times over.
 const RECV_NAP: Duration = Duration::from_millis(1);
 
 /// A channel smaller than this is read on every wake-up instead.
