@@ -43,3 +43,4 @@ pub use record::{
 };
 pub use redact::{redact_url, redact_urls_in};
 pub use validator::{Collection, RecordValidator, SchemaError, ValidationFailure};
+pub use wire::{AsId, AsIp, AsTime, AsUuid};

@@ -173,3 +173,44 @@ mod tests {
         assert!(canonical_uuid(&odd, false).is_some());
     }
 }
+
+/// A record's `_id` as records write it, for code that writes a record's
+/// JSON without building the record (the capture layer's shipper).
+#[derive(Debug, Clone, Copy)]
+pub struct AsId(pub Uuid);
+
+impl serde::Serialize for AsId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        id_v7::serialize(&self.0, s)
+    }
+}
+
+/// A required, nullable UUID (`visitor_id`) as records write it.
+#[derive(Debug, Clone, Copy)]
+pub struct AsUuid(pub Option<Uuid>);
+
+impl serde::Serialize for AsUuid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        uuid::serialize(&self.0, s)
+    }
+}
+
+/// A required, nullable IP address (`ip`) as records write it.
+#[derive(Debug, Clone, Copy)]
+pub struct AsIp(pub Option<std::net::IpAddr>);
+
+impl serde::Serialize for AsIp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ip::serialize(&self.0, s)
+    }
+}
+
+/// A time (`ts`) as records write it: RFC 3339 to the millisecond.
+#[derive(Debug, Clone, Copy)]
+pub struct AsTime(pub chrono::DateTime<chrono::Utc>);
+
+impl serde::Serialize for AsTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::record::ts_millis::serialize(&self.0, s)
+    }
+}

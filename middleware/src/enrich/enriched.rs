@@ -7,7 +7,8 @@
 //! per cached value.
 //!
 //! The JSON must be byte for byte what serialising the record writes: the
-//! same fields, order, spellings and omissions. Every layer test checks the
+//! same fields, order, spellings (the schema's own: [`AsId`], [`AsTime`],
+//! [`AsIp`], [`AsUuid`]) and omissions. Every layer test checks the
 //! two against each other (`tests.rs`, `next_request`), so a field added
 //! to [`RequestRecord`] and not here fails them all.
 //!
@@ -18,11 +19,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chrono::SecondsFormat;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::value::RawValue;
-use uuid::Uuid;
-use visitlog_schema::{Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial};
+use visitlog_schema::{
+    AsId, AsIp, AsTime, AsUuid, Geo, Kind, RequestRecord, SCHEMA_VERSION, Tutorial,
+};
 
 use super::record::Captured;
 use super::ua::ParsedUa;
@@ -133,24 +134,6 @@ fn latency_ms(c: &Captured) -> f64 {
     c.latency.as_secs_f64() * 1000.0
 }
 
-/// A UUID as the record writes it: lower-case, hyphenated text.
-struct UuidText(Uuid);
-
-impl Serialize for UuidText {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
-    }
-}
-
-/// The client address as text.
-struct IpText(IpAddr);
-
-impl Serialize for IpText {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
 /// A map of the record's (empty when there is none).
 struct Entries<'m, K, V>(Option<&'m BTreeMap<K, V>>);
 
@@ -165,10 +148,10 @@ impl Serialize for Enriched<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let c = self.c;
         let mut r = s.serialize_struct("RequestRecord", 28)?;
-        r.serialize_field("_id", &UuidText(c.id))?;
+        r.serialize_field("_id", &AsId(c.id))?;
         r.serialize_field("schema_version", &SCHEMA_VERSION)?;
         r.serialize_field("kind", &Kind::Request)?;
-        r.serialize_field("ts", &c.ts.to_rfc3339_opts(SecondsFormat::Millis, true))?;
+        r.serialize_field("ts", &AsTime(c.ts))?;
         r.serialize_field("method", self.method)?;
         r.serialize_field("path", self.path)?;
         r.serialize_field("query", &self.query)?;
@@ -177,10 +160,10 @@ impl Serialize for Enriched<'_> {
         r.serialize_field("latency_ms", &latency_ms(c))?;
         r.serialize_field("bytes_sent", &c.bytes_sent)?;
         r.serialize_field("referer", &self.referer)?;
-        r.serialize_field("ip", &self.ip.map(IpText))?;
+        r.serialize_field("ip", &AsIp(self.ip))?;
         r.serialize_field("geo", &self.geo.as_ref().map(|g| &*g.json))?;
         r.serialize_field("ua", &*self.ua.json)?;
-        r.serialize_field("visitor_id", &c.visit.map(|v| UuidText(v.visitor_id)))?;
+        r.serialize_field("visitor_id", &AsUuid(c.visit.map(|v| v.visitor_id)))?;
         r.serialize_field("visit_number", &c.visit.map(|v| v.visit_number))?;
         r.serialize_field("new_visit", &c.visit.map(|v| v.new_visit))?;
         r.serialize_field("returning", &c.visit.map(|v| v.returning))?;
@@ -211,6 +194,8 @@ mod tests {
     use chrono::{TimeZone, Timelike, Utc};
     use http::{HeaderName, HeaderValue, Method, Uri};
     use proptest::prelude::*;
+
+    use uuid::Uuid;
 
     use super::*;
     use crate::Identity;
@@ -263,6 +248,7 @@ mod tests {
             Just("/watch/Python/Getting%20started/English/?t=42&token=s3cret".to_owned()),
             Just("/courses/7/units/3?x=%22y%22".to_owned()),
             Just("/".to_owned()),
+            Just(format!("/watch/Python/{}/English/", "x".repeat(300))),
             "/[a-z0-9/%_.~-]{0,60}".prop_map(|p| p),
         ];
         let route = prop_oneof![
@@ -414,6 +400,29 @@ mod tests {
         enricher.write_json(&c, &mut second).unwrap();
         assert_eq!(first, second);
         assert_eq!(enricher.geo_json.len(), 1, "and used again");
+    }
+
+    #[test]
+    fn long_paths_are_matched_but_not_kept() {
+        let enricher = enricher(false);
+        let long = format!("/watch/Python/{}/English/", "x".repeat(300));
+        for path in [long.as_str(), "/watch/Python/Getting-started/English/"] {
+            let c = Captured {
+                uri: path.parse().unwrap(),
+                ..captured_example()
+            };
+            let record = enricher.record(c);
+            assert_eq!(
+                record.tutorial.map(|t| t.language).as_deref(),
+                Some("English"),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            enricher.tutorial_matches.len(),
+            1,
+            "only the short path is kept"
+        );
     }
 
     fn captured_example() -> Captured {

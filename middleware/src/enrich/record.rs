@@ -35,6 +35,10 @@ const ROUTE_CACHE_CAPACITY: usize = 1024;
 /// Paths whose tutorial match is kept in memory.
 const PATH_CACHE_CAPACITY: usize = 4096;
 
+/// Longer paths are matched afresh: the cache holds at most about 1 MiB
+/// of paths whatever a client sends.
+const PATH_CACHE_MAX_LEN: usize = 256;
+
 /// Places with their JSON kept in memory: as many as the GeoIP cache holds.
 const GEO_JSON_CAPACITY: usize = visitlog_geodb::DEFAULT_CACHE_CAPACITY;
 
@@ -77,7 +81,7 @@ pub(crate) struct Enricher {
     pub(crate) routes: quick_cache::sync::Cache<String, Option<Arc<RoutePattern>>>,
     /// The tutorial pattern's match of recent paths: a site's pages are
     /// requested over and over.
-    tutorial_matches: quick_cache::sync::Cache<String, Option<Arc<Args>>>,
+    pub(crate) tutorial_matches: quick_cache::sync::Cache<String, Option<Arc<Args>>>,
     /// Places with their JSON (see [`Enricher::geo_part`]).
     pub(crate) geo_json: quick_cache::sync::Cache<usize, Arc<GeoPart>>,
 }
@@ -234,6 +238,11 @@ impl Enricher {
     }
 
     fn tutorial_match(&self, path: &str) -> Option<Arc<Args>> {
+        if path.len() > PATH_CACHE_MAX_LEN {
+            // Too long to be a page seen over and over; a flood of such
+            // paths must not hold megabytes.
+            return self.tutorial.matches(path).map(Arc::new);
+        }
         if let Some(hit) = self.tutorial_matches.get(path) {
             return hit;
         }
