@@ -3,8 +3,10 @@
 //!
 //! Run with: `scripts/bench` (or `cargo bench -p visitlog-consumer --bench drain`
 //! with `scripts/services` running). Reports, against the services' MongoDB:
-//! - `raw insert_many`: documents/s of unordered `insert_many` in batches of
-//!   1000 from one client, the most this server takes;
+//! - `raw insert_many`: documents/s of unordered `insert_many` of the plain
+//!   records' documents, made beforehand, in batches of 1000 from one
+//!   client, the most this server takes; and the client's CPU per document
+//!   meanwhile, the driver's and the runtime's floor under a drain;
 //! - `seed`: the seed design's Python bulk consumer (`benches/seed/consumer.py`:
 //!   `LPOP 1000`, `json.loads`, `insert_many`) on the same plain records:
 //!   its rate and its CPU per record, start-up excluded;
@@ -32,6 +34,11 @@ use visitlog_consumer::sink::Sink;
 use visitlog_schema::RequestRecord;
 use visitlog_tests::{Namespace, count, queue_lengths, shared_mongodb_uri, test_database};
 
+/// The daemon's allocator, set up as it does, so that the raw
+/// `insert_many` below costs what the driver costs inside the daemon.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BUILT: &str = env!("CARGO_BIN_EXE_visitlog-consumer");
 
 /// The consumer binary: this build's, or `VISITLOG_BENCH_CONSUMER` (an
@@ -55,7 +62,10 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / hz
 }
 
-async fn raw_insert_many(uri: &str, n: usize) -> f64 {
+/// Unordered `insert_many` of already-made documents, 1000 a call from one
+/// client: documents/s, and this process's CPU per document meanwhile (the
+/// driver's and the runtime's share of a drain, with nothing to parse).
+async fn raw_insert_many(uri: &str, n: usize) -> (f64, f64) {
     // The same collection as the consumer writes: validator and indexes.
     let db = test_database();
     let sink = Sink::new(uri, &db).await.unwrap();
@@ -66,24 +76,24 @@ async fn raw_insert_many(uri: &str, n: usize) -> f64 {
         .request_logs()
         .clone_with_type::<bson::RawDocumentBuf>();
     let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+    // The plain records the drains below take, as the consumer stores them.
     let docs: Vec<bson::RawDocumentBuf> = (0..n)
         .map(|i| {
-            let mut r = RequestRecord::example();
-            r.id = uuid::Uuid::now_v7();
-            r.query = Some(format!("n={i}"));
+            let payload = visitlog_tests::plain_request_payload(i);
+            let r: RequestRecord = serde_json::from_slice(&payload).unwrap();
             request_document(&r).unwrap()
         })
         .collect();
+    let pid = std::process::id();
+    let cpu = cpu_seconds(pid);
     let started = Instant::now();
     for chunk in docs.chunks(1000) {
-        coll.insert_many(chunk.to_vec())
-            .ordered(false)
-            .await
-            .unwrap();
+        coll.insert_many(chunk).ordered(false).await.unwrap();
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(pid) - cpu) * 1e6 / n as f64;
     client.database(&db).drop().await.unwrap();
-    rate
+    (rate, cpu)
 }
 
 /// Video heartbeats of `learners` learners, 10 s apart, interleaved, in
@@ -350,6 +360,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; there is nothing to run quickly.
     }
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let uri = shared_mongodb_uri();
     let kind = std::env::var("VISITLOG_TEST_MONGODB_KIND").unwrap_or_else(|_| "unknown".into());
     let n: usize = std::env::var("VISITLOG_BENCH_RECORDS")
@@ -364,8 +376,10 @@ async fn main() {
     let only = std::env::var("VISITLOG_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
     println!("MongoDB: {kind}; {n} records per run\n");
-    let raw = raw_insert_many(&uri, n).await;
-    println!("raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s");
+    let (raw, raw_cpu) = raw_insert_many(&uri, n).await;
+    println!(
+        "raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s, client CPU {raw_cpu:.1} µs per document"
+    );
     if part("drain") || only == "defaults" || only == "in-flight" {
         drains(&uri, n, raw, &only).await;
     }
