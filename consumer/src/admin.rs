@@ -30,6 +30,7 @@ pub async fn stats(config: &Config) -> Result<serde_json::Value> {
         "pending": queue.pending,
         "processing": queue.processing,
         "consumers_alive": queue.consumers_alive,
+        "stranded": queue.stranded,
         "dead_letters": dead_letters,
         "request_logs": stored,
         "events": events,

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use visitlog_schema::RedisConn;
 use visitlog_schema::keys::QueueKeys;
 
-use crate::source::{Source, hostname_string, processing_lists};
+use crate::source::{Source, hostname_string, processing_lists, stranded};
 
 /// Who an instance is, as the status page shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +130,10 @@ pub struct QueueLengths {
     pub pending: u64,
     /// Processing lists and their lengths.
     pub processing: BTreeMap<String, u64>,
+    /// Lists of this queue that another shard count would fill and this
+    /// one never reads ([`QueueKeys::strays`]), those not empty, with
+    /// their lengths: records there wait for ever.
+    pub stranded: BTreeMap<String, u64>,
 }
 
 impl QueueLengths {
@@ -148,12 +152,23 @@ impl QueueLengths {
         Ok(Self {
             pending,
             processing,
+            // Not a reason to lose the other figures: a user whose ACL
+            // allows only this fleet's own lists cannot read the others.
+            stranded: stranded(conn, keys).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "the lists of other shard counts could not be read");
+                BTreeMap::new()
+            }),
         })
     }
 
     /// Records in all processing lists.
     pub fn processing_total(&self) -> u64 {
         self.processing.values().sum()
+    }
+
+    /// Records on lists no consumer of this shard count reads.
+    pub fn stranded_total(&self) -> u64 {
+        self.stranded.values().sum()
     }
 }
 
@@ -337,6 +352,9 @@ pub struct QueueStats {
     pub processing: u64,
     /// Instance ids with a live heartbeat.
     pub consumers_alive: Vec<String>,
+    /// Records on lists no consumer of this shard count reads, by list
+    /// (see [`QueueLengths::stranded`]).
+    pub stranded: BTreeMap<String, u64>,
 }
 
 /// Reads the queue-wide figures.
@@ -355,6 +373,7 @@ pub async fn queue_stats(conn: &mut RedisConn, keys: &QueueKeys) -> RedisResult<
         pending: lengths.pending,
         processing: lengths.processing_total(),
         consumers_alive,
+        stranded: lengths.stranded,
     })
 }
 

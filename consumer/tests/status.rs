@@ -418,6 +418,7 @@ fn the_alert_rules_use_exported_metrics() {
         "VisitlogNoConsumerOnline",
         "VisitlogDeadLettersRising",
         "VisitlogAnalyticsLagging",
+        "VisitlogRecordsStranded",
     ] {
         assert!(
             rules.contains(&format!("alert: {alert}")),
@@ -430,6 +431,7 @@ fn the_alert_rules_use_exported_metrics() {
         "visitlog_consumer_consumers_online",
         "visitlog_consumer_dead_letters",
         "visitlog_consumer_derivation_lag_seconds",
+        "visitlog_consumer_queue_stranded_records",
     ] {
         assert!(rules.contains(metric), "{metric} unused");
     }
@@ -443,6 +445,79 @@ fn the_alert_rules_use_exported_metrics() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// An app given another `VISITLOG_QUEUE_SHARDS` than the consumers fills
+/// lists they never read. The records are not taken (nothing says they
+/// belong to this fleet's shards), but every figure names them: the status
+/// JSON by list, the metric, `stats`; and they are no longer counted once
+/// the lists are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_on_lists_of_another_shard_count_are_reported_not_lost_from_sight() {
+    let ns = Namespace::new();
+    let (uri, db) = (shared_mongodb_uri(), test_database());
+    // The consumer reads one list (the queue itself); the app was told 2.
+    let (cfg, base) = with_status(config(&ns, &uri, &db, "stray-1"), None);
+    let one = cfg.clone();
+    let a = start(cfg);
+    let (s0, s1) = (
+        format!("{{{}:0}}", ns.queue()),
+        format!("{{{}:1}}", ns.queue()),
+    );
+    let payloads: Vec<Vec<u8>> = (0..5).map(request_payload).collect();
+    push(ns.redis_url(), &s0, &payloads[..3]).await.unwrap();
+    push(ns.redis_url(), &s1, &payloads[3..]).await.unwrap();
+    push(ns.redis_url(), ns.queue(), &payloads[..1])
+        .await
+        .unwrap();
+    let queue = wait_json(&format!("{base}/api/queue"), |q| {
+        q["stranded_total"] == 5 && q["pending"] == 0
+    })
+    .await;
+    assert_eq!(queue["stranded"][&s0], 3, "{queue}");
+    assert_eq!(queue["stranded"][&s1], 2, "{queue}");
+    assert_eq!(queue["stranded"].as_object().unwrap().len(), 2, "{queue}");
+    let (_, metrics) = get(&format!("{base}/metrics"), None).await;
+    assert!(
+        metrics.contains("visitlog_consumer_queue_stranded_records 5"),
+        "{metrics}"
+    );
+    let stats = visitlog_consumer::admin::stats(&one).await.unwrap();
+    assert_eq!(stats["stranded"][&s0], 3, "{stats}");
+    // The record on the list it reads was stored; the stray ones were not.
+    eventually(
+        WAIT,
+        Duration::from_millis(100),
+        async || match visitlog_tests::count(&uri, &db, "request_logs").await {
+            Ok(1) => Ok(()),
+            other => Err(format!("request_logs: {other:?}, not 1")),
+        },
+    )
+    .await
+    .unwrap();
+    // Gone (drained by consumers of the right count, say): no longer counted.
+    let client = redis::Client::open(ns.redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&s0)
+        .arg(&s1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_json(&format!("{base}/api/queue"), |q| q["stranded_total"] == 0).await;
+    a.stop().await;
+
+    // The other way round: consumers of 2 shards, an app of one.
+    let two = Config {
+        queue_shards: 2,
+        ..config(&ns, &uri, &db, "stray-2")
+    };
+    push(ns.redis_url(), ns.queue(), &payloads[..2])
+        .await
+        .unwrap();
+    let stats = visitlog_consumer::admin::stats(&two).await.unwrap();
+    assert_eq!(stats["stranded"][ns.queue()], 2, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
 }
 
 /// Polls until the status endpoint answers `/healthz`.

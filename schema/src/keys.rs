@@ -26,6 +26,7 @@ pub const MAX_SHARDS: usize = 256;
 pub struct QueueKeys {
     base: String,
     shards: Vec<String>,
+    strays: Vec<String>,
 }
 
 impl QueueKeys {
@@ -37,11 +38,35 @@ impl QueueKeys {
         } else {
             queue.to_owned()
         };
-        let shards = match shards {
-            0 | 1 => vec![base.clone()],
-            n => (0..n).map(|i| format!("{{{queue}:{i}}}")).collect(),
+        let sharded = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| format!("{{{queue}:{i}}}"))
+                .collect::<Vec<_>>()
         };
-        Self { base, shards }
+        let n = shards.max(1);
+        let shards = if n == 1 {
+            vec![base.clone()]
+        } else {
+            sharded(0..n)
+        };
+        // Every name another count or mode would fill: the queue itself,
+        // its cluster name, and each shard; less ours. A name with braces
+        // cannot be sharded or clustered (`check_queue`), so no producer
+        // fills any other name of it.
+        let strays = if queue.contains(['{', '}']) {
+            Vec::new()
+        } else {
+            [queue.to_owned(), format!("{{{queue}}}")]
+                .into_iter()
+                .chain(sharded(0..MAX_SHARDS))
+                .filter(|list| !shards.contains(list))
+                .collect()
+        };
+        Self {
+            base,
+            shards,
+            strays,
+        }
     }
 
     /// The name fleet-wide keys derive from ([`heartbeat`], [`status`],
@@ -53,6 +78,16 @@ impl QueueKeys {
     /// The shard lists, in order.
     pub fn shards(&self) -> &[String] {
         &self.shards
+    }
+
+    /// The lists a producer given another shard count or mode would fill
+    /// and these keys never read: the queue's plain and cluster names and
+    /// `{queue:0}` … `{queue:255}`, less these keys' own shards. Records on
+    /// them mean the apps and the consumers were given different
+    /// `VISITLOG_QUEUE_SHARDS` (or `VISITLOG_REDIS_MODE`), and would wait
+    /// there for ever.
+    pub fn strays(&self) -> &[String] {
+        &self.strays
     }
 
     /// The shard list whose derived key `key` is (a processing list or
@@ -150,6 +185,32 @@ mod tests {
             (keys.base(), keys.shards()),
             ("q", &["{q:0}".to_owned(), "{q:1}".to_owned()][..])
         );
+    }
+
+    #[test]
+    fn strays_are_every_list_another_shard_count_would_fill() {
+        for (shards, cluster) in [(1, false), (1, true), (2, false), (3, true), (256, false)] {
+            let keys = QueueKeys::new("q", shards, cluster);
+            let strays = keys.strays();
+            // Every other count's and mode's lists, and none of this one's.
+            for other in 1..=MAX_SHARDS {
+                for mode in [false, true] {
+                    for list in QueueKeys::new("q", other, mode).shards() {
+                        let ours = keys.shards().contains(list);
+                        assert_ne!(ours, strays.contains(list), "{shards} vs {other}: {list}");
+                    }
+                }
+            }
+            assert!(strays.iter().all(|s| keys.shard_of(s).is_none()));
+            assert_eq!(strays.len() + keys.shards().len(), MAX_SHARDS + 2);
+        }
+        assert_eq!(
+            QueueKeys::new("q", 2, false).strays()[..3],
+            ["q".to_owned(), "{q}".to_owned(), "{q:2}".to_owned()]
+        );
+        assert_eq!(QueueKeys::new("q", MAX_SHARDS, true).strays(), ["q", "{q}"]);
+        // A name no sharded producer can use has none.
+        assert!(QueueKeys::new("a{b}", 1, false).strays().is_empty());
     }
 
     #[test]

@@ -217,6 +217,39 @@ async fn a_cluster_carries_a_sharded_queue_through_two_consumers_losing_and_repe
         Vec::<String>::new(),
         "no batch left in a processing list"
     );
+
+    // Records an app of another shard count left, on whichever master
+    // holds each list: `stats` names them.
+    let strays = [format!("{{{queue}:{SHARDS}}}"), format!("{{{queue}}}")];
+    for (n, stray) in [2, 1].into_iter().zip(&strays) {
+        redis::cmd("RPUSH")
+            .arg(stray)
+            .arg(vec!["{}"; n])
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let out = std::process::Command::new(support::consumer_binary())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("VISITLOG_REDIS_MODE", "cluster")
+        .env("VISITLOG_REDIS_URL", cluster.urls())
+        .env("VISITLOG_QUEUE", &queue)
+        .env("VISITLOG_QUEUE_SHARDS", SHARDS.to_string())
+        .env("VISITLOG_MONGODB_URI", &patient)
+        .env("VISITLOG_DATABASE", &db)
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["stranded"][&strays[0]], 2, "{stats}");
+    assert_eq!(stats["stranded"][&strays[1]], 1, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@
 //! queue), [`reap`] (dead instances' lists back to the queue). What an
 //! instance says of itself and reads of the others is [`crate::fleet`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -185,26 +186,11 @@ impl Source {
         self.slots
     }
 
-    /// Non-empty lists this instance does not read but another layout of
-    /// the same queue would: the plain name, the cluster name, and the
-    /// shards of up to 16 (or one more than ours). A middleware told
-    /// another shard count fills them.
-    pub async fn stray_lists(&self) -> RedisResult<Vec<(String, u64)>> {
-        let mut conn = self.conn().await?;
-        let ours = self.keys.shards();
-        let mut candidates = vec![self.queue.clone(), format!("{{{}}}", self.queue)];
-        candidates.extend((0..=ours.len().max(16)).map(|i| format!("{{{}:{i}}}", self.queue)));
-        let mut stray = Vec::new();
-        for key in candidates {
-            if ours.contains(&key) {
-                continue;
-            }
-            let n: u64 = redis::cmd("LLEN").arg(&key).query_async(&mut conn).await?;
-            if n > 0 {
-                stray.push((key, n));
-            }
-        }
-        Ok(stray)
+    /// Non-empty lists this instance does not read but another shard
+    /// count or mode of the same queue would ([`QueueKeys::strays`]): a
+    /// middleware told another `VISITLOG_QUEUE_SHARDS` fills them.
+    pub async fn stray_lists(&self) -> RedisResult<BTreeMap<String, u64>> {
+        stranded(&self.conn().await?, &self.keys).await
     }
 }
 
@@ -224,6 +210,33 @@ pub(crate) fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// What an operator should do about records on lists of another shard
+/// count, said at start-up and by the status sampler.
+pub(crate) const STRAY_ADVICE: &str = "records wait on lists of this queue that this consumer does not read: the middleware's VISITLOG_QUEUE_SHARDS or VISITLOG_REDIS_MODE differs from this consumer's queue-shards or redis-mode; give both the same, and these records are taken (README, Redis Cluster)";
+
+/// The stray lists of `keys` that hold records ([`QueueKeys::strays`]),
+/// with their lengths. Their `LLEN`s go
+/// out together (one round trip on one server; on a cluster each to its
+/// master), so checking 256 names costs about one command's wait.
+pub(crate) async fn stranded(
+    conn: &RedisConn,
+    keys: &QueueKeys,
+) -> RedisResult<BTreeMap<String, u64>> {
+    let lengths = futures_util::future::try_join_all(keys.strays().iter().map(|list| {
+        let mut conn = conn.clone();
+        async move {
+            let n: u64 = redis::cmd("LLEN").arg(list).query_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>((list, n))
+        }
+    }))
+    .await?;
+    Ok(lengths
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .map(|(list, n)| (list.clone(), n))
+        .collect())
 }
 
 /// Every processing list of every shard, sorted.

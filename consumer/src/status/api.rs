@@ -58,6 +58,10 @@ pub struct QueueView {
     oldest_pending_age_seconds: Option<f64>,
     processing: BTreeMap<String, u64>,
     processing_total: u64,
+    /// Records on lists this shard count never reads, by list (only those
+    /// holding any): the apps were given another `VISITLOG_QUEUE_SHARDS`.
+    stranded: BTreeMap<String, u64>,
+    stranded_total: u64,
     dead_letters: Option<u64>,
 }
 
@@ -69,6 +73,8 @@ impl QueueView {
             oldest_pending_age_seconds: s.oldest_pending_age_seconds,
             processing: s.lengths.processing.clone(),
             processing_total: s.lengths.processing_total(),
+            stranded: s.lengths.stranded.clone(),
+            stranded_total: s.lengths.stranded_total(),
             dead_letters: s.dead_letters,
         }
     }

@@ -98,7 +98,7 @@ impl StatusState {
             }
         }
         if let Some(s) = self.last_sample() {
-            let gauges: [(&str, &str, i64); 4] = [
+            let gauges: [(&str, &str, i64); 5] = [
                 (
                     "queue_pending",
                     "Records waiting on the queue",
@@ -108,6 +108,11 @@ impl StatusState {
                     "processing_records",
                     "Records in processing lists",
                     s.lengths.processing_total() as i64,
+                ),
+                (
+                    "queue_stranded_records",
+                    "Records on lists of the queue this shard count never reads (VISITLOG_QUEUE_SHARDS differs between the apps and the consumers)",
+                    s.lengths.stranded_total() as i64,
                 ),
                 (
                     "consumers_online",

@@ -3,7 +3,7 @@
 //! fleet taken every few seconds (requests are answered from it and never
 //! wait on Redis or MongoDB), with an hour of history for the charts.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -227,6 +227,8 @@ impl StatusState {
                     .get_or_insert_with(|| "MongoDB: no answer within 2 s".to_owned());
             }
         }
+        let before = self.last_sample().map(|s| s.lengths.stranded);
+        warn_of_stranded(before.as_ref(), &sample.lengths.stranded);
         let point = Point {
             t: sample.at.timestamp(),
             pending: sample.lengths.pending,
@@ -286,6 +288,29 @@ pub(super) fn seconds_since(t: DateTime<Utc>) -> f64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Says so when records start waiting on lists no consumer of this shard
+/// count reads, or when the lists holding them change; and when none are
+/// left. Once per change, not at every sample; not at the first sample,
+/// since the start-up check has just said it.
+fn warn_of_stranded(before: Option<&BTreeMap<String, u64>>, now: &BTreeMap<String, u64>) {
+    let lists = |m: &BTreeMap<String, u64>| m.keys().cloned().collect::<Vec<_>>();
+    let Some(before) = before else {
+        return;
+    };
+    let had = lists(before);
+    if now.is_empty() {
+        if !had.is_empty() {
+            tracing::info!("no records wait on lists of another shard count any more");
+        }
+        return;
+    }
+    if had != lists(now) {
+        let records: u64 = now.values().sum();
+        let where_ = lists(now).join(", ");
+        tracing::warn!(records, lists = %where_, "{}", crate::source::STRAY_ADVICE);
+    }
 }
 
 #[cfg(test)]

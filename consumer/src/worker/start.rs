@@ -187,6 +187,7 @@ async fn check_eviction_policy(source: &Source) {
 
 /// Warns about records on lists of the queue that this instance does not
 /// read: the middleware has another `queue-shards` (or mode) than ours.
+/// The status sampler warns again when the lists holding them change.
 async fn check_stray_lists(source: &Source) {
     match source.stray_lists().await {
         Ok(stray) if stray.is_empty() => {}
@@ -194,7 +195,8 @@ async fn check_stray_lists(source: &Source) {
             let lists: Vec<String> = stray.iter().map(|(k, n)| format!("{k} ({n})")).collect();
             tracing::warn!(
                 lists = %lists.join(", "),
-                "records wait on lists of this queue that this consumer does not read: the middleware's VISITLOG_QUEUE_SHARDS or VISITLOG_REDIS_MODE differs from this consumer's queue-shards or redis-mode; give both the same, and these records are taken"
+                "{}",
+                crate::source::STRAY_ADVICE
             );
         }
         Err(e) => tracing::debug!(
