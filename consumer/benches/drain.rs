@@ -372,7 +372,8 @@ async fn main() {
     // `defaults` only the seed and plain records at the defaults, for
     // builds compared turn about (`VISITLOG_BENCH_CONSUMER`); `in-flight`
     // the seed and plain records at batch 1000 with one and two batches in
-    // flight, in the order `VISITLOG_BENCH_IN_FLIGHT` gives (`1,2`).
+    // flight, in the order `VISITLOG_BENCH_IN_FLIGHT` gives (`1,2`);
+    // `tutorial` tutorial page views alone, at the defaults.
     let only = std::env::var("VISITLOG_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only == name;
     println!("MongoDB: {kind}; {n} records per run\n");
@@ -380,7 +381,7 @@ async fn main() {
     println!(
         "raw insert_many (1000/batch, 1 client): {raw:>9.0} docs/s, client CPU {raw_cpu:.1} µs per document"
     );
-    if part("drain") || only == "defaults" || only == "in-flight" {
+    if part("drain") || ["defaults", "in-flight", "tutorial"].contains(&only.as_str()) {
         drains(&uri, n, raw, &only).await;
     }
     if part("learning") {
@@ -420,6 +421,9 @@ async fn seed(uri: &str, payloads: &[Vec<u8>]) -> Option<(f64, f64)> {
 async fn drains(uri: &str, n: usize, raw: f64, only: &str) {
     // Only plain records at batch 1000: the rest of the drains is skipped.
     let plain_only = only == "defaults" || only == "in-flight";
+    if only == "tutorial" {
+        return tutorial_drain(uri, n, raw).await;
+    }
     let plain: Vec<Vec<u8>> = (0..n).map(visitlog_tests::plain_request_payload).collect();
     match seed(uri, &plain).await {
         Some((rate, cpu)) => println!(
@@ -459,6 +463,12 @@ async fn drains(uri: &str, n: usize, raw: f64, only: &str) {
         100.0 * d.rate / raw,
         d.cpu * 10.0
     );
+    tutorial_drain(uri, n, raw).await;
+}
+
+/// Tutorial page views at the defaults (`VISITLOG_BENCH_ONLY=tutorial` runs
+/// this alone).
+async fn tutorial_drain(uri: &str, n: usize, raw: f64) {
     let pages: Vec<Vec<u8>> = (0..n).map(tutorial_payload).collect();
     let (rate, cpu) = drain(uri, &pages, "request_logs", 1000, 2).await;
     println!(

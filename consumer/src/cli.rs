@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::admin::{self, Selection};
 use crate::config::{Config, LogFormat};
 use crate::internal_events::Metrics;
-use crate::origin::Origins;
+use crate::origin::{Origin, Origins};
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 use crate::worker::{self, RunOptions};
@@ -273,9 +273,17 @@ impl Settings {
             None => (Config::default(), Vec::new()),
         };
         c.update_from_arg_matches(&self.given)?;
-        c.validate()?;
         let file = self.file.as_deref().map(|path| (path, keys.as_slice()));
         let origins = Origins::new(&Cli::command(), &self.given, file);
+        if let Err(e) = c.validate() {
+            // Named where the operator wrote it, not only by its TOML key.
+            if let crate::config::ConfigError::Invalid { key, message } = &e
+                && let Some(origin) = origins.of(key).filter(|o| **o != Origin::Default)
+            {
+                anyhow::bail!("{key} ({origin}): {message}");
+            }
+            return Err(e.into());
+        }
         Ok((c, origins))
     }
 }

@@ -75,6 +75,11 @@ impl Origins {
         origins
     }
 
+    /// Where the setting `key` came from.
+    pub(crate) fn of(&self, key: &str) -> Option<&Origin> {
+        self.by_key.get(key)
+    }
+
     /// Settings the file gives that the environment or a flag overrides.
     pub(crate) fn overridden(&self) -> &[(String, Origin)] {
         &self.overridden

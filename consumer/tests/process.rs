@@ -302,6 +302,60 @@ fn help_and_check_config_never_print_a_password() {
     }
 }
 
+/// Redis lists a client could never connect with are refused by
+/// `check-config`, named where the operator wrote them, the password
+/// never shown; a password holding a comma is one URL.
+#[test]
+fn check_config_refuses_redis_lists_no_client_can_use() {
+    for (mode, urls, says) in [
+        ("cluster", "redis://:pw-k7@h:1/3", "database 0 only"),
+        ("cluster", "redis://:pw-k7@a:1,rediss://:pw-k7@b:2", "mixes"),
+        (
+            "cluster",
+            "redis://:pw-k7@a:1,redis://:other@b:2",
+            "same user and password",
+        ),
+        (
+            "sentinel",
+            "redis://:pw-k7@a:1/1,redis://b:2/2",
+            "different databases",
+        ),
+    ] {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("VISITLOG_REDIS_MODE", mode)
+            .env("VISITLOG_REDIS_URL", urls);
+        if mode == "sentinel" {
+            command.env("VISITLOG_REDIS_SENTINEL_MASTER", "m");
+        }
+        let out = command.arg("check-config").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{urls} accepted");
+        assert!(
+            err.contains(says) && err.contains("redis-url (environment VISITLOG_REDIS_URL)"),
+            "{urls}: {err}"
+        );
+        assert!(!err.contains("pw-k7"), "{err}");
+    }
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("VISITLOG_REDIS_URL", "redis://:pa,ss@127.0.0.1:6379")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("redis://:***@127.0.0.1:6379") && !shown.contains("pa,ss"),
+        "{shown}"
+    );
+}
+
 /// `check-config` refuses what would break at run time, naming the setting.
 #[test]
 fn check_config_refuses_unsafe_ids_backoff_and_deadline() {

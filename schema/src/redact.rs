@@ -26,8 +26,50 @@ const SECRET_PARAMS: &[&str] = &[
 /// `***`; URLs without credentials are returned as they are.
 ///
 /// A password may hold `@` (it is the *last* `@` that ends the user
-/// information): the whole password is masked, never its tail.
+/// information): the whole password is masked, never its tail. A
+/// comma-separated list of URLs has each masked on its own.
 pub fn redact_url(url: &str) -> String {
+    // A list of URLs (sentinels, cluster seeds): each masked on its own, so
+    // that one's user information or query never swallows the next.
+    let pieces = split_urls(url);
+    if pieces.len() > 1 {
+        return pieces
+            .into_iter()
+            .map(redact_one)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one(url)
+}
+
+/// `urls` cut at each `,` that a `scheme://` follows (after spaces), the
+/// pieces as they are: joined with `,` they are `urls` again.
+pub(crate) fn split_urls(urls: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, _) in urls.match_indices(',') {
+        if starts_with_scheme(urls[i + 1..].trim_start()) {
+            pieces.push(&urls[start..i]);
+            start = i + 1;
+        }
+    }
+    pieces.push(&urls[start..]);
+    pieces
+}
+
+/// Whether `s` begins with `scheme://` (RFC 3986: a letter, then letters,
+/// digits, `+`, `-` or `.`).
+fn starts_with_scheme(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+/// [`redact_url`] of one URL.
+fn redact_one(url: &str) -> String {
     match url.find("://") {
         Some(i) => {
             let (head, rest) = url.split_at(i + 3);
@@ -186,5 +228,31 @@ mod tests {
             redact_urls_in("a redis://:pw@h and \"mongodb://u:pw@db/x\" and http://host/path"),
             "a redis://:***@h and \"mongodb://u:***@db/x\" and http://host/path"
         );
+    }
+
+    #[test]
+    fn each_url_of_a_list_is_masked_on_its_own() {
+        for (list, shown, secret) in [
+            (
+                "redis://:s3cret@a:1,redis://:s3cret@b:2",
+                "redis://:***@a:1,redis://:***@b:2",
+                "s3cret",
+            ),
+            (
+                "redis://s1:26379/0,redis://:pw@s2:26379/5",
+                "redis://s1:26379/0,redis://:***@s2:26379/5",
+                "pw",
+            ),
+            (
+                "redis://a:1?db=0,redis://b:2?password=s3cret",
+                "redis://a:1?db=0,redis://b:2?password=***",
+                "s3cret",
+            ),
+            ("redis://:pa,ss@h:1", "redis://:***@h:1", "pa,ss"),
+        ] {
+            let masked = redact_url(list);
+            assert_eq!(masked, shown);
+            assert!(!masked.contains(secret), "{masked}");
+        }
     }
 }

@@ -402,3 +402,35 @@ async fn the_layer_and_the_consumer_follow_a_cluster_master_failover() {
     );
     assert!(status.success(), "{status}");
 }
+
+/// A database in the sentinels' URLs is the master's: the sentinels, which
+/// have none (they refuse `SELECT`), are asked without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_in_the_sentinel_urls_is_the_masters() {
+    let group = SentinelGroup::start().unwrap();
+    let urls = group
+        .urls()
+        .split(',')
+        .map(|u| format!("{u}/3"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let target = RedisTarget::new(RedisMode::Sentinel, &urls, Some(SENTINEL_MASTER), None).unwrap();
+    let mut conn = target.connect(TIMEOUTS).await.unwrap();
+    redis::cmd("SET")
+        .arg("db-probe")
+        .arg("3")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let master = group.master_port().unwrap();
+    for (db, expected) in [(3, Some("3")), (0, None)] {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{master}/{db}")).unwrap();
+        let mut direct = client.get_multiplexed_async_connection().await.unwrap();
+        let got: Option<String> = redis::cmd("GET")
+            .arg("db-probe")
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), expected, "database {db}");
+    }
+}

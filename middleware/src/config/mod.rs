@@ -465,7 +465,7 @@ impl Config {
 /// URL (it may hold a password). How many the mode takes is checked by
 /// [`Config::validate`].
 fn check_redis_urls(urls: &str) -> Result<(), String> {
-    let list: Vec<&str> = urls.split(',').map(str::trim).collect();
+    let list = visitlog_schema::url_list(urls);
     for (i, url) in list.iter().enumerate() {
         visitlog_schema::redis_client(url, None).map_err(|e| match list.len() {
             1 => format!("not a Redis URL ({:?})", e.kind()),

@@ -147,7 +147,7 @@ fn bad_values_name_the_variable() {
 
 #[test]
 fn each_redis_mode_takes_its_own_settings() {
-    let urls = "redis://10.0.0.1:7000,redis://:hunter2@10.0.0.2:7000";
+    let urls = "redis://:hunter2@10.0.0.1:7000,redis://:hunter2@10.0.0.2:7000";
     let c = from(&[
         ("VISITLOG_REDIS_MODE", "cluster"),
         ("VISITLOG_REDIS_URL", urls),

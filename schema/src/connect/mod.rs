@@ -113,11 +113,7 @@ impl RedisTarget {
         master: Option<&str>,
         ca_cert: Option<&[u8]>,
     ) -> Result<Self, TargetError> {
-        let list: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
+        let list = url_list(urls);
         if list.is_empty() {
             return Err(TargetError::Url("is empty".to_owned()));
         }
@@ -179,9 +175,70 @@ impl RedisTarget {
             }
             target.nodes.push(info);
         }
-        if target.nodes.iter().any(|n| is_tls(n.addr())) {
+        let tls = target.nodes.iter().filter(|n| is_tls(n.addr())).count();
+        if tls != 0 && tls != target.nodes.len() {
+            return Err(TargetError::Url(format!(
+                "mixes `redis://` and `rediss://` addresses; in {mode} mode every address takes the same"
+            )));
+        }
+        if tls != 0 {
             // As for one server: rustls needs a process-wide provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match mode {
+            // A cluster has database 0 alone (`SELECT` is refused there), and
+            // its client takes the seeds' credentials as one; the rest of
+            // what its client would refuse is checked by building it, which
+            // connects to nothing.
+            RedisMode::Cluster => {
+                if let Some(i) = target
+                    .nodes
+                    .iter()
+                    .position(|n| n.redis_settings().db() != 0)
+                {
+                    return Err(TargetError::Url(format!(
+                        "address {} of {} names a database; a cluster has database 0 only",
+                        i + 1,
+                        list.len()
+                    )));
+                }
+                // The client takes the first seed's credentials for every
+                // node, and would drop another's without a word.
+                let credentials = |n: &ConnectionInfo| {
+                    let r = n.redis_settings();
+                    (
+                        r.username().map(str::to_owned),
+                        r.password().map(str::to_owned),
+                    )
+                };
+                let first = credentials(&target.nodes[0]);
+                if target.nodes[1..].iter().any(|n| credentials(n) != first) {
+                    return Err(TargetError::Url(
+                        "the addresses cannot seed one cluster client: give every one the same user and password".to_owned(),
+                    ));
+                }
+                redis::cluster::ClusterClient::builder(target.nodes.clone())
+                    .build()
+                    .map_err(|e| {
+                        TargetError::Url(format!(
+                            "the addresses cannot seed one cluster client ({:?}): give every one the same user and password",
+                            e.kind()
+                        ))
+                    })?;
+            }
+            // The database is the master's (the sentinels have none): of
+            // the first address, as its user and password are.
+            RedisMode::Sentinel => {
+                if target.nodes[1..]
+                    .iter()
+                    .any(|n| n.redis_settings().db() != target.nodes[0].redis_settings().db())
+                {
+                    return Err(TargetError::Url(
+                        "names different databases; the master's database is the first address's (give it there only, or the same everywhere)".to_owned(),
+                    ));
+                }
+            }
+            RedisMode::Standalone => {}
         }
         Ok(target)
     }
@@ -266,6 +323,17 @@ impl RedisTarget {
     }
 }
 
+/// The URLs of a comma-separated list, each trimmed, empty items dropped.
+/// A `,` separates two URLs only where a `scheme://` follows it, so a
+/// password may hold a comma.
+pub fn url_list(urls: &str) -> Vec<&str> {
+    crate::redact::split_urls(urls)
+        .into_iter()
+        .map(|u| u.trim_matches(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 fn is_tls(addr: &redis::ConnectionAddr) -> bool {
     matches!(addr, redis::ConnectionAddr::TcpTls { .. })
 }
@@ -330,5 +398,88 @@ mod tests {
         )
         .expect("sentinel");
         assert!(!format!("{target:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_list_is_cut_where_a_url_begins_so_a_password_may_hold_a_comma() {
+        assert_eq!(
+            url_list("redis://a:1, redis://b:2,,rediss://c:3,"),
+            ["redis://a:1", "redis://b:2", "rediss://c:3"]
+        );
+        assert_eq!(url_list("redis://:pa,ss@h:1"), ["redis://:pa,ss@h:1"]);
+        assert_eq!(
+            url_list("redis://:pa,ss@h:1,redis://:x,y@h:2"),
+            ["redis://:pa,ss@h:1", "redis://:x,y@h:2"]
+        );
+        assert!(url_list(" , ").is_empty());
+        assert_eq!(
+            crate::redact::split_urls("redis://a:1, redis://b:2").join(","),
+            "redis://a:1, redis://b:2"
+        );
+        let target = RedisTarget::new(
+            RedisMode::Standalone,
+            "redis://:pa,ss@127.0.0.1:6379",
+            None,
+            None,
+        );
+        assert!(target.is_ok(), "a comma in a password: {target:?}");
+        let two = RedisTarget::new(
+            RedisMode::Cluster,
+            "redis://:pa,ss@127.0.0.1:7000,redis://:pa,ss@127.0.0.1:7001",
+            None,
+            None,
+        );
+        assert_eq!(two.map(|t| t.node_count()).ok(), Some(2));
+    }
+
+    #[test]
+    fn lists_a_cluster_or_sentinel_client_could_never_use_are_refused_up_front() {
+        let refused = |mode, urls: &str, master: Option<&str>, says: &str| match RedisTarget::new(
+            mode, urls, master, None,
+        ) {
+            Err(TargetError::Url(m)) => assert!(m.contains(says), "{urls}: {m}"),
+            other => panic!("{urls}: {other:?}"),
+        };
+        let mixed = "redis://127.0.0.1:7000,rediss://127.0.0.1:7001";
+        refused(RedisMode::Cluster, mixed, None, "mixes");
+        refused(RedisMode::Sentinel, mixed, Some("m"), "mixes");
+        refused(
+            RedisMode::Cluster,
+            "redis://127.0.0.1:7000/3",
+            None,
+            "database 0 only",
+        );
+        refused(
+            RedisMode::Cluster,
+            "redis://127.0.0.1:7000/0,redis://127.0.0.1:7001/2",
+            None,
+            "address 2 of 2",
+        );
+        refused(
+            RedisMode::Cluster,
+            "redis://:one@127.0.0.1:7000,redis://:two@127.0.0.1:7001",
+            None,
+            "same user and password",
+        );
+        // The first without a password: the client would use none for all.
+        refused(
+            RedisMode::Cluster,
+            "redis://127.0.0.1:7000,redis://:two@127.0.0.1:7001",
+            None,
+            "same user and password",
+        );
+        refused(
+            RedisMode::Sentinel,
+            "redis://127.0.0.1:26379/1,redis://127.0.0.1:26380/2",
+            Some("m"),
+            "different databases",
+        );
+        // The master's database on the first sentinel, or on all: taken.
+        for urls in [
+            "redis://127.0.0.1:26379/3,redis://127.0.0.1:26380/3",
+            "redis://127.0.0.1:26379/3",
+        ] {
+            assert!(RedisTarget::new(RedisMode::Sentinel, urls, Some("m"), None).is_ok());
+        }
     }
 }

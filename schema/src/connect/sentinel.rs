@@ -108,7 +108,8 @@ fn master_may_have_moved(e: &RedisError) -> bool {
 /// Asks the sentinels for the master (the first that answers; the crate
 /// checks with `ROLE` that the server named is a master) and connects.
 /// The master is reached with the user, password and database of the first
-/// sentinel URL, over TLS when the sentinels are.
+/// sentinel URL, over TLS when the sentinels are; each sentinel with its
+/// own URL's user and password, and no database.
 pub(super) async fn master_connection(
     target: &RedisTarget,
     timeouts: Timeouts,
@@ -121,8 +122,17 @@ pub(super) async fn master_connection(
             node = node.set_tls_mode(redis::TlsMode::Secure);
         }
     }
+    // The database is the master's: a sentinel refuses `SELECT`.
+    let sentinel_nodes: Vec<redis::ConnectionInfo> = target
+        .nodes
+        .iter()
+        .map(|n| {
+            let settings = n.redis_settings().clone().set_db(0);
+            n.clone().set_redis_settings(settings)
+        })
+        .collect();
     let mut sentinels = SentinelClient::build(
-        target.nodes.clone(),
+        sentinel_nodes,
         master,
         Some(node),
         SentinelServerType::Master,
