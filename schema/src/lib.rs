@@ -32,7 +32,8 @@ mod wire;
 pub use catalog::{CatalogError, CatalogItem, CatalogRecord, MAX_CATALOG_ITEMS, MAX_DURATION};
 #[cfg(feature = "redis")]
 pub use connect::{
-    RedisConn, RedisMode, RedisTarget, TargetError, Timeouts, read_ca_cert, redis_client, url_list,
+    RedisConn, RedisMode, RedisTarget, TargetError, Timeouts, read_ca_cert, redis_client,
+    url_fault, url_list,
 };
 pub use event::{
     EventRecord, EventType, LEARNER_MAX, Learner, hashed_id, learner_link_id, progress_id,

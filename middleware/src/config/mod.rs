@@ -468,11 +468,11 @@ fn check_redis_urls(urls: &str) -> Result<(), String> {
     let list = visitlog_schema::url_list(urls);
     for (i, url) in list.iter().enumerate() {
         visitlog_schema::redis_client(url, None).map_err(|e| match list.len() {
-            1 => format!("not a Redis URL ({:?})", e.kind()),
+            1 => format!("not a Redis URL: {}", visitlog_schema::url_fault(&e)),
             n => format!(
-                "address {} of {n} is not a Redis URL ({:?})",
+                "address {} of {n} is not a Redis URL: {}",
                 i + 1,
-                e.kind()
+                visitlog_schema::url_fault(&e)
             ),
         })?;
     }

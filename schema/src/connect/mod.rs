@@ -151,19 +151,19 @@ impl RedisTarget {
                     list.len()
                 )));
             };
-            target.single = Some(
-                redis_client(url, ca_cert)
-                    .map_err(|e| TargetError::Url(format!("not a Redis URL ({:?})", e.kind())))?,
-            );
+            target.single =
+                Some(redis_client(url, ca_cert).map_err(|e| {
+                    TargetError::Url(format!("not a Redis URL: {}", url_fault(&e)))
+                })?);
             return Ok(target);
         }
         for (i, url) in list.iter().enumerate() {
             let info = url.into_connection_info().map_err(|e| {
                 TargetError::Url(format!(
-                    "address {} of {} is not a Redis URL ({:?})",
+                    "address {} of {} is not a Redis URL: {}",
                     i + 1,
                     list.len(),
-                    e.kind()
+                    url_fault(&e)
                 ))
             })?;
             if matches!(info.addr(), redis::ConnectionAddr::Unix(_)) {
@@ -320,6 +320,23 @@ impl RedisTarget {
         let client = builder.build()?;
         let conn = client.get_async_connection().await?;
         Ok(RedisConn::cluster(conn))
+    }
+}
+
+/// What is wrong with a URL the Redis client refused, safe to show: the
+/// client's own fixed description ("Invalid database number", "Missing
+/// hostname", ...), never the URL nor the detail it may carry.
+pub fn url_fault(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    let description = text.split(" - ").next().unwrap_or_default();
+    let fixed = e.kind() == redis::ErrorKind::InvalidClientConfig
+        && !description.is_empty()
+        && description.len() <= 80
+        && !description.contains(['@', ':', '/']);
+    if fixed {
+        description.to_owned()
+    } else {
+        format!("{:?}", e.kind())
     }
 }
 
@@ -480,6 +497,25 @@ mod tests {
             "redis://127.0.0.1:26379/3",
         ] {
             assert!(RedisTarget::new(RedisMode::Sentinel, urls, Some("m"), None).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_refused_url_says_what_is_wrong_without_itself() {
+        for (url, says) in [
+            ("redis://:hunter2@h:1/x", "Invalid database number"),
+            ("http://:hunter2@h:1", "did not parse"),
+            ("redis://:hunter2@h:99999", "did not parse"),
+            ("h:hunter2", "did not parse"),
+            ("redis://:hunter2@/0", "did not parse"),
+        ] {
+            for mode in [RedisMode::Standalone, RedisMode::Cluster] {
+                let Err(TargetError::Url(m)) = RedisTarget::new(mode, url, None, None) else {
+                    panic!("{url} accepted in {mode} mode");
+                };
+                assert!(m.contains(says), "{url}: {m}");
+                assert!(!m.contains("hunter2"), "{m}");
+            }
         }
     }
 }
