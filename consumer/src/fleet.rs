@@ -132,7 +132,9 @@ pub struct QueueLengths {
     pub processing: BTreeMap<String, u64>,
     /// Lists of this queue that another shard count would fill and this
     /// one never reads ([`QueueKeys::strays`]), those not empty, with
-    /// their lengths: records there wait for ever.
+    /// their lengths: records there wait for ever. Filled by the status
+    /// sampler every twelfth sample, not by
+    /// [`QueueLengths::read`].
     pub stranded: BTreeMap<String, u64>,
 }
 
@@ -149,15 +151,12 @@ impl QueueLengths {
             let n: u64 = redis::cmd("LLEN").arg(&list).query_async(conn).await?;
             processing.insert(list, n);
         }
+        // The lists of other shard counts are read apart, less often (the
+        // status sampler) or once (`stats`).
         Ok(Self {
             pending,
             processing,
-            // Not a reason to lose the other figures: a user whose ACL
-            // allows only this fleet's own lists cannot read the others.
-            stranded: stranded(conn, keys).await.unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "the lists of other shard counts could not be read");
-                BTreeMap::new()
-            }),
+            stranded: BTreeMap::new(),
         })
     }
 
@@ -373,7 +372,7 @@ pub async fn queue_stats(conn: &mut RedisConn, keys: &QueueKeys) -> RedisResult<
         pending: lengths.pending,
         processing: lengths.processing_total(),
         consumers_alive,
-        stranded: lengths.stranded,
+        stranded: stranded(conn, keys).await?,
     })
 }
 

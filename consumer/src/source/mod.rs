@@ -217,26 +217,22 @@ pub(crate) fn glob_escape(s: &str) -> String {
 pub(crate) const STRAY_ADVICE: &str = "records wait on lists of this queue that this consumer does not read: the middleware's VISITLOG_QUEUE_SHARDS or VISITLOG_REDIS_MODE differs from this consumer's queue-shards or redis-mode; give both the same, and these records are taken (README, Redis Cluster)";
 
 /// The stray lists of `keys` that hold records ([`QueueKeys::strays`]),
-/// with their lengths. Their `LLEN`s go
-/// out together (one round trip on one server; on a cluster each to its
-/// master), so checking 256 names costs about one command's wait.
+/// with their lengths. One `LLEN` after the other, stopping at the first
+/// error: sent together, 257 of them kept a cluster client that was
+/// failing over too busy for anything else.
 pub(crate) async fn stranded(
     conn: &RedisConn,
     keys: &QueueKeys,
 ) -> RedisResult<BTreeMap<String, u64>> {
-    let lengths = futures_util::future::try_join_all(keys.strays().iter().map(|list| {
-        let mut conn = conn.clone();
-        async move {
-            let n: u64 = redis::cmd("LLEN").arg(list).query_async(&mut conn).await?;
-            Ok::<_, redis::RedisError>((list, n))
+    let mut conn = conn.clone();
+    let mut out = BTreeMap::new();
+    for list in keys.strays() {
+        let n: u64 = redis::cmd("LLEN").arg(list).query_async(&mut conn).await?;
+        if n > 0 {
+            out.insert(list.clone(), n);
         }
-    }))
-    .await?;
-    Ok(lengths
-        .into_iter()
-        .filter(|&(_, n)| n > 0)
-        .map(|(list, n)| (list.clone(), n))
-        .collect())
+    }
+    Ok(out)
 }
 
 /// Every processing list of every shard, sorted.

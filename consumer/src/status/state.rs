@@ -21,6 +21,11 @@ use crate::source::Source;
 const HISTORY: usize = 720;
 /// Batch latencies kept for percentiles.
 const LATENCIES: usize = 1024;
+/// The lists of other shard counts are read at the first sample and every
+/// this many after (a minute at the default `heartbeat-interval`): 257
+/// `LLEN`s at every sample kept a cluster client that was failing over
+/// too busy to register (a test caught it).
+const STRAY_EVERY: u64 = 12;
 
 /// What the status endpoint shows; shared with the worker.
 pub struct StatusState {
@@ -37,6 +42,8 @@ pub struct StatusState {
     newest_stored: Mutex<Option<DateTime<Utc>>>,
     sample: Mutex<Option<Sample>>,
     history: Mutex<VecDeque<Point>>,
+    /// Samples taken, for [`STRAY_EVERY`].
+    samples: std::sync::atomic::AtomicU64,
 }
 
 /// One reading of the queue and the fleet.
@@ -130,6 +137,7 @@ impl StatusState {
             newest_stored: Mutex::new(None),
             sample: Mutex::new(None),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            samples: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -183,6 +191,7 @@ impl StatusState {
             Ok(_) => self.dependencies.redis.ok(),
             Err(e) => self.dependencies.redis.failed(e),
         }
+        let redis_ok = observed.is_ok();
         let mut sample = match observed {
             Ok(o) => Sample {
                 at: Utc::now(),
@@ -228,6 +237,18 @@ impl StatusState {
             }
         }
         let before = self.last_sample().map(|s| s.lengths.stranded);
+        let n = self
+            .samples
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sample.lengths.stranded = match (redis_ok, n % STRAY_EVERY) {
+            (true, 0) => self.source.stray_lists().await.unwrap_or_else(|e| {
+                // Not a reason to lose the other figures (an ACL may allow
+                // only this fleet's own keys): the last reading stands.
+                tracing::debug!(error = %redact_urls_in(&e.to_string()), "the lists of other shard counts could not be read");
+                before.clone().unwrap_or_default()
+            }),
+            _ => before.clone().unwrap_or_default(),
+        };
         warn_of_stranded(before.as_ref(), &sample.lengths.stranded);
         let point = Point {
             t: sample.at.timestamp(),
